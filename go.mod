@@ -1,0 +1,5 @@
+module github.com/sessiontier/sessiontier
+
+go 1.26
+
+require github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect

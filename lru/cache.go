@@ -1,0 +1,169 @@
+package lru
+
+import (
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+const (
+	maxShards          = 16
+	minShardEntries    = 512
+	minShardBytes      = 1 << 20
+	cacheLinePad       = 64
+)
+
+// Cache is a bounded, sharded, segmented LRU of byte values with per-entry
+// expiry. It is safe for concurrent use. Values handed to it and returned
+// by it are shared, never copied: callers must not modify them.
+//
+// Besides plain Get and Set, Cache orders local writes against reads that
+// went to the source of truth (Begin/End* and FillToken/Fill), so that a
+// slow read can never put back a value that a newer write replaced or
+// deleted.
+type Cache struct {
+	shards []shard
+	mask   uint64
+	seed   maphash.Seed
+	clock  func() time.Time
+	base   time.Time
+}
+
+type shard struct {
+	mu     sync.RWMutex        // guards core, seq and writes
+	core   segmented           // the entries
+	seq    uint64              // Begin calls so far
+	writes map[string]inflight // keys with a write between Begin and End
+	_      [cacheLinePad]byte  // keeps neighbouring shards' locks apart
+}
+
+// inflight counts the writes of one key between Begin and End.
+type inflight struct {
+	n         int
+	contended bool // another write of the key overlapped one of them
+}
+
+// Stats is a snapshot of a Cache.
+type Stats struct {
+	Entries     int
+	Bytes       int64  // len(key)+len(value)+EntryOverhead, summed
+	Evictions   uint64 // entries dropped to respect a bound
+	Expirations uint64 // entries dropped because they expired
+}
+
+// New returns a Cache bounded by l (zero fields take the defaults). clock
+// reads the time for expiry; nil means time.Now. A tier disabled by
+// MaxEntries -1 has no Cache: New returns an error for it.
+func New(l Limits, clock func() time.Time) (*Cache, error) {
+	l, err := l.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if l.Disabled() {
+		return nil, fmt.Errorf("%w: the tier is disabled (MaxEntries -1)", ErrInvalidLimits)
+	}
+	if clock == nil {
+		clock = time.Now
+	}
+	n := 1
+	for n < maxShards && l.MaxEntries/(2*n) >= minShardEntries && l.MaxBytes/int64(2*n) >= minShardBytes {
+		n *= 2
+	}
+	c := &Cache{shards: make([]shard, n), mask: uint64(n - 1), seed: maphash.MakeSeed(), clock: clock, base: clock()}
+	for i := range c.shards {
+		entries := l.MaxEntries / n
+		if i < l.MaxEntries%n {
+			entries++
+		}
+		bytes := l.MaxBytes / int64(n)
+		if int64(i) < l.MaxBytes%int64(n) {
+			bytes++
+		}
+		c.shards[i].core = newSegmented(entries, bytes)
+		c.shards[i].writes = make(map[string]inflight)
+	}
+	return c, nil
+}
+
+func (c *Cache) shard(key string) *shard {
+	return &c.shards[maphash.String(c.seed, key)&c.mask]
+}
+
+func (c *Cache) now() int64 { return int64(c.clock().Sub(c.base)) }
+
+// Get returns the value of key. fresh reports whether it is within its
+// freshness period (see Set); an entry past its expiry is dropped and
+// never returned. The returned slice is shared: do not modify it.
+func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
+	s := c.shard(key)
+	now := c.now()
+	s.mu.RLock()
+	e, ok := s.core.peek(key)
+	if !ok {
+		s.mu.RUnlock()
+		return nil, false, false
+	}
+	value, freshUntil, expires, bump := e.value, e.fresh, e.expires, s.core.needsBump(e)
+	s.mu.RUnlock()
+	if now >= expires {
+		s.mu.Lock()
+		s.core.expire(e)
+		s.mu.Unlock()
+		return nil, false, false
+	}
+	if bump {
+		s.mu.Lock()
+		if cur, ok := s.core.peek(key); ok && cur == e {
+			s.core.bump(e)
+		}
+		s.mu.Unlock()
+	}
+	return value, now < freshUntil, true
+}
+
+// Set stores value under key, served as fresh for freshFor and kept for at
+// most expiresIn. It reports whether the value was stored (a value too
+// large for a shard's byte bound is not, and drops any older value of key)
+// and how many entries were evicted to make room. Set takes ownership of
+// value.
+func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration) (stored bool, evicted int) {
+	s := c.shard(key)
+	now := c.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.add(key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+}
+
+// Delete removes key and reports whether it was present.
+func (c *Cache) Delete(key string) bool {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.remove(key)
+}
+
+// Purge removes every entry.
+func (c *Cache) Purge() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.core.purge()
+		s.mu.Unlock()
+	}
+}
+
+// Stats returns the entry and byte counts and the eviction counters.
+func (c *Cache) Stats() Stats {
+	var st Stats
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		st.Entries += s.core.len()
+		st.Bytes += s.core.bytes
+		st.Evictions += s.core.evictions
+		st.Expirations += s.core.expirations
+		s.mu.RUnlock()
+	}
+	return st
+}

@@ -1,0 +1,118 @@
+package lru
+
+import "time"
+
+// Write is a write of one key in progress, between Begin and one of the
+// End methods. Every Write must be ended exactly once.
+type Write struct {
+	s   *shard
+	key string
+}
+
+// Begin announces a write of key to the source of truth. Until the write
+// ends, reads that went to the source of truth cannot fill key (see Fill).
+// When writes of the same key overlap, their order at the source is
+// unknown, so each of them ends by dropping the local entry instead of
+// storing its own value.
+func (c *Cache) Begin(key string) Write {
+	s := c.shard(key)
+	s.mu.Lock()
+	s.seq++
+	w := s.writes[key]
+	w.contended = w.n > 0 || w.contended
+	w.n++
+	s.writes[key] = w
+	s.mu.Unlock()
+	return Write{s: s, key: key}
+}
+
+// end closes w and reports whether it overlapped another write of its key.
+// The caller holds w.s.mu.
+func (w Write) end() (contended bool) {
+	rec := w.s.writes[w.key]
+	rec.n--
+	if rec.n == 0 {
+		delete(w.s.writes, w.key)
+	} else {
+		w.s.writes[w.key] = rec
+	}
+	return rec.contended
+}
+
+// EndSet ends w after the source accepted value: the entry takes value
+// (see Set for freshFor and expiresIn), unless the write overlapped
+// another, in which case the entry is dropped. It returns the number of
+// entries evicted to make room.
+func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
+	now := c.now()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.end() {
+		w.s.core.remove(w.key)
+		return 0
+	}
+	_, evicted = w.s.core.add(w.key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+	return evicted
+}
+
+// EndTouch ends w after the source extended the key's lifetime: a present
+// entry gets the new freshness and expiry, unless the write overlapped
+// another, in which case it is dropped.
+func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
+	now := c.now()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.end() {
+		w.s.core.remove(w.key)
+		return
+	}
+	if e, ok := w.s.core.peek(w.key); ok {
+		e.fresh, e.expires = now+int64(min(freshFor, expiresIn)), now+int64(expiresIn)
+	}
+}
+
+// EndDelete ends w by dropping the entry: after a delete, after a failed
+// write, or whenever the outcome at the source is unknown.
+func (c *Cache) EndDelete(w Write) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.end()
+	w.s.core.remove(w.key)
+}
+
+// FillToken is taken before reading key from the source of truth, and
+// handed to Fill with what was read.
+type FillToken struct {
+	seq   uint64 // the shard's seq plus one; 0: never fill
+	shard *shard
+}
+
+// FillToken returns the token for a read of key from the source of truth.
+func (c *Cache) FillToken(key string) FillToken {
+	s := c.shard(key)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, busy := s.writes[key]; busy {
+		return FillToken{}
+	}
+	return FillToken{seq: s.seq + 1, shard: s}
+}
+
+// Fill stores what a read from the source returned, as Set does, but only
+// if no write of the key's shard began since the token was taken and none
+// was in progress then: otherwise the value read may already be stale, and
+// nothing is stored. It reports whether the value was stored.
+func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn time.Duration) bool {
+	if t.shard == nil {
+		return false
+	}
+	now := c.now()
+	s := t.shard
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seq+1 != t.seq {
+		return false
+	}
+	stored, _ := s.core.add(key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+	return stored
+}

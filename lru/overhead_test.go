@@ -1,0 +1,57 @@
+package lru_test
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sessiontier/sessiontier/lru"
+)
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestEntryOverheadCoversTheHeap checks that EntryOverhead is no smaller
+// than what an entry really costs on the heap beyond its key and value.
+// Map growth makes the cost per entry vary with the count, so several
+// counts are tried.
+func TestEntryOverheadCoversTheHeap(t *testing.T) {
+	for _, n := range []int{20_000, 33_000, 50_000, 70_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { checkOverhead(t, n) })
+	}
+}
+
+func checkOverhead(t *testing.T, n int) {
+	const valueSize = 112 // a size class of its own: no rounding up
+	keys := make([]string, n)
+	values := make([][]byte, n)
+	for i := range n {
+		keys[i] = fmt.Sprintf("key-%011d", i) // 16 bytes, a size class of its own
+		values[i] = make([]byte, valueSize)
+	}
+	before := heapInUse()
+	c, err := lru.New(lru.Limits{MaxEntries: n, MaxBytes: 1 << 30}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		c.Set(keys[i], values[i], time.Hour, time.Hour)
+	}
+	after := heapInUse()
+	perEntry := float64(after-before) / n
+	t.Logf("heap per entry beyond key and value: %.0f bytes (EntryOverhead %d)", perEntry, lru.EntryOverhead)
+	if perEntry > lru.EntryOverhead {
+		t.Fatalf("an entry costs %.0f heap bytes beyond its key and value; EntryOverhead is %d", perEntry, lru.EntryOverhead)
+	}
+	if got := c.Stats().Entries; got != n {
+		t.Fatalf("Entries = %d; want %d", got, n)
+	}
+	runtime.KeepAlive(keys)
+	runtime.KeepAlive(values)
+}
