@@ -44,7 +44,7 @@ func checkOverhead(t *testing.T, n int) {
 		c.Set(keys[i], values[i], time.Hour, time.Hour)
 	}
 	after := heapInUse()
-	perEntry := float64(after-before) / n
+	perEntry := float64(after-before) / float64(n)
 	t.Logf("heap per entry beyond key and value: %.0f bytes (EntryOverhead %d)", perEntry, lru.EntryOverhead)
 	if perEntry > lru.EntryOverhead {
 		t.Fatalf("an entry costs %.0f heap bytes beyond its key and value; EntryOverhead is %d", perEntry, lru.EntryOverhead)
