@@ -1,0 +1,218 @@
+// Package breaker provides the circuit breaker that guards sessiontier's
+// calls to Redis: github.com/sony/gobreaker/v2 wrapped with error
+// classification, fail-fast without touching the network while open, and
+// an exponential backoff with jitter between probes.
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Defaults applied by New to zero fields of Settings.
+const (
+	DefaultFailures       = 5
+	DefaultOpenTimeout    = time.Second
+	DefaultMaxOpenTimeout = 30 * time.Second
+)
+
+// ErrOpen is returned by Do, without running the operation, while the
+// breaker is open (or half-open with its probe already under way).
+var ErrOpen = errors.New("breaker: open")
+
+// ErrInvalidSettings is returned by New for settings it cannot honour.
+var ErrInvalidSettings = errors.New("breaker: invalid settings")
+
+// Settings configures a Breaker. The zero value means the defaults.
+type Settings struct {
+	// Failures is the number of consecutive infrastructure failures that
+	// open the breaker. default: 5
+	Failures uint32
+	// OpenTimeout is the first wait, once open, before a call may probe
+	// Redis again. default: 1s
+	OpenTimeout time.Duration
+	// MaxOpenTimeout caps the wait, which doubles (plus up to 20% jitter)
+	// after every failed probe. default: 30s
+	MaxOpenTimeout time.Duration
+}
+
+func (s Settings) withDefaults() (Settings, error) {
+	if s.OpenTimeout < 0 || s.MaxOpenTimeout < 0 {
+		return s, fmt.Errorf("%w: negative OpenTimeout or MaxOpenTimeout", ErrInvalidSettings)
+	}
+	if s.Failures == 0 {
+		s.Failures = DefaultFailures
+	}
+	if s.OpenTimeout == 0 {
+		s.OpenTimeout = DefaultOpenTimeout
+	}
+	if s.MaxOpenTimeout == 0 {
+		s.MaxOpenTimeout = max(DefaultMaxOpenTimeout, s.OpenTimeout)
+	}
+	if s.MaxOpenTimeout < s.OpenTimeout {
+		return s, fmt.Errorf("%w: MaxOpenTimeout %v is below OpenTimeout %v", ErrInvalidSettings, s.MaxOpenTimeout, s.OpenTimeout)
+	}
+	return s, nil
+}
+
+// State is the state of a Breaker.
+type State int32
+
+// The states of a Breaker.
+const (
+	Closed State = iota
+	HalfOpen
+	Open
+)
+
+// String returns "closed", "half-open" or "open".
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case HalfOpen:
+		return "half-open"
+	case Open:
+		return "open"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Breaker guards calls to one backend. It is safe for concurrent use.
+type Breaker struct {
+	cb        *gobreaker.TwoStepCircuitBreaker[struct{}]
+	isFailure func(error) bool
+	settings  Settings
+	clock     func() time.Time
+
+	// Written by gobreaker's OnStateChange, which runs under gobreaker's
+	// lock: atomic stores only.
+	state        atomic.Int32 // State
+	openUntil    atomic.Int64 // unix ns before which calls fail fast
+	failedProbes atomic.Int32 // consecutive half-open probes that failed
+}
+
+// errExcluded and errFailure are what Do reports to gobreaker.
+var (
+	errExcluded = errors.New("excluded")
+	errFailure  = errors.New("failure")
+)
+
+// New returns a closed Breaker. isFailure tells an infrastructure failure
+// (Redis unreachable, timed out, loading, read-only, …) from any other
+// error: only failures count towards opening the breaker. Any other error,
+// such as a missing key or a wrong type, shows that the backend answered
+// and counts as a success. A nil isFailure counts every error.
+func New(s Settings, isFailure func(error) bool) (*Breaker, error) {
+	s, err := s.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if isFailure == nil {
+		isFailure = func(error) bool { return true }
+	}
+	b := &Breaker{isFailure: isFailure, settings: s, clock: time.Now}
+	failures := s.Failures
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "redis",
+		Timeout:     s.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		IsExcluded:  func(err error) bool { return err == errExcluded },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			b.onStateChange(from, to)
+		},
+	})
+	return b, nil
+}
+
+// onStateChange runs under gobreaker's lock: it does atomic stores only.
+func (b *Breaker) onStateChange(from, to gobreaker.State) {
+	switch to {
+	case gobreaker.StateOpen:
+		n := int32(0)
+		if from == gobreaker.StateHalfOpen {
+			n = b.failedProbes.Add(1)
+		} else {
+			b.failedProbes.Store(0)
+		}
+		b.openUntil.Store(b.clock().Add(b.backoff(n)).UnixNano())
+		b.state.Store(int32(Open))
+	case gobreaker.StateHalfOpen:
+		b.state.Store(int32(HalfOpen))
+	case gobreaker.StateClosed:
+		b.failedProbes.Store(0)
+		b.openUntil.Store(0)
+		b.state.Store(int32(Closed))
+	}
+}
+
+// backoff returns the wait after n consecutive failed probes: OpenTimeout
+// doubled n times, capped at MaxOpenTimeout, plus up to 20% jitter so that
+// many instances do not probe in step.
+func (b *Breaker) backoff(n int32) time.Duration {
+	d := b.settings.OpenTimeout
+	for range n {
+		if d >= b.settings.MaxOpenTimeout/2 {
+			d = b.settings.MaxOpenTimeout
+			break
+		}
+		d *= 2
+	}
+	d = min(d, b.settings.MaxOpenTimeout)
+	return d + rand.N(d/5+1)
+}
+
+// Do runs op unless the breaker is open, and records its outcome. ctx is
+// the caller's context: an error while ctx is done is the caller's own
+// cancellation and counts neither way. While open, Do returns ErrOpen at
+// once and op does not run.
+func (b *Breaker) Do(ctx context.Context, op func() error) error {
+	if b.waiting() {
+		return ErrOpen
+	}
+	done, err := b.cb.Allow()
+	if err != nil {
+		return ErrOpen
+	}
+	err = op()
+	switch {
+	case err == nil:
+		done(nil)
+	case ctx.Err() != nil:
+		done(errExcluded)
+	case b.isFailure(err):
+		done(errFailure)
+	default:
+		done(nil)
+	}
+	return err
+}
+
+// State returns the current state. A breaker whose wait is over but that
+// has not probed yet reports half-open.
+func (b *Breaker) State() State {
+	if b.waiting() {
+		return Open
+	}
+	switch b.cb.State() {
+	case gobreaker.StateOpen:
+		return Open
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	}
+	return Closed
+}
+
+// waiting reports whether the breaker is within its backoff wait. gobreaker
+// half-opens after the fixed OpenTimeout; the wait, which grows with every
+// failed probe, holds calls back beyond that.
+func (b *Breaker) waiting() bool {
+	until := b.openUntil.Load()
+	return until != 0 && b.clock().UnixNano() < until
+}

@@ -1,0 +1,134 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+var (
+	errDown     = errors.New("connection refused")
+	errAnswered = errors.New("WRONGTYPE")
+)
+
+func isDown(err error) bool { return errors.Is(err, errDown) }
+
+func newBreaker(t *testing.T, s Settings) *Breaker {
+	t.Helper()
+	b, err := New(s, isDown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fail runs n failing calls.
+func fail(b *Breaker, n int) {
+	for range n {
+		b.Do(context.Background(), func() error { return errDown })
+	}
+}
+
+func TestOpensAfterConsecutiveFailuresAndFailsFast(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 3, OpenTimeout: time.Hour})
+	fail(b, 2)
+	if got := b.State(); got != Closed {
+		t.Fatalf("after 2 failures State = %v; want closed", got)
+	}
+	fail(b, 1)
+	if got := b.State(); got != Open {
+		t.Fatalf("after 3 failures State = %v; want open", got)
+	}
+	ran := false
+	err := b.Do(context.Background(), func() error { ran = true; return nil })
+	if !errors.Is(err, ErrOpen) || ran {
+		t.Fatalf("Do while open = %v, ran=%v; want ErrOpen without running", err, ran)
+	}
+}
+
+func TestAnswersAndCancellationsDoNotOpen(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 3, OpenTimeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 10 {
+		fail(b, 2)
+		// The backend answered: it is up, the failure run is broken.
+		if err := b.Do(context.Background(), func() error { return errAnswered }); !errors.Is(err, errAnswered) {
+			t.Fatalf("Do returned %v; want the op's error", err)
+		}
+		// The caller gave up: says nothing about the backend.
+		b.Do(ctx, func() error { return errDown })
+	}
+	if got := b.State(); got != Closed {
+		t.Fatalf("State = %v; want closed: answers and cancellations must not trip it", got)
+	}
+	fail(b, 3)
+	if got := b.State(); got != Open {
+		t.Fatalf("State = %v; want open after 3 consecutive failures", got)
+	}
+}
+
+func TestProbeClosesOrReopensWithBackoff(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 1, OpenTimeout: 5 * time.Millisecond, MaxOpenTimeout: time.Hour})
+	fail(b, 1)
+	first := time.Until(time.Unix(0, b.openUntil.Load()))
+	waitUntilProbing(t, b)
+	// A failed probe reopens with a longer wait.
+	fail(b, 1)
+	if got := b.State(); got != Open {
+		t.Fatalf("after a failed probe State = %v; want open", got)
+	}
+	second := time.Until(time.Unix(0, b.openUntil.Load()))
+	if second <= first {
+		t.Fatalf("wait after a failed probe %v; want more than the first wait %v", second, first)
+	}
+	waitUntilProbing(t, b)
+	if err := b.Do(context.Background(), func() error { return nil }); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if got := b.State(); got != Closed {
+		t.Fatalf("after a good probe State = %v; want closed", got)
+	}
+	if b.failedProbes.Load() != 0 {
+		t.Fatal("closing did not reset the backoff")
+	}
+}
+
+func waitUntilProbing(t *testing.T, b *Breaker) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.State() == Open {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker never let a probe through")
+		}
+		time.Sleep(time.Millisecond) // polling a condition on gobreaker's own clock
+	}
+}
+
+func TestBackoffDoublesWithJitterUpToTheCap(t *testing.T) {
+	b := newBreaker(t, Settings{OpenTimeout: time.Second, MaxOpenTimeout: 10 * time.Second})
+	for n, base := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		for range 50 {
+			got := b.backoff(int32(n))
+			if got < base || got > base+base/5 {
+				t.Fatalf("backoff(%d) = %v; want in [%v, %v]", n, got, base, base+base/5)
+			}
+		}
+	}
+}
+
+func TestSettingsDefaultsAndValidation(t *testing.T) {
+	s, err := Settings{}.withDefaults()
+	if err != nil || s != (Settings{Failures: 5, OpenTimeout: time.Second, MaxOpenTimeout: 30 * time.Second}) {
+		t.Fatalf("defaults = %+v, %v", s, err)
+	}
+	for _, bad := range []Settings{{OpenTimeout: -1}, {MaxOpenTimeout: -1}, {OpenTimeout: time.Minute, MaxOpenTimeout: time.Second}} {
+		if _, err := New(bad, nil); !errors.Is(err, ErrInvalidSettings) {
+			t.Errorf("New(%+v) = %v; want ErrInvalidSettings", bad, err)
+		}
+	}
+	if got := Open.String() + HalfOpen.String() + Closed.String(); got != "openhalf-openclosed" {
+		t.Errorf("State strings = %q", got)
+	}
+}
