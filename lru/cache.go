@@ -8,10 +8,10 @@ import (
 )
 
 const (
-	maxShards          = 16
-	minShardEntries    = 512
-	minShardBytes      = 1 << 20
-	cacheLinePad       = 64
+	maxShards       = 16
+	minShardEntries = 512
+	minShardBytes   = 1 << 20
+	cacheLinePad    = 64
 )
 
 // Cache is a bounded, sharded, segmented LRU of byte values with per-entry

@@ -1,0 +1,202 @@
+// Package redis provides sessiontier's Redis tier: values at Prefix+id
+// with a Redis TTL, read with their remaining TTL in one round trip, every
+// call bounded in time whatever the go-redis client's own settings; and a
+// constructor for a go-redis client fit for a session store.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// maxDetached bounds the calls in flight on a client that ignores context
+// deadlines (see Tier).
+const maxDetached = 4096
+
+// ErrOverloaded is returned, without calling Redis, when maxDetached calls
+// are already in flight on a client that ignores context deadlines: most
+// likely they hang on an unresponsive Redis.
+var ErrOverloaded = errors.New("redis: too many calls in flight on a client without context deadlines")
+
+// Tier reads and writes the values of one key prefix. It is safe for
+// concurrent use.
+//
+// Every call is bounded by the timeout given to New. A client whose options
+// set ContextTimeoutEnabled gets a context deadline. Any other client
+// (go-redis defaults, or a type whose options are not visible) ignores
+// context deadlines on its sockets, so each call runs on a goroutine of its
+// own and the caller stops waiting at the deadline; the goroutine ends when
+// the client's own timeouts end the call, and Close waits for it.
+type Tier struct {
+	client     goredis.UniversalClient
+	prefix     string
+	timeout    time.Duration
+	honoursCtx bool          // the client applies context deadlines itself
+	slots      chan struct{} // calls in flight on a detached goroutine
+	detached   sync.WaitGroup
+}
+
+// New returns a Tier of the keys under prefix. It makes no network call.
+func New(client goredis.UniversalClient, prefix string, timeout time.Duration) (*Tier, error) {
+	if client == nil {
+		return nil, errors.New("redis: nil client")
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("redis: timeout %v must be positive", timeout)
+	}
+	return &Tier{
+		client:     client,
+		prefix:     prefix,
+		timeout:    timeout,
+		honoursCtx: honoursContext(client),
+		slots:      make(chan struct{}, maxDetached),
+	}, nil
+}
+
+func honoursContext(client goredis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *goredis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *goredis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
+
+// call runs fn bounded by the tier's timeout. The error it returns for a
+// call cut at the deadline wraps context.DeadlineExceeded (or the caller's
+// own context error).
+func (t *Tier) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	var err error
+	if t.honoursCtx {
+		err = fn(ctx)
+	} else {
+		err = t.detach(ctx, fn)
+	}
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return fmt.Errorf("redis: %s: %w", op, err)
+	}
+	return err
+}
+
+func (t *Tier) detach(ctx context.Context, fn func(ctx context.Context) error) error {
+	select {
+	case t.slots <- struct{}{}:
+	default:
+		return ErrOverloaded
+	}
+	done := make(chan error, 1)
+	t.detached.Add(1)
+	go func() {
+		defer t.detached.Done()
+		err := fn(ctx)
+		<-t.slots
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Tier) key(id string) string { return t.prefix + id }
+
+// Get returns the value of id and its remaining TTL (0 for a key without
+// one) in one round trip. A missing key gives found false and no error.
+func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
+	key := t.key(id)
+	err = t.call(ctx, "get", func(ctx context.Context) error {
+		var get *goredis.StringCmd
+		var pttl *goredis.DurationCmd
+		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			get = p.Get(ctx, key)
+			pttl = p.PTTL(ctx, key)
+			return nil
+		})
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			return err
+		}
+		if value, err = get.Bytes(); err != nil {
+			return err
+		}
+		ttl = pttl.Val()
+		return nil
+	})
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, 0, false, nil
+	case err != nil:
+		return nil, 0, false, err
+	case ttl == -2: // expired or deleted between GET and PTTL
+		return nil, 0, false, nil
+	case ttl < 0:
+		ttl = 0
+	}
+	return value, ttl, true, nil
+}
+
+// Set stores value at id for ttl (SET PX).
+func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
+	key := t.key(id)
+	return t.call(ctx, "set", func(ctx context.Context) error {
+		return t.client.Set(ctx, key, value, ttl).Err()
+	})
+}
+
+// Delete removes id (DEL). Deleting a missing key is not an error.
+func (t *Tier) Delete(ctx context.Context, id string) error {
+	key := t.key(id)
+	return t.call(ctx, "del", func(ctx context.Context) error {
+		return t.client.Del(ctx, key).Err()
+	})
+}
+
+// Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
+func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
+	key := t.key(id)
+	err = t.call(ctx, "pexpire", func(ctx context.Context) error {
+		found, err = t.client.PExpire(ctx, key, ttl).Result()
+		return err
+	})
+	return found, err
+}
+
+// Close waits for calls that outlived their deadline on a client that
+// ignores context deadlines. It does not close the client.
+func (t *Tier) Close() {
+	t.detached.Wait()
+}
+
+// IsUnreachable reports whether err means that Redis could not serve the
+// call: a timeout, a refused, reset or closed connection, a pool timeout,
+// or a LOADING, READONLY, MASTERDOWN, CLUSTERDOWN or TRYAGAIN reply. A
+// missing key, a WRONGTYPE reply or any other reply means Redis is up.
+func IsUnreachable(err error) bool {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return false
+	}
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return true // not a reply: the network, the pool or a deadline failed
+	}
+	msg := reply.Error()
+	for _, prefix := range []string{"LOADING ", "READONLY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN "} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}
