@@ -1,0 +1,38 @@
+package tiered
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by Store. Match them with errors.Is: most are wrapped
+// with detail. No error message ever holds a session id or session data.
+var (
+	// ErrNotFound: no session has this id, or it expired.
+	ErrNotFound = errors.New("tiered: session not found")
+	// ErrInvalidID: the id is empty, longer than MaxIDBytes, not UTF-8,
+	// or holds whitespace or a control character. Nothing was read or
+	// written.
+	ErrInvalidID = errors.New("tiered: invalid session id")
+	// ErrInvalidTTL: the TTL is not positive. Nothing was written.
+	ErrInvalidTTL = errors.New("tiered: invalid ttl")
+	// ErrTooLarge: the data is longer than Options.MaxValueBytes. Nothing
+	// was written.
+	ErrTooLarge = errors.New("tiered: session data too large")
+	// ErrUnavailable: Redis could not be reached in time, or the circuit
+	// breaker is open. The error wraps the cause.
+	ErrUnavailable = errors.New("tiered: redis unavailable")
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("tiered: store closed")
+	// ErrInvalidOptions: New was given a nil client or options it cannot
+	// honour.
+	ErrInvalidOptions = errors.New("tiered: invalid options")
+)
+
+var (
+	errIDEmpty   = fmt.Errorf("%w: empty", ErrInvalidID)
+	errIDLong    = fmt.Errorf("%w: longer than %d bytes", ErrInvalidID, MaxIDBytes)
+	errIDChars   = fmt.Errorf("%w: whitespace, a control character or invalid UTF-8", ErrInvalidID)
+	errTTL       = fmt.Errorf("%w: must be positive", ErrInvalidTTL)
+	errStopRange = errors.New("tiered: range stopped")
+)

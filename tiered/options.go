@@ -1,0 +1,85 @@
+package tiered
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/telemetry"
+)
+
+// Defaults applied by New to zero fields of Options.
+const (
+	DefaultPrefix        = "session:"
+	DefaultOpTimeout     = 100 * time.Millisecond
+	DefaultMaxValueBytes = 1 << 20
+)
+
+// MaxIDBytes is the longest session id accepted.
+const MaxIDBytes = 256
+
+// Options configures a Store. The zero value means the defaults; New
+// copies the Options it is given.
+type Options struct {
+	// Prefix is put before every id to make its Redis key.
+	// default: "session:" (scs's Redis stores use "scs:session:")
+	Prefix string
+	// Local bounds the read-through cache in this process. Local.TTL is the
+	// longest a value is served without asking Redis.
+	// defaults: 100_000 entries, 64 MiB, TTL 1m; MaxEntries -1: no cache.
+	Local lru.Limits
+	// Fallback bounds the outage tier (TTL unused).
+	// defaults: 100_000 entries, 64 MiB. Not used yet: see the README.
+	Fallback lru.Limits
+	// Breaker configures the circuit breaker around Redis.
+	// defaults: open after 5 consecutive failures, probe after 1s, back
+	// off up to 30s.
+	Breaker breaker.Settings
+	// OpTimeout bounds every Redis call, whatever the client's own
+	// timeouts: long enough for a loaded Redis on a LAN, short enough that
+	// a hung Redis costs a request little. default: 100ms
+	OpTimeout time.Duration
+	// MaxValueBytes is the largest session accepted by Set.
+	// default: 1 MiB; -1: no limit.
+	MaxValueBytes int
+	// StrictReads makes Get return ErrUnavailable instead of ErrNotFound
+	// for a session it cannot find while Redis is unreachable.
+	// default: false
+	StrictReads bool
+	// Telemetry says where alerts, metrics and spans go.
+	// default: the global OpenTelemetry providers.
+	Telemetry telemetry.Options
+	// Clock reads the time for local expiry; for tests. default: time.Now
+	Clock func() time.Time
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.OpTimeout < 0 {
+		return o, fmt.Errorf("%w: OpTimeout %v: every Redis call must be bounded", ErrInvalidOptions, o.OpTimeout)
+	}
+	if o.OpTimeout == 0 {
+		o.OpTimeout = DefaultOpTimeout
+	}
+	switch {
+	case o.MaxValueBytes < -1:
+		return o, fmt.Errorf("%w: MaxValueBytes %d", ErrInvalidOptions, o.MaxValueBytes)
+	case o.MaxValueBytes == 0:
+		o.MaxValueBytes = DefaultMaxValueBytes
+	}
+	var err error
+	if o.Local, err = o.Local.WithDefaults(); err != nil {
+		return o, fmt.Errorf("%w: Local: %w", ErrInvalidOptions, err)
+	}
+	if o.Fallback, err = o.Fallback.WithDefaults(); err != nil {
+		return o, fmt.Errorf("%w: Fallback: %w", ErrInvalidOptions, err)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	o.Telemetry = o.Telemetry.WithDefaults()
+	return o, nil
+}
