@@ -114,8 +114,12 @@ func (t *Tier) detach(ctx context.Context, fn func(ctx context.Context) error) e
 
 func (t *Tier) key(id string) string { return t.prefix + id }
 
-// Get returns the value of id and its remaining TTL (0 for a key without
-// one) in one round trip. A missing key gives found false and no error.
+// NoTTL is the TTL Get reports for a key that has none (PTTL -1).
+const NoTTL time.Duration = -1
+
+// Get returns the value of id and its remaining TTL (NoTTL for a key
+// without one; 0 for a key in its last millisecond) in one round trip. A
+// missing key gives found false and no error.
 func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
 	key := t.key(id)
 	err = t.call(ctx, "get", func(ctx context.Context) error {
@@ -143,7 +147,7 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 	case ttl == -2: // expired or deleted between GET and PTTL
 		return nil, 0, false, nil
 	case ttl < 0:
-		ttl = 0
+		ttl = NoTTL
 	}
 	return value, ttl, true, nil
 }

@@ -84,8 +84,8 @@ func TestValuesAreStoredUnwrapped(t *testing.T) {
 		t.Fatalf("Get = %q, %v, %v, %v; want the plain value with its TTL", v, ttl, ok, err)
 	}
 	client.Set(ctx, "session:forever", "no ttl", 0)
-	if _, ttl, ok, err := tr.Get(ctx, "forever"); err != nil || !ok || ttl != 0 {
-		t.Fatalf("Get of a key without TTL = ttl %v, %v, %v; want 0, true, nil", ttl, ok, err)
+	if _, ttl, ok, err := tr.Get(ctx, "forever"); err != nil || !ok || ttl != redis.NoTTL {
+		t.Fatalf("Get of a key without TTL = ttl %v, %v, %v; want NoTTL, true, nil", ttl, ok, err)
 	}
 }
 

@@ -124,10 +124,10 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	if !found {
 		return nil, ErrNotFound
 	}
-	if s.local != nil {
-		if ttl == 0 { // a key without TTL, written by another client
-			ttl = s.opts.Local.TTL
-		}
+	if ttl == redis.NoTTL { // written without a TTL by another client
+		ttl = s.opts.Local.TTL
+	}
+	if s.local != nil && ttl > 0 {
 		s.local.Fill(token, id, v, s.opts.Local.TTL, ttl)
 	}
 	return v, nil

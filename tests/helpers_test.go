@@ -1,0 +1,151 @@
+// Package tests holds sessiontier's integration tests: Store against real
+// redis-server processes started by internal/redistest.
+package tests
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/tiered"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counter is a go-redis hook that counts the data commands sent (not the
+// handshake of a new connection), and can hold the replies of pipelines
+// (GET+PTTL) until released.
+type counter struct {
+	cmds atomic.Int64
+
+	mu   sync.Mutex    // guards hold
+	hold chan struct{} // non-nil: pipelines wait for it to close
+	held chan struct{} // receives one value per pipeline that waits
+}
+
+func (c *counter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (c *counter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		c.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *counter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		for _, cmd := range cmds {
+			c.add(cmd)
+		}
+		err := next(ctx, cmds)
+		c.mu.Lock()
+		hold, held := c.hold, c.held
+		c.mu.Unlock()
+		if hold != nil && cmds[0].Name() == "get" { // not a connection's handshake
+			held <- struct{}{}
+			<-hold
+		}
+		return err
+	}
+}
+
+func (c *counter) add(cmd goredis.Cmder) {
+	switch cmd.Name() {
+	case "hello", "client", "ping", "auth", "select":
+	default:
+		c.cmds.Add(1)
+	}
+}
+
+// holdPipelines makes every later pipeline, once Redis answered it, wait
+// until release is called.
+func (c *counter) holdPipelines() (held <-chan struct{}, release func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold, c.held = make(chan struct{}), make(chan struct{}, 1024)
+	hold := c.hold
+	return c.held, func() {
+		c.mu.Lock()
+		c.hold = nil
+		c.mu.Unlock()
+		close(hold)
+	}
+}
+
+// env is a Redis server, a client of it counting its commands, and a plain
+// client for checking what Redis holds.
+type env struct {
+	srv    *redistest.Server
+	client *goredis.Client
+	count  *counter
+	plain  *goredis.Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := redistest.Start(t)
+	return newEnvOn(t, srv)
+}
+
+func newEnvOn(t *testing.T, srv *redistest.Server) *env {
+	t.Helper()
+	e := &env{srv: srv, count: &counter{}, plain: srv.Client()}
+	e.client = goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	e.client.AddHook(e.count)
+	t.Cleanup(func() { e.client.Close() })
+	return e
+}
+
+func (e *env) store(t *testing.T, opts tiered.Options) *tiered.Store {
+	t.Helper()
+	s, err := tiered.New(e.client, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack holds fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
