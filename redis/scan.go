@@ -18,16 +18,21 @@ func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error)
 	match := escapeGlob(t.prefix) + "*"
 	walk := func(ctx context.Context, node goredis.UniversalClient) error {
 		var cursor uint64
+		type page struct {
+			keys   []string
+			cursor uint64
+		}
 		for {
-			var keys []string
-			err := t.call(ctx, "scan", func(ctx context.Context) error {
-				var err error
-				keys, cursor, err = node.Scan(ctx, cursor, match, scanCount).Result()
-				return err
+			from := cursor // the closure may outlive this iteration
+			p, err := call(t, ctx, "scan", func(ctx context.Context) (page, error) {
+				keys, next, err := node.Scan(ctx, from, match, scanCount).Result()
+				return page{keys, next}, err
 			})
 			if err != nil {
 				return err
 			}
+			keys := p.keys
+			cursor = p.cursor
 			if err := t.getBatch(ctx, keys, fn); err != nil {
 				return err
 			}
@@ -49,8 +54,8 @@ func (t *Tier) getBatch(ctx context.Context, keys []string, fn func(id string, v
 	if len(keys) == 0 {
 		return nil
 	}
-	cmds := make([]*goredis.StringCmd, len(keys))
-	err := t.call(ctx, "get", func(ctx context.Context) error {
+	cmds, err := call(t, ctx, "get", func(ctx context.Context) ([]*goredis.StringCmd, error) {
+		cmds := make([]*goredis.StringCmd, len(keys))
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range keys {
 				cmds[i] = p.Get(ctx, k)
@@ -58,9 +63,9 @@ func (t *Tier) getBatch(ctx context.Context, keys []string, fn func(id string, v
 			return nil
 		})
 		if errors.Is(err, goredis.Nil) {
-			return nil
+			err = nil
 		}
-		return err
+		return cmds, err
 	})
 	if err != nil {
 		return err

@@ -69,46 +69,58 @@ func honoursContext(client goredis.UniversalClient) bool {
 	return false
 }
 
-// call runs fn bounded by the tier's timeout. The error it returns for a
-// call cut at the deadline wraps context.DeadlineExceeded (or the caller's
-// own context error).
-func (t *Tier) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+// call runs fn bounded by the tier's timeout and returns what fn returned.
+// The error for a call cut at the deadline wraps context.DeadlineExceeded
+// (or the caller's own context error). fn must not write to variables it
+// shares with its caller: on a detached call it may still run after call
+// returned.
+func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	var err error
+	var (
+		v   T
+		err error
+	)
 	if t.honoursCtx {
-		err = fn(ctx)
+		v, err = fn(ctx)
 	} else {
-		err = t.detach(ctx, fn)
+		v, err = detach(t, ctx, fn)
 	}
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return fmt.Errorf("redis: %s: %w", op, err)
+		err = fmt.Errorf("redis: %s: %w", op, err)
 	}
-	return err
+	return v, err
 }
 
-func (t *Tier) detach(ctx context.Context, fn func(ctx context.Context) error) error {
+type result[T any] struct {
+	v   T
+	err error
+}
+
+func detach[T any](t *Tier, ctx context.Context, fn func(ctx context.Context) (T, error)) (T, error) {
 	select {
 	case t.slots <- struct{}{}:
 	default:
-		return ErrOverloaded
+		var zero T
+		return zero, ErrOverloaded
 	}
-	done := make(chan error, 1)
+	done := make(chan result[T], 1)
 	t.detached.Add(1)
 	go func() {
 		defer t.detached.Done()
-		err := fn(ctx)
+		v, err := fn(ctx)
 		<-t.slots
-		done <- err
+		done <- result[T]{v, err}
 	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
@@ -122,7 +134,11 @@ const NoTTL time.Duration = -1
 // missing key gives found false and no error.
 func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
 	key := t.key(id)
-	err = t.call(ctx, "get", func(ctx context.Context) error {
+	type reply struct {
+		value []byte
+		ttl   time.Duration
+	}
+	r, err := call(t, ctx, "get", func(ctx context.Context) (reply, error) {
 		var get *goredis.StringCmd
 		var pttl *goredis.DurationCmd
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -131,51 +147,48 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 			return nil
 		})
 		if err != nil && !errors.Is(err, goredis.Nil) {
-			return err
+			return reply{}, err
 		}
-		if value, err = get.Bytes(); err != nil {
-			return err
-		}
-		ttl = pttl.Val()
-		return nil
+		v, err := get.Bytes()
+		return reply{v, pttl.Val()}, err
 	})
 	switch {
 	case errors.Is(err, goredis.Nil):
 		return nil, 0, false, nil
 	case err != nil:
 		return nil, 0, false, err
-	case ttl == -2: // expired or deleted between GET and PTTL
+	case r.ttl == -2: // expired or deleted between GET and PTTL
 		return nil, 0, false, nil
-	case ttl < 0:
-		ttl = NoTTL
+	case r.ttl < 0:
+		r.ttl = NoTTL
 	}
-	return value, ttl, true, nil
+	return r.value, r.ttl, true, nil
 }
 
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
 	key := t.key(id)
-	return t.call(ctx, "set", func(ctx context.Context) error {
-		return t.client.Set(ctx, key, value, ttl).Err()
+	_, err := call(t, ctx, "set", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.client.Set(ctx, key, value, ttl).Err()
 	})
+	return err
 }
 
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
 	key := t.key(id)
-	return t.call(ctx, "del", func(ctx context.Context) error {
-		return t.client.Del(ctx, key).Err()
+	_, err := call(t, ctx, "del", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.client.Del(ctx, key).Err()
 	})
+	return err
 }
 
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
 	key := t.key(id)
-	err = t.call(ctx, "pexpire", func(ctx context.Context) error {
-		found, err = t.client.PExpire(ctx, key, ttl).Result()
-		return err
+	return call(t, ctx, "pexpire", func(ctx context.Context) (bool, error) {
+		return t.client.PExpire(ctx, key, ttl).Result()
 	})
-	return found, err
 }
 
 // Close waits for calls that outlived their deadline on a client that
