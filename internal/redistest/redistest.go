@@ -75,7 +75,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = nil, nil
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,197 @@
+package tiered_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	golanglru "github.com/hashicorp/golang-lru/v2"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/tiered"
+)
+
+// The hit-path benchmarks read Zipf(1.1)-distributed ids over benchSessions
+// sessions of benchValueSize bytes, every cache large enough for all of
+// them and warmed before timing. Compare them within one run:
+//
+//	go test -run '^$' -bench . -benchmem -count 6 ./tiered
+const (
+	benchSessions  = 100_000
+	benchValueSize = 1024
+)
+
+var benchIDs = func() []string {
+	ids := make([]string, benchSessions)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-session-%08d", i)
+	}
+	return ids
+}()
+
+// benchSeed gives every goroutine's picker its own seed.
+var benchSeed atomic.Int64
+
+// newPicker returns a per-goroutine source of Zipf(1.1) indexes. The draws
+// are made before timing: a Zipf draw costs more than a cache hit.
+func newPicker() func() int {
+	r := rand.New(rand.NewSource(benchSeed.Add(1)))
+	z := rand.NewZipf(r, 1.1, 1, benchSessions-1)
+	draws := make([]int32, 1<<16)
+	for i := range draws {
+		draws[i] = int32(z.Uint64())
+	}
+	n := 0
+	return func() int {
+		n++
+		return int(draws[n&(len(draws)-1)])
+	}
+}
+
+func benchStore(b *testing.B, local lru.Limits) (*tiered.Store, *goredis.Client) {
+	b.Helper()
+	srv := redistest.Start(b)
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, PoolSize: 64})
+	b.Cleanup(func() { client.Close() })
+	s, err := tiered.New(client, tiered.Options{Local: local, OpTimeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	value := make([]byte, benchValueSize)
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < benchSessions; i += 32 {
+				if err := s.Set(context.Background(), benchIDs[i], value, time.Hour); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return s, client
+}
+
+var roomForAll = lru.Limits{MaxEntries: 2 * benchSessions, MaxBytes: 4 * benchSessions * (benchValueSize + lru.EntryOverhead)}
+
+// BenchmarkGetLocalHit: Store.Get answered by the local tier, including
+// the copy handed to the caller.
+func BenchmarkGetLocalHit(b *testing.B) {
+	s, _ := benchStore(b, roomForAll)
+	if st := s.Stats(); st.LocalEntries != benchSessions {
+		b.Fatalf("warm-up left %d local entries; want %d", st.LocalEntries, benchSessions)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			if _, err := s.Get(ctx, benchIDs[pick()]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkGetMiss: Store.Get with no local tier, one GET+PTTL round trip
+// to a local redis-server per call.
+func BenchmarkGetMiss(b *testing.B) {
+	s, _ := benchStore(b, lru.Limits{MaxEntries: -1})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			if _, err := s.Get(ctx, benchIDs[pick()]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBareGolangLRUGet is the reference: a bare golang-lru/v2 cache
+// (one mutex, taken exclusively on every hit), no copy of the value.
+func BenchmarkBareGolangLRUGet(b *testing.B) {
+	c, err := golanglru.New[string, []byte](2 * benchSessions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range benchIDs {
+		c.Add(id, make([]byte, benchValueSize))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			if _, ok := c.Get(benchIDs[pick()]); !ok {
+				b.Error("miss")
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBareGolangLRUGetCopy is the like-for-like reference of
+// BenchmarkGetLocalHit: the bare golang-lru/v2 hit plus the copy that a
+// store handing out bytes the caller owns must make.
+func BenchmarkBareGolangLRUGetCopy(b *testing.B) {
+	c, err := golanglru.New[string, []byte](2 * benchSessions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range benchIDs {
+		c.Add(id, make([]byte, benchValueSize))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			v, ok := c.Get(benchIDs[pick()])
+			if !ok {
+				b.Error("miss")
+				return
+			}
+			sink(bytes.Clone(v))
+		}
+	})
+}
+
+//go:noinline
+func sink([]byte) {}
+
+// BenchmarkLocalTierGet: the local tier alone (lru.Cache), no copy: the
+// part of a Store hit that the cache design decides.
+func BenchmarkLocalTierGet(b *testing.B) {
+	c, err := lru.New(roomForAll, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range benchIDs {
+		c.Set(id, make([]byte, benchValueSize), time.Hour, time.Hour)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			if _, _, ok := c.Get(benchIDs[pick()]); !ok {
+				b.Error("miss")
+				return
+			}
+		}
+	})
+}
