@@ -9,7 +9,6 @@ package telemetry
 import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/log"
-	logglobal "go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -22,7 +21,7 @@ type Options struct {
 	// TracerProvider receives the spans. default: otel.GetTracerProvider()
 	TracerProvider trace.TracerProvider
 	// LoggerProvider receives alerts as log records.
-	// default: global.GetLoggerProvider() of go.opentelemetry.io/otel/log
+	// default: otel.GetLoggerProvider()
 	LoggerProvider log.LoggerProvider
 	// OnAlert, if set, is called with every alert, never with a lock held,
 	// from the goroutine that raised it: it should return quickly.
@@ -38,7 +37,7 @@ func (o Options) WithDefaults() Options {
 		o.TracerProvider = otel.GetTracerProvider()
 	}
 	if o.LoggerProvider == nil {
-		o.LoggerProvider = logglobal.GetLoggerProvider()
+		o.LoggerProvider = otel.GetLoggerProvider()
 	}
 	return o
 }
