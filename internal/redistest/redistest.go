@@ -17,6 +17,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
+// defaultRedisPort is never used: a server there is not the test's.
+const defaultRedisPort = 6379
+
 // Server is one redis-server process owned by a test.
 type Server struct {
 	Addr string // 127.0.0.1:port
@@ -68,8 +71,8 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	if s.port == 6379 {
-		return fmt.Errorf("refusing port 6379")
+	if s.port == defaultRedisPort {
+		return fmt.Errorf("refusing Redis's default port, which may hold a server the test did not start")
 	}
 	cmd := exec.Command("redis-server",
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
