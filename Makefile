@@ -14,9 +14,10 @@ deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing redis-server with apt-get"; \
-	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	    own_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	    status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	    status=$$?; [ -z "$$own_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	  else \
 	    echo "redis-server is not installed. Install it, then run make again:"; \
 	    echo "  sudo apt-get install redis-server    # Debian/Ubuntu"; \
