@@ -50,7 +50,8 @@ type Options struct {
 	// Telemetry says where alerts, metrics and spans go.
 	// default: the global OpenTelemetry providers.
 	Telemetry telemetry.Options
-	// Clock reads the time for local expiry; for tests. default: time.Now
+	// Clock reads the time for local expiry; for tests. default: the
+	// monotonic clock (nil)
 	Clock func() time.Time
 }
 
@@ -76,9 +77,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Fallback, err = o.Fallback.WithDefaults(); err != nil {
 		return o, fmt.Errorf("%w: Fallback: %w", ErrInvalidOptions, err)
-	}
-	if o.Clock == nil {
-		o.Clock = time.Now
 	}
 	o.Telemetry = o.Telemetry.WithDefaults()
 	return o, nil
