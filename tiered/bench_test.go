@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,6 +91,7 @@ func BenchmarkGetLocalHit(b *testing.B) {
 		b.Fatalf("warm-up left %d local entries; want %d", st.LocalEntries, benchSessions)
 	}
 	ctx := context.Background()
+	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -108,6 +110,7 @@ func BenchmarkGetLocalHit(b *testing.B) {
 func BenchmarkGetMiss(b *testing.B) {
 	s, _ := benchStore(b, lru.Limits{MaxEntries: -1})
 	ctx := context.Background()
+	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -131,6 +134,7 @@ func BenchmarkBareGolangLRUGet(b *testing.B) {
 	for _, id := range benchIDs {
 		c.Add(id, make([]byte, benchValueSize))
 	}
+	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -155,6 +159,7 @@ func BenchmarkBareGolangLRUGetCopy(b *testing.B) {
 	for _, id := range benchIDs {
 		c.Add(id, make([]byte, benchValueSize))
 	}
+	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -183,6 +188,7 @@ func BenchmarkLocalTierGet(b *testing.B) {
 	for _, id := range benchIDs {
 		c.Set(id, make([]byte, benchValueSize), time.Hour, time.Hour)
 	}
+	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

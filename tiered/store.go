@@ -84,13 +84,17 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 // remaining TTL are read from Redis in one round trip, and concurrent
 // misses of one id share that read.
 func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
-	if err := s.check(id); err != nil {
-		return nil, err
+	if s.closed.Load() {
+		return nil, ErrClosed
 	}
+	// Only valid ids enter the local tier, so a hit needs no id check.
 	if s.local != nil {
 		if v, fresh, ok := s.local.Get(id); ok && fresh {
 			return bytes.Clone(v), nil
 		}
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
 	}
 	// The read is shared by every caller of this id, so no caller's
 	// cancellation may end it; OpTimeout bounds it.
