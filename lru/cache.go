@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,15 +29,26 @@ type Cache struct {
 	seed   maphash.Seed
 	clock  func() time.Time // nil: the monotonic clock, read with time.Since
 	base   time.Time
+	gen    atomic.Uint64 // entries of an older generation are not fresh
 }
 
 type shard struct {
-	mu     sync.RWMutex        // guards core, seq and writes
-	_      [cacheLinePad]byte  // every reader writes mu: keep core's line apart
-	core   segmented           // the entries
-	seq    uint64              // Begin calls so far
-	writes map[string]inflight // keys with a write between Begin and End
-	_      [cacheLinePad]byte  // keeps neighbouring shards' locks apart
+	mu          sync.RWMutex        // guards core, seq, writes and expirations
+	_           [cacheLinePad]byte  // every reader writes mu: keep core's line apart
+	core        *Segmented[cached]  // the entries
+	seq         uint64              // Begin calls so far
+	writes      map[string]inflight // keys with a write between Begin and End
+	expirations uint64              // entries dropped because they expired
+	_           [cacheLinePad]byte  // keeps neighbouring shards' locks apart
+}
+
+// cached is the value of a Cache entry. value is never modified once
+// stored: it is replaced whole.
+type cached struct {
+	value   []byte
+	fresh   int64  // clock offset (ns) until which it is served without asking Redis
+	expires int64  // clock offset (ns) after which it is never served
+	gen     uint64 // Cache.gen when stored
 }
 
 // inflight counts the writes of one key between Begin and End.
@@ -81,7 +93,7 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 		if int64(i) < l.MaxBytes%int64(n) {
 			bytes++
 		}
-		c.shards[i].core = newSegmented(entries, bytes)
+		c.shards[i].core = NewSegmented[cached](entries, bytes, nil)
 		c.shards[i].writes = make(map[string]inflight)
 	}
 	return c, nil
@@ -101,8 +113,9 @@ func (c *Cache) now() int64 {
 }
 
 // Get returns the value of key. fresh reports whether it is within its
-// freshness period (see Set); an entry past its expiry is dropped and
-// never returned. The returned slice is shared: do not modify it.
+// freshness period (see Set) and of the current generation (see
+// Invalidate); an entry past its expiry is dropped and never returned. The
+// returned slice is shared: do not modify it.
 func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 	s := c.shard(key)
 	now := c.now()
@@ -112,11 +125,14 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 		s.mu.RUnlock()
 		return nil, false, false
 	}
-	value, freshUntil, expires, bump := e.value, e.fresh, e.expires, s.core.needsBump(e)
+	v, bump := e.value, s.core.needsBump(e)
 	s.mu.RUnlock()
-	if now >= expires {
+	if now >= v.expires {
 		s.mu.Lock()
-		s.core.expire(e)
+		if cur, ok := s.core.peek(key); ok && cur == e {
+			s.core.unlink(e)
+			s.expirations++
+		}
 		s.mu.Unlock()
 		return nil, false, false
 	}
@@ -127,7 +143,7 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 		}
 		s.mu.Unlock()
 	}
-	return value, now < freshUntil, true
+	return v.value, now < v.fresh && v.gen == c.gen.Load(), true
 }
 
 // Set stores value under key, served as fresh for freshFor and kept for at
@@ -137,18 +153,36 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 // value.
 func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration) (stored bool, evicted int) {
 	s := c.shard(key)
-	now := c.now()
+	v := c.cached(value, freshFor, expiresIn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.core.add(key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+	return s.add(key, v)
 }
+
+func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
+	now := c.now()
+	return cached{value: value, fresh: now + int64(min(freshFor, expiresIn)), expires: now + int64(expiresIn), gen: c.gen.Load()}
+}
+
+// add stores v under key. The caller holds s.mu.
+func (s *shard) add(key string, v cached) (stored bool, evicted int) {
+	before := s.core.evictions
+	stored = s.core.Add(key, v, int64(len(key)+len(v.value))+EntryOverhead)
+	return stored, int(s.core.evictions - before)
+}
+
+// Invalidate makes every entry present now stale: Get still returns it,
+// with fresh false, so that it can answer while Redis cannot, but a
+// caller that can ask Redis will. It costs O(1).
+func (c *Cache) Invalidate() { c.gen.Add(1) }
 
 // Delete removes key and reports whether it was present.
 func (c *Cache) Delete(key string) bool {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.core.remove(key)
+	_, ok := s.core.Remove(key)
+	return ok
 }
 
 // Purge removes every entry.
@@ -156,7 +190,7 @@ func (c *Cache) Purge() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		s.core.purge()
+		s.core.Purge()
 		s.mu.Unlock()
 	}
 }
@@ -167,10 +201,10 @@ func (c *Cache) Stats() Stats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		st.Entries += s.core.len()
-		st.Bytes += s.core.bytes
-		st.Evictions += s.core.evictions
-		st.Expirations += s.core.expirations
+		st.Entries += s.core.Len()
+		st.Bytes += s.core.Bytes()
+		st.Evictions += s.core.Evictions()
+		st.Expirations += s.expirations
 		s.mu.RUnlock()
 	}
 	return st

@@ -257,3 +257,16 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("Stats after Purge = %+v", st)
 	}
 }
+
+func TestInvalidateMakesEntriesStale(t *testing.T) {
+	c := newCache(t, lru.Limits{}, nil)
+	c.Set("old", []byte("v"), time.Hour, time.Hour)
+	c.Invalidate()
+	if v, fresh, ok := c.Get("old"); !ok || fresh || string(v) != "v" {
+		t.Fatalf("Get after Invalidate = %q, fresh %v, ok %v; want the value, stale", v, fresh, ok)
+	}
+	c.Set("new", []byte("v"), time.Hour, time.Hour)
+	if _, fresh, _ := c.Get("new"); !fresh {
+		t.Fatal("an entry stored after Invalidate is not fresh")
+	}
+}

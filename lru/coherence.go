@@ -44,14 +44,14 @@ func (w Write) end() (contended bool) {
 // another, in which case the entry is dropped. It returns the number of
 // entries evicted to make room.
 func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
-	now := c.now()
+	v := c.cached(value, freshFor, expiresIn)
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if w.end() {
-		w.s.core.remove(w.key)
+		w.s.core.Remove(w.key)
 		return 0
 	}
-	_, evicted = w.s.core.add(w.key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+	_, evicted = w.s.add(w.key, v)
 	return evicted
 }
 
@@ -59,15 +59,15 @@ func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration)
 // entry gets the new freshness and expiry, unless the write overlapped
 // another, in which case it is dropped.
 func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
-	now := c.now()
+	t := c.cached(nil, freshFor, expiresIn)
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if w.end() {
-		w.s.core.remove(w.key)
+		w.s.core.Remove(w.key)
 		return
 	}
 	if e, ok := w.s.core.peek(w.key); ok {
-		e.fresh, e.expires = now+int64(min(freshFor, expiresIn)), now+int64(expiresIn)
+		e.value.fresh, e.value.expires = t.fresh, t.expires
 	}
 }
 
@@ -77,7 +77,7 @@ func (c *Cache) EndDelete(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	w.end()
-	w.s.core.remove(w.key)
+	w.s.core.Remove(w.key)
 }
 
 // FillToken is taken before reading key from the source of truth, and
@@ -106,13 +106,13 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 	if t.shard == nil {
 		return false
 	}
-	now := c.now()
+	v := c.cached(value, freshFor, expiresIn)
 	s := t.shard
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.seq+1 != t.seq {
 		return false
 	}
-	stored, _ := s.core.add(key, value, now+int64(min(freshFor, expiresIn)), now+int64(expiresIn))
+	stored, _ := s.add(key, v)
 	return stored
 }

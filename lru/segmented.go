@@ -4,76 +4,164 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// entry is one cached value. key, value, fresh, expires, stamp and
-// protected are guarded by the lock of the shard that holds the entry:
-// written under its write lock, read under its read lock.
-type entry struct {
+// entry is one value of a Segmented. Its fields are guarded by whatever
+// serialises the Segmented that holds it.
+type entry[V any] struct {
 	key       string
-	value     []byte // never modified once stored: replaced whole
-	fresh     int64  // clock offset (ns) until which it is served without asking Redis
-	expires   int64  // clock offset (ns) after which it is never served
-	stamp     uint64 // segmented.bumps when it last went to the front of protected
+	value     V
+	size      int64
+	stamp     uint64 // Segmented.bumps when it last went to the front of protected
 	protected bool
 }
 
-func (e *entry) size() int64 { return int64(len(e.key)+len(e.value)) + EntryOverhead }
-
-// segmented is the unsynchronised core of a shard: a segmented LRU with a
-// probation and a protected segment, bounded by an entry count and a byte
-// count. The caller serialises access: peek and needsBump may run
-// concurrently with each other, everything else needs exclusive access.
-type segmented struct {
-	probation    *simplelru.LRU[string, *entry]
-	protected    *simplelru.LRU[string, *entry]
+// Segmented is a segmented LRU: new entries enter a probation segment, an
+// entry used again moves to a protected segment that holds up to 80% of the
+// entries, and eviction takes probation's oldest first. A flood of keys
+// added once and never used again therefore churns probation only and
+// cannot evict keys in use. It is bounded by an entry count and by a byte
+// count, the sizes being given by the caller.
+//
+// Segmented is not safe for concurrent use: Cache is its locked, sharded
+// wrapper, and other users serialise it themselves. Its eviction callback
+// runs inside Add, so under the caller's lock: it should only collect.
+type Segmented[V any] struct {
+	probation    *simplelru.LRU[string, *entry[V]]
+	protected    *simplelru.LRU[string, *entry[V]]
 	maxEntries   int
 	protectedMax int
 	maxBytes     int64
 	bytes        int64
 	bumps        uint64 // moves to the front of protected so far
 	evictions    uint64 // entries dropped to respect a bound
-	expirations  uint64 // entries dropped because they expired
+	onEvict      func(key string, value V)
 }
 
-func newSegmented(maxEntries int, maxBytes int64) segmented {
+// NewSegmented returns an empty Segmented holding at most maxEntries
+// entries and maxBytes bytes (both > 0). onEvict, if not nil, is called
+// with every entry evicted to respect a bound.
+func NewSegmented[V any](maxEntries int, maxBytes int64, onEvict func(key string, value V)) *Segmented[V] {
+	maxEntries = max(maxEntries, 1)
 	// simplelru evicts on its own only past its size; the bounds are
 	// enforced here, so its size is set where it is never reached.
-	probation, _ := simplelru.NewLRU[string, *entry](maxEntries+1, nil)
-	protected, _ := simplelru.NewLRU[string, *entry](maxEntries+1, nil)
-	protectedMax := maxEntries * 4 / 5
-	if protectedMax < 1 {
-		protectedMax = 1
-	}
-	return segmented{
+	probation, _ := simplelru.NewLRU[string, *entry[V]](maxEntries+1, nil)
+	protected, _ := simplelru.NewLRU[string, *entry[V]](maxEntries+1, nil)
+	return &Segmented[V]{
 		probation:    probation,
 		protected:    protected,
 		maxEntries:   maxEntries,
-		protectedMax: protectedMax,
+		protectedMax: max(maxEntries*4/5, 1),
 		maxBytes:     maxBytes,
+		onEvict:      onEvict,
 	}
 }
 
-func (s *segmented) len() int { return s.probation.Len() + s.protected.Len() }
+// Len returns the number of entries.
+func (s *Segmented[V]) Len() int { return s.probation.Len() + s.protected.Len() }
 
-// peek finds key without changing any order.
-func (s *segmented) peek(key string) (*entry, bool) {
+// Bytes returns the sum of the entries' sizes.
+func (s *Segmented[V]) Bytes() int64 { return s.bytes }
+
+// Evictions returns the number of entries evicted to respect a bound.
+func (s *Segmented[V]) Evictions() uint64 { return s.evictions }
+
+// Peek returns the value of key without changing any order. Concurrent
+// Peeks are safe with each other.
+func (s *Segmented[V]) Peek(key string) (V, bool) {
+	if e, ok := s.peek(key); ok {
+		return e.value, true
+	}
+	var zero V
+	return zero, false
+}
+
+// Get returns the value of key and records the use.
+func (s *Segmented[V]) Get(key string) (V, bool) {
+	e, ok := s.peek(key)
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	s.bump(e)
+	return e.value, true
+}
+
+// Add stores value under key with the given size and reports whether it
+// was stored. A key already present is replaced and counts as a use. A
+// value larger than the byte bound on its own is not stored, and removes
+// any older value of key without calling onEvict.
+func (s *Segmented[V]) Add(key string, value V, size int64) (stored bool) {
+	e, ok := s.peek(key)
+	if ok {
+		s.bytes += size - e.size
+		e.value, e.size = value, size
+		s.bump(e)
+	} else {
+		e = &entry[V]{key: key, value: value, size: size}
+		s.bytes += size
+		s.probation.Add(key, e)
+	}
+	if size > s.maxBytes {
+		s.Remove(key)
+		return false
+	}
+	for s.Len() > s.maxEntries || s.bytes > s.maxBytes {
+		s.evictOldest()
+	}
+	return true
+}
+
+// Remove drops key and returns the value it had.
+func (s *Segmented[V]) Remove(key string) (V, bool) {
+	e, ok := s.peek(key)
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	s.unlink(e)
+	return e.value, true
+}
+
+// Range calls fn with every entry, protected ones first, most recently
+// used first within a segment, until fn returns false. fn must not change
+// the Segmented.
+func (s *Segmented[V]) Range(fn func(key string, value V) bool) {
+	for _, seg := range []*simplelru.LRU[string, *entry[V]]{s.protected, s.probation} {
+		keys := seg.Keys()
+		for i := len(keys) - 1; i >= 0; i-- {
+			e, _ := seg.Peek(keys[i])
+			if !fn(e.key, e.value) {
+				return
+			}
+		}
+	}
+}
+
+// Purge removes every entry without calling onEvict.
+func (s *Segmented[V]) Purge() {
+	s.probation.Purge()
+	s.protected.Purge()
+	s.bytes = 0
+}
+
+func (s *Segmented[V]) peek(key string) (*entry[V], bool) {
 	if e, ok := s.protected.Peek(key); ok {
 		return e, true
 	}
 	return s.probation.Peek(key)
 }
 
-// needsBump reports whether a hit on e should change the order. An entry
+// needsBump reports whether a use of e should change the order. An entry
 // in protected that went to the front fewer than protectedMax/4 moves ago
 // is among the front quarter of the segment already: reordering it again
 // would buy nothing, so most hits leave the order alone and can be served
 // under a read lock.
-func (s *segmented) needsBump(e *entry) bool {
+func (s *Segmented[V]) needsBump(e *entry[V]) bool {
 	return !e.protected || s.bumps-e.stamp >= uint64(s.protectedMax/4)
 }
 
-// bump records a hit on e: an entry on probation moves to protected, an
+// bump records a use of e: an entry on probation moves to protected, an
 // entry in protected moves to its front.
-func (s *segmented) bump(e *entry) {
+func (s *Segmented[V]) bump(e *entry[V]) {
 	s.bumps++
 	e.stamp = s.bumps
 	if e.protected {
@@ -90,66 +178,23 @@ func (s *segmented) bump(e *entry) {
 	}
 }
 
-// add stores value under key and returns how many entries were evicted to
-// make room. A key already present is replaced and counts as a hit. A
-// value too large for the bounds on its own is not stored and removes any
-// older value of key; stored reports that.
-func (s *segmented) add(key string, value []byte, fresh, expires int64) (stored bool, evicted int) {
-	e, ok := s.peek(key)
-	if ok {
-		s.bytes += int64(len(value) - len(e.value))
-		e.value, e.fresh, e.expires = value, fresh, expires
-		s.bump(e)
-	} else {
-		e = &entry{key: key, value: value, fresh: fresh, expires: expires}
-		s.bytes += e.size()
-		s.probation.Add(key, e)
-	}
-	if e.size() > s.maxBytes {
-		s.remove(key)
-		return false, 0
-	}
-	for s.len() > s.maxEntries || s.bytes > s.maxBytes {
-		s.evictOldest()
-		evicted++
-	}
-	s.evictions += uint64(evicted)
-	return true, evicted
-}
-
-func (s *segmented) evictOldest() {
+func (s *Segmented[V]) evictOldest() {
 	_, e, ok := s.probation.RemoveOldest()
 	if !ok {
 		_, e, _ = s.protected.RemoveOldest()
 	}
-	s.bytes -= e.size()
+	s.bytes -= e.size
+	s.evictions++
+	if s.onEvict != nil {
+		s.onEvict(e.key, e.value)
+	}
 }
 
-// remove drops key and reports whether it was present.
-func (s *segmented) remove(key string) bool {
-	e, ok := s.peek(key)
-	if !ok {
-		return false
-	}
+func (s *Segmented[V]) unlink(e *entry[V]) {
 	if e.protected {
-		s.protected.Remove(key)
+		s.protected.Remove(e.key)
 	} else {
-		s.probation.Remove(key)
+		s.probation.Remove(e.key)
 	}
-	s.bytes -= e.size()
-	return true
-}
-
-// expire drops e if it is still the entry stored under its key.
-func (s *segmented) expire(e *entry) {
-	if cur, ok := s.peek(e.key); ok && cur == e {
-		s.remove(e.key)
-		s.expirations++
-	}
-}
-
-func (s *segmented) purge() {
-	s.probation.Purge()
-	s.protected.Purge()
-	s.bytes = 0
+	s.bytes -= e.size
 }
