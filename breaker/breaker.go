@@ -96,6 +96,7 @@ type Breaker struct {
 	state        atomic.Int32 // State
 	openUntil    atomic.Int64 // unix ns before which calls fail fast
 	failedProbes atomic.Int32 // consecutive half-open probes that failed
+	changes      chan struct{} // capacity 1: a non-blocking send per change
 }
 
 // errExcluded and errFailure are what Do reports to gobreaker.
@@ -117,7 +118,7 @@ func New(s Settings, isFailure func(error) bool) (*Breaker, error) {
 	if isFailure == nil {
 		isFailure = func(error) bool { return true }
 	}
-	b := &Breaker{isFailure: isFailure, settings: s, clock: time.Now}
+	b := &Breaker{isFailure: isFailure, settings: s, clock: time.Now, changes: make(chan struct{}, 1)}
 	failures := s.Failures
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "redis",
@@ -131,8 +132,15 @@ func New(s Settings, isFailure func(error) bool) (*Breaker, error) {
 	return b, nil
 }
 
-// onStateChange runs under gobreaker's lock: it does atomic stores only.
+// onStateChange runs under gobreaker's lock: it does atomic stores and a
+// non-blocking send only.
 func (b *Breaker) onStateChange(from, to gobreaker.State) {
+	defer func() {
+		select {
+		case b.changes <- struct{}{}:
+		default:
+		}
+	}()
 	switch to {
 	case gobreaker.StateOpen:
 		n := int32(0)
@@ -207,6 +215,20 @@ func (b *Breaker) State() State {
 		return HalfOpen
 	}
 	return Closed
+}
+
+// Changes returns a channel that receives a value after state changes. It
+// has room for one value and is sent to without blocking: a receiver learns
+// that something changed since its last receive, and reads State.
+func (b *Breaker) Changes() <-chan struct{} { return b.changes }
+
+// RetryAt returns when an open breaker lets the next probe through; the
+// zero time when it is not waiting.
+func (b *Breaker) RetryAt() time.Time {
+	if until := b.openUntil.Load(); until != 0 {
+		return time.Unix(0, until)
+	}
+	return time.Time{}
 }
 
 // waiting reports whether the breaker is within its backoff wait. gobreaker

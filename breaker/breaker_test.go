@@ -132,3 +132,24 @@ func TestSettingsDefaultsAndValidation(t *testing.T) {
 		t.Errorf("State strings = %q", got)
 	}
 }
+
+func TestChangesAndRetryAt(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 1, OpenTimeout: time.Hour})
+	select {
+	case <-b.Changes():
+		t.Fatal("a change was signalled before any")
+	default:
+	}
+	if !b.RetryAt().IsZero() {
+		t.Fatal("RetryAt of a closed breaker is set")
+	}
+	fail(b, 1)
+	select {
+	case <-b.Changes():
+	default:
+		t.Fatal("opening was not signalled")
+	}
+	if until := time.Until(b.RetryAt()); until < 59*time.Minute || until > 73*time.Minute {
+		t.Fatalf("RetryAt is %v away; want OpenTimeout plus up to 20%%", until)
+	}
+}

@@ -71,6 +71,17 @@ func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
 	}
 }
 
+// EndKeep ends w leaving the entry as it is, unless the write overlapped
+// another, in which case it is dropped: for a write whose outcome at the
+// source did not change the entry.
+func (c *Cache) EndKeep(w Write) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.end() {
+		w.s.core.Remove(w.key)
+	}
+}
+
 // EndDelete ends w by dropping the entry: after a delete, after a failed
 // write, or whenever the outcome at the source is unknown.
 func (c *Cache) EndDelete(w Write) {

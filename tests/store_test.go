@@ -409,9 +409,15 @@ func TestCallerCancellationDoesNotTrip(t *testing.T) {
 	}
 }
 
+// TestBreakerOpensFailsFastAndRecovers, without an outage tier: calls fail
+// fast with ErrUnavailable while the breaker is open.
 func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{Breaker: breaker.Settings{Failures: 3, OpenTimeout: 50 * time.Millisecond}})
+	s := e.store(t, tiered.Options{
+		Breaker:     breaker.Settings{Failures: 3, OpenTimeout: 50 * time.Millisecond},
+		Fallback:    lru.Limits{MaxEntries: -1},
+		StrictReads: true,
+	})
 	s.Set(bg, "a", []byte("alpha"), time.Minute)
 	e.srv.Kill()
 	for i := range 3 {
@@ -436,9 +442,12 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 		t.Fatalf("local hit with Redis down = %q, %v", v, err)
 	}
 	e.srv.Restart()
-	waitFor(t, "the breaker to close", func() bool {
-		return s.Set(bg, "b", []byte("back"), time.Minute) == nil
+	waitFor(t, "the breaker to close", func() bool { // the background probe closes it
+		return s.Stats().Breaker == "closed"
 	})
+	if err := s.Set(bg, "b", []byte("back"), time.Minute); err != nil {
+		t.Fatalf("Set after recovery: %v", err)
+	}
 	if st := s.Stats(); st.Breaker != "closed" {
 		t.Fatalf("breaker %s after a successful probe; want closed", st.Breaker)
 	}
@@ -449,7 +458,7 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 func TestHungRedisCostsOpTimeout(t *testing.T) {
 	e := newEnv(t)
 	const opTimeout = 100 * time.Millisecond
-	s := e.store(t, tiered.Options{OpTimeout: opTimeout, Breaker: breaker.Settings{Failures: 3, OpenTimeout: time.Hour}})
+	s := e.store(t, tiered.Options{OpTimeout: opTimeout, StrictReads: true, Breaker: breaker.Settings{Failures: 3, OpenTimeout: time.Hour}})
 	s.Set(bg, "warm", []byte("x"), time.Minute)
 	e.srv.Pause()
 	defer e.srv.Resume()

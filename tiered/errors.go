@@ -24,6 +24,9 @@ var (
 	ErrUnavailable = errors.New("tiered: redis unavailable")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("tiered: store closed")
+	// ErrPendingLost: Close could not replay every write or delete
+	// accepted during an outage; the error says how many.
+	ErrPendingLost = errors.New("tiered: pending writes lost")
 	// ErrInvalidOptions: New was given a nil client or options it cannot
 	// honour.
 	ErrInvalidOptions = errors.New("tiered: invalid options")

@@ -14,6 +14,8 @@ const (
 	DefaultPrefix        = "session:"
 	DefaultOpTimeout     = 100 * time.Millisecond
 	DefaultMaxValueBytes = 1 << 20
+	DefaultMaxTombstones = 100_000
+	DefaultCloseTimeout  = 5 * time.Second
 )
 
 // MaxIDBytes is the longest session id accepted.
@@ -29,9 +31,18 @@ type Options struct {
 	// longest a value is served without asking Redis.
 	// defaults: 100_000 entries, 64 MiB, TTL 1m; MaxEntries -1: no cache.
 	Local lru.Limits
-	// Fallback bounds the outage tier (TTL unused).
-	// defaults: 100_000 entries, 64 MiB. Not used yet: see the README.
+	// Fallback bounds the outage tier, which keeps the writes accepted
+	// while Redis is unreachable until they are replayed (TTL unused).
+	// defaults: 100_000 entries, 64 MiB; MaxEntries -1: no outage tier,
+	// writes fail with ErrUnavailable while Redis is unreachable.
 	Fallback lru.Limits
+	// MaxTombstones bounds the deletes remembered while Redis is
+	// unreachable; past it, Delete returns ErrUnavailable.
+	// default: 100_000
+	MaxTombstones int
+	// CloseTimeout bounds how long Close tries to replay what is pending.
+	// default: 5s
+	CloseTimeout time.Duration
 	// Breaker configures the circuit breaker around Redis.
 	// defaults: open after 5 consecutive failures, probe after 1s, back
 	// off up to 30s.
@@ -70,6 +81,18 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: MaxValueBytes %d", ErrInvalidOptions, o.MaxValueBytes)
 	case o.MaxValueBytes == 0:
 		o.MaxValueBytes = DefaultMaxValueBytes
+	}
+	switch {
+	case o.MaxTombstones < 0:
+		return o, fmt.Errorf("%w: MaxTombstones %d", ErrInvalidOptions, o.MaxTombstones)
+	case o.MaxTombstones == 0:
+		o.MaxTombstones = DefaultMaxTombstones
+	}
+	switch {
+	case o.CloseTimeout < 0:
+		return o, fmt.Errorf("%w: CloseTimeout %v", ErrInvalidOptions, o.CloseTimeout)
+	case o.CloseTimeout == 0:
+		o.CloseTimeout = DefaultCloseTimeout
 	}
 	var err error
 	if o.Local, err = o.Local.WithDefaults(); err != nil {

@@ -6,8 +6,16 @@
 // stores or any other Redis client is read as it is, and the other way
 // round. Every Redis call is bounded by Options.OpTimeout whatever the
 // client's own timeouts, and goes through the breaker: once Redis has
-// failed Options.Breaker.Failures times in a row, calls fail fast with
-// ErrUnavailable without touching the network until a probe succeeds.
+// failed Options.Breaker.Failures times in a row, calls stop touching the
+// network until a background probe finds Redis back.
+//
+// While Redis is unreachable the Store degrades instead of failing: writes
+// are accepted into a bounded outage tier, deletes are remembered as
+// tombstones, reads are answered from the local tier (past Local.TTL if
+// need be) and the outage tier. Once Redis is back, the Store replays
+// deletes, then writes, each write only if Redis still holds what this
+// instance last saw; otherwise Redis's value wins. Every write that cannot
+// be kept or replayed is counted and alerted.
 package tiered
 
 import (
@@ -23,6 +31,7 @@ import (
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/redis"
+	"github.com/sessiontier/sessiontier/telemetry"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -32,10 +41,21 @@ import (
 type Store struct {
 	opts   Options
 	local  *lru.Cache // nil when Options.Local.MaxEntries is -1
+	out    *outage    // nil when Options.Fallback.MaxEntries is -1
 	remote *redis.Tier
 	brk    *breaker.Breaker
+	alerts *alerter
 	loads  singleflight.Group // one Redis read per id at a time
 	closed atomic.Bool
+
+	kick chan struct{} // capacity 1: wakes the recovery loop
+	stop chan struct{} // closed by Close: stops the recovery loop
+	done chan struct{} // closed by the recovery loop when it returns
+
+	pendingLost     atomic.Uint64
+	replayApplied   atomic.Uint64
+	replayConflicts atomic.Uint64
+	fallbackHigh    atomic.Bool // AlertFallbackHigh fired and not re-armed
 }
 
 // Stats is a snapshot of a Store.
@@ -50,6 +70,9 @@ type Stats struct {
 
 	LocalEvictions   uint64 // local entries dropped to respect a bound
 	LocalExpirations uint64 // local entries dropped because they expired
+	PendingLost      uint64 // accepted writes dropped before reaching Redis
+	ReplayApplied    uint64 // pending writes and deletes applied to Redis
+	ReplayConflicts  uint64 // pending writes dropped because Redis changed meanwhile
 }
 
 // New returns a Store over client, which the caller keeps and closes after
@@ -76,6 +99,12 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if s.brk, err = breaker.New(opts.Breaker, redis.IsUnreachable); err != nil {
 		return nil, fmt.Errorf("%w: Breaker: %w", ErrInvalidOptions, err)
 	}
+	if !opts.Fallback.Disabled() {
+		s.out = newOutage(opts.Fallback, opts.MaxTombstones)
+	}
+	s.alerts = newAlerter(opts.Telemetry.OnAlert)
+	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.recover()
 	return s, nil
 }
 
@@ -83,15 +112,34 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 // copy answers without a network call; otherwise the value and its
 // remaining TTL are read from Redis in one round trip, and concurrent
 // misses of one id share that read.
+//
+// While Redis is unreachable, Get answers from the outage tier, then from
+// the local tier even past Local.TTL (up to the session's own expiry);
+// otherwise it returns ErrNotFound, or ErrUnavailable with StrictReads. A
+// session deleted during the outage is ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	// Only valid ids enter the local tier, so a hit needs no id check.
-	if s.local != nil {
-		if v, fresh, ok := s.local.Get(id); ok && fresh {
+	if s.out != nil && s.out.active() {
+		if err := checkID(id); err != nil {
+			return nil, err
+		}
+		if v, tombstoned, ok := s.out.lookup(id, time.Now()); ok {
+			if tombstoned {
+				return nil, ErrNotFound
+			}
 			return bytes.Clone(v), nil
 		}
+	}
+	// Only valid ids enter the local tier, so a hit needs no id check.
+	var stale []byte
+	if s.local != nil {
+		v, fresh, ok := s.local.Get(id)
+		if ok && fresh {
+			return bytes.Clone(v), nil
+		}
+		stale = v
 	}
 	if err := checkID(id); err != nil {
 		return nil, err
@@ -101,10 +149,17 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	v, err, _ := s.loads.Do(id, func() (any, error) {
 		return s.load(context.WithoutCancel(ctx), id)
 	})
-	if err != nil {
+	switch {
+	case err == nil:
+		return bytes.Clone(v.([]byte)), nil
+	case !errors.Is(err, ErrUnavailable):
+		return nil, err
+	case stale != nil:
+		return bytes.Clone(stale), nil // stale if error
+	case s.opts.StrictReads:
 		return nil, err
 	}
-	return bytes.Clone(v.([]byte)), nil
+	return nil, ErrNotFound
 }
 
 // load reads id from Redis and fills the local tier.
@@ -138,7 +193,9 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 }
 
 // Set stores a copy of data under id for ttl: in Redis first, then, once
-// Redis accepted it, in the local tier.
+// Redis accepted it, in the local tier. While Redis is unreachable, the
+// write is accepted into the outage tier and the local tier, returns nil,
+// and is replayed once Redis is back.
 func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Duration) error {
 	if err := s.check(id); err != nil {
 		return err
@@ -153,31 +210,79 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 	if v == nil {
 		v = []byte{}
 	}
+	if s.out != nil && s.out.has(id) {
+		return s.setPending(id, v, ttl, "") // queues behind the id's pending state
+	}
 	var w lru.Write
 	if s.local != nil {
 		w = s.local.Begin(id)
 	}
 	err := s.brk.Do(ctx, func() error { return s.remote.Set(ctx, id, v, ttl) })
 	s.loads.Forget(id)
-	if s.local != nil {
-		if err != nil {
-			s.local.EndDelete(w) // Redis may or may not hold v
-		} else {
+	switch {
+	case err == nil:
+		if s.local != nil {
 			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
 		}
+		return nil
+	case s.out != nil && s.unreachable(ctx, err):
+		base := s.lastSeen(id)
+		if s.local != nil {
+			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
+		}
+		return s.setPending(id, v, ttl, base)
 	}
-	if err != nil {
-		return s.failure(ctx, "set", err)
+	if s.local != nil {
+		s.local.EndDelete(w) // Redis may or may not hold v
+	}
+	return s.failure(ctx, "set", err)
+}
+
+// lastSeen returns the digest of the value of id this instance last saw in
+// Redis (its local copy, fresh or not), or "" if it holds none: a write
+// accepted during an outage replaces that value only.
+func (s *Store) lastSeen(id string) string {
+	if s.local == nil {
+		return ""
+	}
+	if v, _, ok := s.local.Get(id); ok {
+		return digest(v)
+	}
+	return ""
+}
+
+// setPending accepts a write into the outage tier. base is used if the id
+// has no pending write yet.
+func (s *Store) setPending(id string, v []byte, ttl time.Duration, base string) error {
+	if s.local != nil {
+		w := s.local.Begin(id)
+		s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
+	}
+	stored, evicted := s.out.write(id, v, time.Now().Add(ttl), func() string { return base })
+	s.lose(evicted, true)
+	if !stored {
+		s.lose([]lostWrite{{bytes: int64(len(v))}}, false)
+	}
+	s.watchFallback()
+	s.wakeRecovery()
+	if !stored {
+		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
 	}
 	return nil
 }
 
 // Delete removes the session from Redis and from the local tier. Deleting
-// a missing session is not an error. The local copy is dropped even when
-// Redis cannot be reached.
+// a missing session is not an error. While Redis is unreachable, the
+// delete is remembered (a tombstone) and replayed before any write once
+// Redis is back: the session is never readable again, here or, after the
+// replay, anywhere. If no more tombstones can be kept, Delete returns
+// ErrUnavailable. The local copy is dropped in every case.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := s.check(id); err != nil {
 		return err
+	}
+	if s.out != nil && s.out.has(id) {
+		return s.deletePending(id)
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -188,20 +293,41 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if s.local != nil {
 		s.local.EndDelete(w)
 	}
-	if err != nil {
-		return s.failure(ctx, "delete", err)
+	switch {
+	case err == nil:
+		return nil
+	case s.out != nil && s.unreachable(ctx, err):
+		return s.deletePending(id)
 	}
+	return s.failure(ctx, "delete", err)
+}
+
+func (s *Store) deletePending(id string) error {
+	if s.local != nil {
+		s.local.EndDelete(s.local.Begin(id))
+	}
+	if !s.out.tombstone(id) {
+		s.alerts.count(telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
+			Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
+		return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+	}
+	s.wakeRecovery()
 	return nil
 }
 
 // Touch sets the session's remaining lifetime to ttl, or returns
-// ErrNotFound for a missing session.
+// ErrNotFound for a missing session. While Redis is unreachable, it extends
+// the session this instance holds and replays that like a write; a session
+// it does not hold is ErrNotFound (ErrUnavailable with StrictReads).
 func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
 	if ttl <= 0 {
 		return errTTL
+	}
+	if s.out != nil && s.out.has(id) {
+		return s.touchPending(id, ttl, nil)
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -216,17 +342,42 @@ func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
 	if s.local != nil {
 		if err == nil && found {
 			s.local.EndTouch(w, s.opts.Local.TTL, ttl)
-		} else {
+		} else if err == nil || s.out == nil || !s.unreachable(ctx, err) {
 			s.local.EndDelete(w)
+		} else {
+			s.local.EndKeep(w) // the entry stays as it was until touchPending
 		}
 	}
 	switch {
-	case err != nil:
-		return s.failure(ctx, "touch", err)
-	case !found:
+	case err == nil && found:
+		return nil
+	case err == nil:
 		return ErrNotFound
+	case s.out != nil && s.unreachable(ctx, err):
+		return s.touchPending(id, ttl, err)
 	}
-	return nil
+	return s.failure(ctx, "touch", err)
+}
+
+// touchPending extends id during an outage: its pending write, or the
+// value this instance last saw in Redis, which becomes a pending write.
+func (s *Store) touchPending(id string, ttl time.Duration, cause error) error {
+	if s.out.touch(id, time.Now().Add(ttl)) {
+		if s.local != nil {
+			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
+		}
+		s.wakeRecovery()
+		return nil
+	}
+	if s.local != nil && !s.out.has(id) {
+		if v, _, ok := s.local.Get(id); ok {
+			return s.setPending(id, v, ttl, digest(v))
+		}
+	}
+	if s.opts.StrictReads && cause != nil {
+		return s.failure(context.Background(), "touch", cause)
+	}
+	return ErrNotFound
 }
 
 // Range calls fn with every session in Redis under the prefix, walking
@@ -258,27 +409,55 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error
 	return nil
 }
 
-// Stats returns a snapshot of the tiers and the breaker.
+// Stats returns a snapshot of the tiers, the breaker and the counters.
 func (s *Store) Stats() Stats {
-	st := Stats{Breaker: s.brk.State().String()}
+	st := Stats{
+		Breaker:         s.brk.State().String(),
+		PendingLost:     s.pendingLost.Load(),
+		ReplayApplied:   s.replayApplied.Load(),
+		ReplayConflicts: s.replayConflicts.Load(),
+	}
 	if s.local != nil {
 		ls := s.local.Stats()
 		st.LocalEntries, st.LocalBytes = ls.Entries, ls.Bytes
 		st.LocalEvictions, st.LocalExpirations = ls.Evictions, ls.Expirations
 	}
+	if s.out != nil {
+		st.PendingWrites, st.FallbackBytes, st.PendingDeletes = s.out.counts()
+		st.FallbackEntries = st.PendingWrites
+	}
 	return st
 }
 
-// Close stops the Store: every later call returns ErrClosed. It waits for
-// Redis calls still running past their deadline on a client that ignores
-// context deadlines (see redis.Tier), and does not close the client.
-// Closing twice returns ErrClosed.
+// Close stops the Store: every later call returns ErrClosed. It stops the
+// background recovery, then tries for at most Options.CloseTimeout to
+// replay what is still pending; what it could not replay is reported by
+// an AlertPendingLost and by an error wrapping ErrPendingLost. It waits
+// for Redis calls still running past their deadline on a client that
+// ignores context deadlines (see redis.Tier), and does not close the
+// client. Closing twice returns ErrClosed.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
+	close(s.stop)
+	<-s.done
+	var err error
+	if s.out != nil && s.out.active() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
+		s.replay(ctx, true)
+		cancel()
+		if writes, bytes, tombs := s.out.counts(); writes+tombs > 0 {
+			s.pendingLost.Add(uint64(writes))
+			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
+				Message: "the store closed before Redis took every write and delete accepted during an outage",
+				Count:   int64(writes + tombs), Bytes: bytes})
+			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
+		}
+	}
+	s.alerts.flush()
 	s.remote.Close()
-	return nil
+	return err
 }
 
 func (s *Store) check(id string) error {
@@ -286,6 +465,12 @@ func (s *Store) check(id string) error {
 		return ErrClosed
 	}
 	return checkID(id)
+}
+
+// unreachable reports whether err says Redis could not be reached, as
+// opposed to an answer or the caller's own cancellation.
+func (s *Store) unreachable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, breaker.ErrOpen) || redis.IsUnreachable(err))
 }
 
 // failure turns an error of a Redis call into the Store's error.

@@ -1,0 +1,221 @@
+package tiered
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/redis"
+)
+
+// pending is a write accepted while Redis was unreachable.
+type pending struct {
+	value   []byte    // never modified: replaced whole
+	expires time.Time // absolute wall-clock expiry, as Redis will apply it
+	base    string    // hex SHA-1 of the Redis value it replaces; "" if the key must be absent
+	seq     uint64    // version: a later write or touch of the id raises it
+}
+
+// lostWrite is a pending write dropped before it reached Redis.
+type lostWrite struct{ bytes int64 }
+
+// outage is the outage tier: the writes and deletes accepted while Redis
+// was unreachable, not yet replayed. An id with state here is served from
+// here, and its later writes queue here, until replay drains it: so a
+// replay never reorders writes of one id, and a delete made during an
+// outage is never undone by an older write.
+type outage struct {
+	mu       sync.Mutex               // guards writes, tombs, seq and lost
+	writes   *lru.Segmented[*pending] // bounded by Options.Fallback
+	tombs    map[string]uint64        // deleted ids → seq; at most maxTombs
+	maxTombs int                      //
+	seq      uint64                   // versions handed out so far
+	lost     []lostWrite              // filled by evictions during Add, drained by the caller
+	size     atomic.Int64             // len(writes)+len(tombs), read without mu
+	limits   lru.Limits               // of writes
+}
+
+func newOutage(limits lru.Limits, maxTombs int) *outage {
+	o := &outage{tombs: make(map[string]uint64), maxTombs: maxTombs, limits: limits}
+	o.writes = lru.NewSegmented(limits.MaxEntries, limits.MaxBytes, func(_ string, p *pending) {
+		o.lost = append(o.lost, lostWrite{bytes: int64(len(p.value))})
+	})
+	return o
+}
+
+func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }
+
+func digest(v []byte) string {
+	sum := sha1.Sum(v)
+	return hex.EncodeToString(sum[:])
+}
+
+// active reports, without locking, whether the tier holds anything.
+func (o *outage) active() bool { return o.size.Load() > 0 }
+
+func (o *outage) updateSize() { o.size.Store(int64(o.writes.Len() + len(o.tombs))) }
+
+// lookup returns the pending value of id (shared: copy it), or tombstoned
+// true for an id deleted during the outage. It counts as a use of the
+// entry, which protects sessions in use from a flood of new ones.
+func (o *outage) lookup(id string, now time.Time) (value []byte, tombstoned, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if p, found := o.writes.Get(id); found {
+		if !now.Before(p.expires) {
+			return nil, true, true // expired: gone, as in Redis
+		}
+		return p.value, false, true
+	}
+	if _, dead := o.tombs[id]; dead {
+		return nil, true, true
+	}
+	return nil, false, false
+}
+
+// has reports whether id has state here.
+func (o *outage) has(id string) bool {
+	if !o.active() {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, pendingWrite := o.writes.Peek(id)
+	_, dead := o.tombs[id]
+	return pendingWrite || dead
+}
+
+// write records a write of id. base is used for an id that has no pending
+// write yet: the digest of the Redis value this instance last saw, or "".
+// It returns the writes evicted to make room, and stored false if the
+// write itself could not be kept.
+func (o *outage) write(id string, value []byte, expires time.Time, base func() string) (stored bool, lost []lostWrite) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq++
+	p := &pending{value: value, expires: expires, seq: o.seq}
+	switch old, ok := o.writes.Peek(id); {
+	case ok:
+		p.base = old.base // superseded: it still replaces what the first write replaced
+	case o.tombs[id] != 0:
+		p.base = "" // the delete is replayed first: the key will be absent
+	default:
+		p.base = base()
+	}
+	stored = o.writes.Add(id, p, writeSize(id, p))
+	lost, o.lost = o.lost, nil
+	o.updateSize()
+	return stored, lost
+}
+
+// touch sets a new expiry on the pending write of id, if any.
+func (o *outage) touch(id string, expires time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.writes.Get(id)
+	if !ok {
+		return false
+	}
+	o.seq++
+	np := *p
+	np.expires, np.seq = expires, o.seq
+	o.writes.Add(id, &np, writeSize(id, &np))
+	return true
+}
+
+// tombstone records a delete of id and drops its pending write. It
+// returns false, changing nothing, when no more tombstones can be kept.
+func (o *outage) tombstone(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, dead := o.tombs[id]; !dead && len(o.tombs) >= o.maxTombs {
+		return false
+	}
+	o.seq++
+	o.tombs[id] = o.seq
+	o.writes.Remove(id)
+	o.updateSize()
+	return true
+}
+
+// tombBatch returns up to n tombstones to replay.
+func (o *outage) tombBatch(n int) (ids []string, seqs []uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id, seq := range o.tombs {
+		if len(ids) == n {
+			break
+		}
+		ids, seqs = append(ids, id), append(seqs, seq)
+	}
+	return ids, seqs
+}
+
+// tombsApplied drops the tombstones that Redis applied, unless the id was
+// deleted again meanwhile.
+func (o *outage) tombsApplied(ids []string, seqs []uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, id := range ids {
+		if o.tombs[id] == seqs[i] {
+			delete(o.tombs, id)
+		}
+	}
+	o.updateSize()
+}
+
+// writeBatch returns up to n pending writes to replay, with their
+// versions. Writes that expired meanwhile are dropped: they would expire
+// in Redis at once, and are not a loss.
+func (o *outage) writeBatch(n int, now time.Time) (batch []redis.Replay, seqs []uint64, expired int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var dead []string
+	o.writes.Range(func(id string, p *pending) bool {
+		if !now.Before(p.expires) {
+			dead = append(dead, id)
+			return true
+		}
+		if _, tomb := o.tombs[id]; tomb {
+			return true // its delete goes first
+		}
+		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Base: p.base})
+		seqs = append(seqs, p.seq)
+		return len(batch) < n
+	})
+	for _, id := range dead {
+		o.writes.Remove(id)
+	}
+	o.updateSize()
+	return batch, seqs, len(dead)
+}
+
+// writesDone records the outcome of replayed writes: an applied or
+// conflicting write is dropped, unless a newer write of the id came
+// meanwhile; that newer write then replaces what was just applied (or
+// what won the conflict, which replay cannot know: it will conflict too).
+func (o *outage) writesDone(batch []redis.Replay, seqs []uint64, applied []bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, w := range batch {
+		p, ok := o.writes.Peek(w.ID)
+		switch {
+		case !ok:
+		case p.seq == seqs[i]:
+			o.writes.Remove(w.ID)
+		case applied[i]:
+			p.base = digest(w.Value)
+		}
+	}
+	o.updateSize()
+}
+
+// counts returns the pending writes, their bytes and the tombstones.
+func (o *outage) counts() (writes int, bytes int64, tombs int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.writes.Len(), o.writes.Bytes(), len(o.tombs)
+}

@@ -1,0 +1,198 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/telemetry"
+)
+
+const (
+	// replayBatch is the number of deletes or writes sent in one pipeline.
+	replayBatch = 256
+	// minProbeGap keeps the recovery loop from spinning on a breaker that
+	// refuses a probe.
+	minProbeGap = 10 * time.Millisecond
+)
+
+// wakeRecovery tells the recovery loop that there is work.
+func (s *Store) wakeRecovery() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// recover is the Store's background goroutine, stopped by Close. It raises
+// the breaker alerts, probes Redis while the breaker is open (PING bounded
+// by OpTimeout, at the breaker's backoff, with no user traffic needed) and
+// replays the outage tier once Redis answers.
+func (s *Store) recover() {
+	defer close(s.done)
+	last := breaker.Closed
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		if wait := s.step(&last); wait >= 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-s.stop:
+			timer.Stop()
+			return
+		case <-s.brk.Changes():
+		case <-s.kick:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// step does what the breaker's state calls for and returns when to step
+// again; -1: on the next signal only.
+func (s *Store) step(last *breaker.State) time.Duration {
+	st := s.brk.State()
+	switch {
+	case st == breaker.Open && *last == breaker.Closed:
+		s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerOpen, Severity: telemetry.SeverityError,
+			Message: "Redis is unreachable: the store serves from memory and queues writes for replay"})
+	case st == breaker.Closed && *last != breaker.Closed:
+		// What this instance holds may have changed while it was cut off.
+		if s.local != nil {
+			s.local.Invalidate()
+		}
+		s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerClosed, Severity: telemetry.SeverityInfo,
+			Message: "Redis answers again"})
+	}
+	if st != breaker.HalfOpen {
+		*last = st
+	}
+	if st == breaker.Closed {
+		if s.out == nil || !s.out.active() {
+			return -1
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { // Close must not wait for a long replay to end
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if !s.replay(ctx, false) {
+			return s.opts.Breaker.OpenTimeout // Redis failed again: retry later
+		}
+		return -1
+	}
+	if at := s.brk.RetryAt(); time.Now().Before(at) {
+		return time.Until(at)
+	}
+	ctx := context.Background()
+	if err := s.brk.Do(ctx, func() error { return s.remote.Ping(ctx) }); err != nil {
+		return minProbeGap
+	}
+	return 0
+}
+
+// replay applies the outage tier to Redis: deletes first, then writes,
+// each pipelined in batches, each write only if Redis still holds what it
+// replaces. final (from Close) bypasses the breaker. It reports whether the
+// tier was drained.
+func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
+	start := time.Now()
+	var applied, conflicts, expired int
+	do := func(op func() error) error {
+		if final {
+			return op()
+		}
+		return s.brk.Do(ctx, op)
+	}
+	defer func() {
+		s.replayApplied.Add(uint64(applied))
+		s.replayConflicts.Add(uint64(conflicts))
+		s.watchFallback()
+		if conflicts > 0 {
+			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertReplayConflict, Severity: telemetry.SeverityWarn,
+				Message: "Redis changed sessions written here during the outage: Redis's values won", Count: int64(conflicts)})
+		}
+		if drained && applied+conflicts+expired > 0 {
+			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertReplayDone, Severity: telemetry.SeverityInfo,
+				Message: fmt.Sprintf("replayed the outage tier in %v: %d applied, %d conflicts, %d expired meanwhile",
+					time.Since(start).Round(time.Millisecond), applied, conflicts, expired),
+				Count: int64(applied)})
+		}
+	}()
+	for ctx.Err() == nil {
+		if ids, seqs := s.out.tombBatch(replayBatch); len(ids) > 0 {
+			if err := do(func() error { return s.remote.DeleteMany(ctx, ids) }); err != nil {
+				return false
+			}
+			s.out.tombsApplied(ids, seqs)
+			applied += len(ids)
+			continue
+		}
+		batch, seqs, exp := s.out.writeBatch(replayBatch, time.Now())
+		expired += exp
+		if len(batch) == 0 {
+			break
+		}
+		var ok []bool
+		if err := do(func() (err error) { ok, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
+			return false
+		}
+		s.out.writesDone(batch, seqs, ok)
+		for i, w := range batch {
+			if ok[i] {
+				applied++
+				continue
+			}
+			conflicts++
+			if s.local != nil { // Redis's value won: drop ours
+				s.local.EndDelete(s.local.Begin(w.ID))
+			}
+		}
+	}
+	return !s.out.active()
+}
+
+// lose counts and alerts writes dropped before they reached Redis;
+// evicted says they were evicted from a full outage tier.
+func (s *Store) lose(lost []lostWrite, evicted bool) {
+	if len(lost) == 0 {
+		return
+	}
+	var bytes int64
+	for _, l := range lost {
+		bytes += l.bytes
+	}
+	n := int64(len(lost))
+	s.pendingLost.Add(uint64(n))
+	if evicted {
+		s.alerts.count(telemetry.Alert{Kind: telemetry.AlertFallbackFull, Severity: telemetry.SeverityError,
+			Message: "the outage tier is full and evicting sessions written during the outage", Count: n, Bytes: bytes})
+	}
+	s.alerts.count(telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
+		Message: "writes accepted during a Redis outage were dropped before reaching Redis", Count: n, Bytes: bytes})
+}
+
+// watchFallback raises AlertFallbackHigh when the outage tier reaches 80%
+// of a bound, once until it is back under 70% of both.
+func (s *Store) watchFallback() {
+	if s.out == nil {
+		return
+	}
+	writes, bytes, _ := s.out.counts()
+	l := s.opts.Fallback
+	switch {
+	case int64(writes)*5 >= int64(l.MaxEntries)*4 || bytes*5 >= l.MaxBytes*4:
+		if s.fallbackHigh.CompareAndSwap(false, true) {
+			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertFallbackHigh, Severity: telemetry.SeverityWarn,
+				Message: "the outage tier is over 80% of a bound", Count: int64(writes), Bytes: bytes})
+		}
+	case int64(writes)*10 < int64(l.MaxEntries)*7 && bytes*10 < l.MaxBytes*7:
+		s.fallbackHigh.Store(false)
+	}
+}
