@@ -93,9 +93,9 @@ type Breaker struct {
 
 	// Written by gobreaker's OnStateChange, which runs under gobreaker's
 	// lock: atomic stores only.
-	state        atomic.Int32 // State
-	openUntil    atomic.Int64 // unix ns before which calls fail fast
-	failedProbes atomic.Int32 // consecutive half-open probes that failed
+	state        atomic.Int32  // State
+	openUntil    atomic.Int64  // unix ns before which calls fail fast
+	failedProbes atomic.Int32  // consecutive half-open probes that failed
 	changes      chan struct{} // capacity 1: a non-blocking send per change
 }
 
