@@ -12,12 +12,18 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain silences go-redis's own log of failed dials, which the outage
+// tests cause on purpose, and checks that no goroutine outlives the tests.
+func TestMain(m *testing.M) {
+	goredis.SetLogger(&logging.VoidLogger{})
+	goleak.VerifyTestMain(m)
+}
 
 // counter is a go-redis hook that counts the data commands sent (not the
 // handshake of a new connection), and can hold the replies of pipelines

@@ -210,8 +210,11 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 	if v == nil {
 		v = []byte{}
 	}
-	if s.out != nil && s.out.has(id) {
-		return s.setPending(id, v, ttl, "") // queues behind the id's pending state
+	if s.out != nil && s.out.has(id) { // queues behind the id's pending state
+		if s.local != nil {
+			s.local.EndSet(s.local.Begin(id), v, s.opts.Local.TTL, ttl)
+		}
+		return s.setPending(id, v, ttl, "")
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -251,13 +254,9 @@ func (s *Store) lastSeen(id string) string {
 	return ""
 }
 
-// setPending accepts a write into the outage tier. base is used if the id
-// has no pending write yet.
+// setPending accepts a write into the outage tier; the caller updates the
+// local tier. base is used if the id has no pending write yet.
 func (s *Store) setPending(id string, v []byte, ttl time.Duration, base string) error {
-	if s.local != nil {
-		w := s.local.Begin(id)
-		s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
-	}
 	stored, evicted := s.out.write(id, v, time.Now().Add(ttl), func() string { return base })
 	s.lose(evicted, true)
 	if !stored {
@@ -371,6 +370,7 @@ func (s *Store) touchPending(id string, ttl time.Duration, cause error) error {
 	}
 	if s.local != nil && !s.out.has(id) {
 		if v, _, ok := s.local.Get(id); ok {
+			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
 			return s.setPending(id, v, ttl, digest(v))
 		}
 	}

@@ -24,18 +24,25 @@ const defaultRedisPort = 6379
 type Server struct {
 	Addr string // 127.0.0.1:port
 
-	tb     testing.TB
-	port   int
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	paused bool
+	tb      testing.TB
+	port    int
+	dir     string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	paused  bool
+	durable bool // append-only file with fsync always: Kill loses nothing
 }
 
 // Start starts a redis-server on a free loopback port and stops it when tb
 // ends. Where redis-server is not installed the test is skipped, except
 // under CI=true, where it fails.
-func Start(tb testing.TB) *Server {
+func Start(tb testing.TB) *Server { tb.Helper(); return start(tb, false) }
+
+// StartDurable is Start with an append-only file synced on every write, so
+// that a server killed with Kill comes back from Restart with its data.
+func StartDurable(tb testing.TB) *Server { tb.Helper(); return start(tb, true) }
+
+func start(tb testing.TB, durable bool) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -43,7 +50,7 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Skip("redistest: redis-server is not installed; `make test` installs it")
 	}
-	s := &Server{tb: tb, dir: tb.TempDir()}
+	s := &Server{tb: tb, dir: tb.TempDir(), durable: durable}
 	var err error
 	for range 5 { // the free port can be taken between probing and binding
 		if s.port, err = freePort(); err != nil {
@@ -74,10 +81,15 @@ func (s *Server) start() error {
 	if s.port == defaultRedisPort {
 		return fmt.Errorf("refusing Redis's default port, which may hold a server the test did not start")
 	}
-	cmd := exec.Command("redis-server",
+	aof := []string{"--appendonly", "no"}
+	if s.durable {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no", "--loglevel", "warning")
+		"--save", "", "--dir", s.dir,
+		"--daemonize", "no", "--loglevel", "warning"}, aof...)
+	cmd := exec.Command("redis-server", args...)
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -147,8 +159,8 @@ func (s *Server) Resume() {
 	s.paused = false
 }
 
-// Restart starts the server again on the same port after Kill, with an
-// empty dataset.
+// Restart starts the server again on the same port after Kill: with the
+// data it had if it was started durable, empty otherwise.
 func (s *Server) Restart() {
 	s.tb.Helper()
 	if s.cmd != nil {
