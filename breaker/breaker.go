@@ -231,6 +231,12 @@ func (b *Breaker) RetryAt() time.Time {
 	return time.Time{}
 }
 
+// Rejecting reports whether Do would now return ErrOpen without running
+// its operation because the breaker is within its backoff wait. It is
+// cheap (an atomic load and a clock read): callers use it to skip work
+// that only serves a call to the backend.
+func (b *Breaker) Rejecting() bool { return b.waiting() }
+
 // waiting reports whether the breaker is within its backoff wait. gobreaker
 // half-opens after the fixed OpenTimeout; the wait, which grows with every
 // failed probe, holds calls back beyond that.

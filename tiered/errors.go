@@ -3,6 +3,8 @@ package tiered
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sessiontier/sessiontier/breaker"
 )
 
 // Errors returned by Store. Match them with errors.Is: most are wrapped
@@ -38,4 +40,5 @@ var (
 	errIDChars   = fmt.Errorf("%w: whitespace, a control character or invalid UTF-8", ErrInvalidID)
 	errTTL       = fmt.Errorf("%w: must be positive", ErrInvalidTTL)
 	errStopRange = errors.New("tiered: range stopped")
+	errGetOpen   = fmt.Errorf("%w: get: %w", ErrUnavailable, breaker.ErrOpen)
 )

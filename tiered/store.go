@@ -144,11 +144,19 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
-	// The read is shared by every caller of this id, so no caller's
-	// cancellation may end it; OpTimeout bounds it.
-	v, err, _ := s.loads.Do(id, func() (any, error) {
-		return s.load(context.WithoutCancel(ctx), id)
-	})
+	var (
+		v   any
+		err error
+	)
+	if s.brk.Rejecting() {
+		err = errGetOpen
+	} else {
+		// The read is shared by every caller of this id, so no caller's
+		// cancellation may end it; OpTimeout bounds it.
+		v, err, _ = s.loads.Do(id, func() (any, error) {
+			return s.load(context.WithoutCancel(ctx), id)
+		})
+	}
 	switch {
 	case err == nil:
 		return bytes.Clone(v.([]byte)), nil
