@@ -97,6 +97,7 @@ type Breaker struct {
 	openUntil    atomic.Int64  // unix ns before which calls fail fast
 	failedProbes atomic.Int32  // consecutive half-open probes that failed
 	changes      chan struct{} // capacity 1: a non-blocking send per change
+	opens        atomic.Uint64 // transitions from closed to open
 }
 
 // errExcluded and errFailure are what Do reports to gobreaker.
@@ -143,6 +144,9 @@ func (b *Breaker) onStateChange(from, to gobreaker.State) {
 	}()
 	switch to {
 	case gobreaker.StateOpen:
+		if from == gobreaker.StateClosed {
+			b.opens.Add(1)
+		}
 		n := int32(0)
 		if from == gobreaker.StateHalfOpen {
 			n = b.failedProbes.Add(1)
@@ -230,6 +234,11 @@ func (b *Breaker) RetryAt() time.Time {
 	}
 	return time.Time{}
 }
+
+// Opens returns how many times the breaker went from closed to open: a
+// watcher that compares it between two looks sees an outage even if the
+// breaker closed again in between.
+func (b *Breaker) Opens() uint64 { return b.opens.Load() }
 
 // Rejecting reports whether Do would now return ErrOpen without running
 // its operation because the breaker is within its backoff wait. It is

@@ -149,6 +149,9 @@ func TestChangesAndRetryAt(t *testing.T) {
 	default:
 		t.Fatal("opening was not signalled")
 	}
+	if b.Opens() != 1 {
+		t.Fatalf("Opens = %d; want 1", b.Opens())
+	}
 	if until := time.Until(b.RetryAt()); until < 59*time.Minute || until > 73*time.Minute {
 		t.Fatalf("RetryAt is %v away; want OpenTimeout plus up to 20%%", until)
 	}

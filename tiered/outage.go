@@ -141,14 +141,11 @@ func (o *outage) tombstone(id string) bool {
 	return true
 }
 
-// tombBatch returns up to n tombstones to replay.
-func (o *outage) tombBatch(n int) (ids []string, seqs []uint64) {
+// tombBatch returns the tombstones to replay.
+func (o *outage) tombBatch() (ids []string, seqs []uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for id, seq := range o.tombs {
-		if len(ids) == n {
-			break
-		}
 		ids, seqs = append(ids, id), append(seqs, seq)
 	}
 	return ids, seqs
@@ -167,10 +164,10 @@ func (o *outage) tombsApplied(ids []string, seqs []uint64) {
 	o.updateSize()
 }
 
-// writeBatch returns up to n pending writes to replay, with their
-// versions. Writes that expired meanwhile are dropped: they would expire
-// in Redis at once, and are not a loss.
-func (o *outage) writeBatch(n int, now time.Time) (batch []redis.Replay, seqs []uint64, expired int) {
+// writeBatch returns the pending writes to replay, with their versions,
+// but those whose id waits for its delete. Writes that expired meanwhile
+// are dropped: they would expire in Redis at once, and are not a loss.
+func (o *outage) writeBatch(now time.Time) (batch []redis.Replay, seqs []uint64, expired int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var dead []string
@@ -184,7 +181,7 @@ func (o *outage) writeBatch(n int, now time.Time) (batch []redis.Replay, seqs []
 		}
 		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Base: p.base})
 		seqs = append(seqs, p.seq)
-		return len(batch) < n
+		return true
 	})
 	for _, id := range dead {
 		o.writes.Remove(id)

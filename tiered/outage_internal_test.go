@@ -18,13 +18,13 @@ func TestNewerWriteDuringReplayKeepsOrder(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
 	o.write("id", []byte("v1"), exp, func() string { return "base0" })
-	batch, seqs, _ := o.writeBatch(10, time.Now())
+	batch, seqs, _ := o.writeBatch(time.Now())
 	if len(batch) != 1 || batch[0].Base != "base0" {
 		t.Fatalf("batch = %+v", batch)
 	}
 	o.write("id", []byte("v2"), exp, func() string { t.Fatal("base asked for an id already pending"); return "" })
 	o.writesDone(batch, seqs, []bool{true})
-	next, _, _ := o.writeBatch(10, time.Now())
+	next, _, _ := o.writeBatch(time.Now())
 	if len(next) != 1 || string(next[0].Value) != "v2" || next[0].Base != digest([]byte("v1")) {
 		t.Fatalf("after v1 was applied the pending write is %+v; want v2 based on v1", next)
 	}
@@ -35,12 +35,12 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	o.tombstone("id")
 	o.write("id", []byte("new"), exp, func() string { return "stale-base" })
-	if batch, _, _ := o.writeBatch(10, time.Now()); len(batch) != 0 {
+	if batch, _, _ := o.writeBatch(time.Now()); len(batch) != 0 {
 		t.Fatalf("a write of a tombstoned id was batched before its delete: %+v", batch)
 	}
-	ids, seqs := o.tombBatch(10)
+	ids, seqs := o.tombBatch()
 	o.tombsApplied(ids, seqs)
-	batch, _, _ := o.writeBatch(10, time.Now())
+	batch, _, _ := o.writeBatch(time.Now())
 	if len(batch) != 1 || batch[0].Base != "" {
 		t.Fatalf("batch = %+v; want the write, requiring an absent key", batch)
 	}
@@ -49,7 +49,7 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 	o := newTestOutage()
 	o.write("id", []byte("v"), time.Now().Add(time.Millisecond), func() string { return "" })
-	batch, _, expired := o.writeBatch(10, time.Now().Add(time.Second))
+	batch, _, expired := o.writeBatch(time.Now().Add(time.Second))
 	if len(batch) != 0 || expired != 1 || o.active() {
 		t.Fatalf("batch %+v, expired %d, active %v; want the expired write dropped", batch, expired, o.active())
 	}

@@ -31,7 +31,7 @@ func (s *Store) wakeRecovery() {
 // replays the outage tier once Redis answers.
 func (s *Store) recover() {
 	defer close(s.done)
-	last := breaker.Closed
+	var last watched
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -50,24 +50,32 @@ func (s *Store) recover() {
 	}
 }
 
+// watched is what the recovery loop saw of the breaker at its last step.
+type watched struct {
+	opens uint64 // breaker.Opens
+	open  bool   // an outage was alerted and its end was not
+}
+
 // step does what the breaker's state calls for and returns when to step
 // again; -1: on the next signal only.
-func (s *Store) step(last *breaker.State) time.Duration {
+func (s *Store) step(last *watched) time.Duration {
 	st := s.brk.State()
-	switch {
-	case st == breaker.Open && *last == breaker.Closed:
-		s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerOpen, Severity: telemetry.SeverityError,
-			Message: "Redis is unreachable: the store serves from memory and queues writes for replay"})
-	case st == breaker.Closed && *last != breaker.Closed:
+	if opens := s.brk.Opens(); opens != last.opens {
+		last.opens = opens
+		if !last.open {
+			last.open = true
+			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerOpen, Severity: telemetry.SeverityError,
+				Message: "Redis is unreachable: the store serves from memory and queues writes for replay"})
+		}
+	}
+	if st == breaker.Closed && last.open {
+		last.open = false
 		// What this instance holds may have changed while it was cut off.
 		if s.local != nil {
 			s.local.Invalidate()
 		}
 		s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerClosed, Severity: telemetry.SeverityInfo,
 			Message: "Redis answers again"})
-	}
-	if st != breaker.HalfOpen {
-		*last = st
 	}
 	if st == breaker.Closed {
 		if s.out == nil || !s.out.active() {
@@ -97,9 +105,9 @@ func (s *Store) step(last *breaker.State) time.Duration {
 	return 0
 }
 
-// replay applies the outage tier to Redis: deletes first, then writes,
-// each pipelined in batches, each write only if Redis still holds what it
-// replaces. final (from Close) bypasses the breaker. It reports whether the
+// replay applies the outage tier to Redis: every delete, then every
+// write, each pipelined in batches of replayBatch, each write only if
+// Redis still holds what it replaces; then again for what came meanwhile. final (from Close) bypasses the breaker. It reports whether the
 // tier was drained.
 func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	start := time.Now()
@@ -126,32 +134,36 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 	}()
 	for ctx.Err() == nil {
-		if ids, seqs := s.out.tombBatch(replayBatch); len(ids) > 0 {
-			if err := do(func() error { return s.remote.DeleteMany(ctx, ids) }); err != nil {
+		ids, seqs := s.out.tombBatch()
+		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
+			j := min(i+replayBatch, len(ids))
+			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
 				return false
 			}
-			s.out.tombsApplied(ids, seqs)
-			applied += len(ids)
-			continue
+			s.out.tombsApplied(ids[i:j], seqs[i:j])
+			applied += j - i
 		}
-		batch, seqs, exp := s.out.writeBatch(replayBatch, time.Now())
+		writes, wseqs, exp := s.out.writeBatch(time.Now())
 		expired += exp
-		if len(batch) == 0 {
+		if len(ids) == 0 && len(writes) == 0 {
 			break
 		}
-		var ok []bool
-		if err := do(func() (err error) { ok, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
-			return false
-		}
-		s.out.writesDone(batch, seqs, ok)
-		for i, w := range batch {
-			if ok[i] {
-				applied++
-				continue
+		for i := 0; i < len(writes) && ctx.Err() == nil; i += replayBatch {
+			batch, seqs := writes[i:min(i+replayBatch, len(writes))], wseqs[i:min(i+replayBatch, len(writes))]
+			var ok []bool
+			if err := do(func() (err error) { ok, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
+				return false
 			}
-			conflicts++
-			if s.local != nil { // Redis's value won: drop ours
-				s.local.EndDelete(s.local.Begin(w.ID))
+			s.out.writesDone(batch, seqs, ok)
+			for k, w := range batch {
+				if ok[k] {
+					applied++
+					continue
+				}
+				conflicts++
+				if s.local != nil { // Redis's value won: drop ours
+					s.local.EndDelete(s.local.Begin(w.ID))
+				}
 			}
 		}
 	}

@@ -241,7 +241,11 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 		if s.local != nil {
 			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
 		}
-		return s.setPending(id, v, ttl, base)
+		err := s.setPending(id, v, ttl, base)
+		if err != nil && s.local != nil { // not accepted: serve nothing of it
+			s.local.EndDelete(s.local.Begin(id))
+		}
+		return err
 	}
 	if s.local != nil {
 		s.local.EndDelete(w) // Redis may or may not hold v
