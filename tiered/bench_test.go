@@ -127,13 +127,7 @@ func BenchmarkGetMiss(b *testing.B) {
 // BenchmarkBareGolangLRUGet is the reference: a bare golang-lru/v2 cache
 // (one mutex, taken exclusively on every hit), no copy of the value.
 func BenchmarkBareGolangLRUGet(b *testing.B) {
-	c, err := golanglru.New[string, []byte](2 * benchSessions)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, id := range benchIDs {
-		c.Add(id, make([]byte, benchValueSize))
-	}
+	c := bareGolangLRU(b)
 	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -152,13 +146,7 @@ func BenchmarkBareGolangLRUGet(b *testing.B) {
 // BenchmarkGetLocalHit: the bare golang-lru/v2 hit plus the copy that a
 // store handing out bytes the caller owns must make.
 func BenchmarkBareGolangLRUGetCopy(b *testing.B) {
-	c, err := golanglru.New[string, []byte](2 * benchSessions)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, id := range benchIDs {
-		c.Add(id, make([]byte, benchValueSize))
-	}
+	c := bareGolangLRU(b)
 	runtime.GC() // no warm-up garbage left to the timed loop
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -177,6 +165,18 @@ func BenchmarkBareGolangLRUGetCopy(b *testing.B) {
 
 //go:noinline
 func sink([]byte) {}
+
+// bareGolangLRU returns a golang-lru/v2 cache holding every session.
+func bareGolangLRU(b *testing.B) *golanglru.Cache[string, []byte] {
+	c, err := golanglru.New[string, []byte](2 * benchSessions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range benchIDs {
+		c.Add(id, make([]byte, benchValueSize))
+	}
+	return c
+}
 
 // BenchmarkLocalTierGet: the local tier alone (lru.Cache), no copy: the
 // part of a Store hit that the cache design decides.
