@@ -34,7 +34,7 @@ type Replay struct {
 
 // Ping checks that Redis answers.
 func (t *Tier) Ping(ctx context.Context) error {
-	_, err := call(t, ctx, "ping", func(ctx context.Context) (struct{}, error) {
+	_, err := call(t, ctx, "PING", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, t.client.Ping(ctx).Err()
 	})
 	return err
@@ -46,7 +46,7 @@ func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 	for i, id := range ids {
 		keys[i] = t.key(id)
 	}
-	_, err := call(t, ctx, "del", func(ctx context.Context) (struct{}, error) {
+	_, err := call(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, k := range keys {
 				p.Del(ctx, k)
@@ -88,7 +88,7 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) (applied []boo
 		}
 		return out, nil
 	}
-	return call(t, ctx, "replay", func(ctx context.Context) ([]bool, error) {
+	return call(t, ctx, "EVALSHA", func(ctx context.Context) ([]bool, error) {
 		applied, err := run(ctx, true)
 		if err != nil && isNoScript(err) { // a restarted or flushed Redis
 			return run(ctx, false)

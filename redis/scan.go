@@ -24,7 +24,7 @@ func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error)
 		}
 		for {
 			from := cursor // the closure may outlive this iteration
-			p, err := call(t, ctx, "scan", func(ctx context.Context) (page, error) {
+			p, err := call(t, ctx, "SCAN", func(ctx context.Context) (page, error) {
 				keys, next, err := node.Scan(ctx, from, match, scanCount).Result()
 				return page{keys, next}, err
 			})
@@ -54,7 +54,7 @@ func (t *Tier) getBatch(ctx context.Context, keys []string, fn func(id string, v
 	if len(keys) == 0 {
 		return nil
 	}
-	cmds, err := call(t, ctx, "get", func(ctx context.Context) ([]*goredis.StringCmd, error) {
+	cmds, err := call(t, ctx, "GET", func(ctx context.Context) ([]*goredis.StringCmd, error) {
 		cmds := make([]*goredis.StringCmd, len(keys))
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range keys {

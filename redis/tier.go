@@ -40,10 +40,17 @@ type Tier struct {
 	honoursCtx bool          // the client applies context deadlines itself
 	slots      chan struct{} // calls in flight on a detached goroutine
 	detached   sync.WaitGroup
+	trace      TraceFunc // nil: no spans
 }
 
+// TraceFunc starts a span for one round trip to Redis, given the command
+// name only, and returns the context to make the call in and the function
+// that ends the span with the call's error.
+type TraceFunc func(ctx context.Context, command string) (context.Context, func(error))
+
 // New returns a Tier of the keys under prefix. It makes no network call.
-func New(client goredis.UniversalClient, prefix string, timeout time.Duration) (*Tier, error) {
+// trace, if not nil, is called around every round trip.
+func New(client goredis.UniversalClient, prefix string, timeout time.Duration, trace TraceFunc) (*Tier, error) {
 	if client == nil {
 		return nil, errors.New("redis: nil client")
 	}
@@ -56,6 +63,7 @@ func New(client goredis.UniversalClient, prefix string, timeout time.Duration) (
 		timeout:    timeout,
 		honoursCtx: honoursContext(client),
 		slots:      make(chan struct{}, maxDetached),
+		trace:      trace,
 	}, nil
 }
 
@@ -74,13 +82,14 @@ func honoursContext(client goredis.UniversalClient) bool {
 // (or the caller's own context error). fn must not write to variables it
 // shares with its caller: on a detached call it may still run after call
 // returned.
-func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (T, error) {
+func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (v T, err error) {
+	if t.trace != nil {
+		var end func(error)
+		ctx, end = t.trace(ctx, op)
+		defer func() { end(err) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	var (
-		v   T
-		err error
-	)
 	if t.honoursCtx {
 		v, err = fn(ctx)
 	} else {
@@ -138,7 +147,7 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 		value []byte
 		ttl   time.Duration
 	}
-	r, err := call(t, ctx, "get", func(ctx context.Context) (reply, error) {
+	r, err := call(t, ctx, "GET", func(ctx context.Context) (reply, error) {
 		var get *goredis.StringCmd
 		var pttl *goredis.DurationCmd
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -168,7 +177,7 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
 	key := t.key(id)
-	_, err := call(t, ctx, "set", func(ctx context.Context) (struct{}, error) {
+	_, err := call(t, ctx, "SET", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, t.client.Set(ctx, key, value, ttl).Err()
 	})
 	return err
@@ -177,7 +186,7 @@ func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Durati
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
 	key := t.key(id)
-	_, err := call(t, ctx, "del", func(ctx context.Context) (struct{}, error) {
+	_, err := call(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, t.client.Del(ctx, key).Err()
 	})
 	return err
@@ -186,7 +195,7 @@ func (t *Tier) Delete(ctx context.Context, id string) error {
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
 	key := t.key(id)
-	return call(t, ctx, "pexpire", func(ctx context.Context) (bool, error) {
+	return call(t, ctx, "PEXPIRE", func(ctx context.Context) (bool, error) {
 		return t.client.PExpire(ctx, key, ttl).Result()
 	})
 }

@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -15,27 +16,26 @@ const alertInterval = 10 * time.Second
 // alerter hands alerts to the OnAlert hook, never under a lock of the
 // Store's, and limits the rate of the alerts that fire on counts.
 type alerter struct {
-	hook func(telemetry.Alert)
+	hook func(context.Context, telemetry.Alert)
 
 	mu   sync.Mutex                              // guards last and held
 	last map[telemetry.AlertKind]time.Time       // when each kind last fired
 	held map[telemetry.AlertKind]telemetry.Alert // counts held back
 }
 
-func newAlerter(hook func(telemetry.Alert)) *alerter {
+func newAlerter(hook func(context.Context, telemetry.Alert)) *alerter {
 	return &alerter{hook: hook, last: make(map[telemetry.AlertKind]time.Time), held: make(map[telemetry.AlertKind]telemetry.Alert)}
 }
 
-// raise fires a at once: for transitions, which are rare by nature.
-func (a *alerter) raise(al telemetry.Alert) {
-	if a.hook != nil {
-		a.hook(al)
-	}
+// raise fires al at once: for transitions, which are rare by nature. ctx
+// is the operation's, where there is one.
+func (a *alerter) raise(ctx context.Context, al telemetry.Alert) {
+	a.hook(ctx, al)
 }
 
 // count fires al unless one of its kind fired within alertInterval, in
 // which case its counts are held for the next one.
-func (a *alerter) count(al telemetry.Alert) {
+func (a *alerter) count(ctx context.Context, al telemetry.Alert) {
 	now := time.Now()
 	a.mu.Lock()
 	if h, ok := a.held[al.Kind]; ok {
@@ -50,11 +50,11 @@ func (a *alerter) count(al telemetry.Alert) {
 	}
 	a.last[al.Kind] = now
 	a.mu.Unlock()
-	a.raise(al)
+	a.raise(ctx, al)
 }
 
 // flush fires every alert held back.
-func (a *alerter) flush() {
+func (a *alerter) flush(ctx context.Context) {
 	a.mu.Lock()
 	held := make([]telemetry.Alert, 0, len(a.held))
 	for kind, al := range a.held {
@@ -64,6 +64,6 @@ func (a *alerter) flush() {
 	}
 	a.mu.Unlock()
 	for _, al := range held {
-		a.raise(al)
+		a.raise(ctx, al)
 	}
 }

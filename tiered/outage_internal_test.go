@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -57,18 +58,19 @@ func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 
 func TestAlerterLimitsCountsAndFlushesThem(t *testing.T) {
 	var got []telemetry.Alert
-	a := newAlerter(func(al telemetry.Alert) { got = append(got, al) })
+	a := newAlerter(func(_ context.Context, al telemetry.Alert) { got = append(got, al) })
+	ctx := context.Background()
 	for range 100 {
-		a.count(telemetry.Alert{Kind: telemetry.AlertPendingLost, Count: 1, Bytes: 10})
+		a.count(ctx, telemetry.Alert{Kind: telemetry.AlertPendingLost, Count: 1, Bytes: 10})
 	}
 	if len(got) != 1 {
 		t.Fatalf("%d alerts fired for 100 losses within the interval; want 1", len(got))
 	}
-	a.flush()
+	a.flush(ctx)
 	if len(got) != 2 || got[1].Count != 99 || got[1].Bytes != 990 {
 		t.Fatalf("after flush: %+v; want a second alert carrying the 99 held back", got)
 	}
-	a.raise(telemetry.Alert{Kind: telemetry.AlertBreakerOpen})
+	a.raise(ctx, telemetry.Alert{Kind: telemetry.AlertBreakerOpen})
 	if len(got) != 3 {
 		t.Fatal("a transition alert was held back")
 	}

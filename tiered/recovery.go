@@ -64,7 +64,7 @@ func (s *Store) step(last *watched) time.Duration {
 		last.opens = opens
 		if !last.open {
 			last.open = true
-			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerOpen, Severity: telemetry.SeverityError,
+			s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertBreakerOpen, Severity: telemetry.SeverityError,
 				Message: "Redis is unreachable: the store serves from memory and queues writes for replay"})
 		}
 	}
@@ -74,7 +74,7 @@ func (s *Store) step(last *watched) time.Duration {
 		if s.local != nil {
 			s.local.Invalidate()
 		}
-		s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertBreakerClosed, Severity: telemetry.SeverityInfo,
+		s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertBreakerClosed, Severity: telemetry.SeverityInfo,
 			Message: "Redis answers again"})
 	}
 	if st == breaker.Closed {
@@ -121,13 +121,13 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	defer func() {
 		s.replayApplied.Add(uint64(applied))
 		s.replayConflicts.Add(uint64(conflicts))
-		s.watchFallback()
+		s.watchFallback(context.Background())
 		if conflicts > 0 {
-			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertReplayConflict, Severity: telemetry.SeverityWarn,
+			s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertReplayConflict, Severity: telemetry.SeverityWarn,
 				Message: "Redis changed sessions written here during the outage: Redis's values won", Count: int64(conflicts)})
 		}
 		if drained && applied+conflicts+expired > 0 {
-			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertReplayDone, Severity: telemetry.SeverityInfo,
+			s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertReplayDone, Severity: telemetry.SeverityInfo,
 				Message: fmt.Sprintf("replayed the outage tier in %v: %d applied, %d conflicts, %d expired meanwhile",
 					time.Since(start).Round(time.Millisecond), applied, conflicts, expired),
 				Count: int64(applied)})
@@ -172,7 +172,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 
 // lose counts and alerts writes dropped before they reached Redis;
 // evicted says they were evicted from a full outage tier.
-func (s *Store) lose(lost []lostWrite, evicted bool) {
+func (s *Store) lose(ctx context.Context, lost []lostWrite, evicted bool) {
 	if len(lost) == 0 {
 		return
 	}
@@ -183,16 +183,16 @@ func (s *Store) lose(lost []lostWrite, evicted bool) {
 	n := int64(len(lost))
 	s.pendingLost.Add(uint64(n))
 	if evicted {
-		s.alerts.count(telemetry.Alert{Kind: telemetry.AlertFallbackFull, Severity: telemetry.SeverityError,
+		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertFallbackFull, Severity: telemetry.SeverityError,
 			Message: "the outage tier is full and evicting sessions written during the outage", Count: n, Bytes: bytes})
 	}
-	s.alerts.count(telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
+	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
 		Message: "writes accepted during a Redis outage were dropped before reaching Redis", Count: n, Bytes: bytes})
 }
 
 // watchFallback raises AlertFallbackHigh when the outage tier reaches 80%
 // of a bound, once until it is back under 70% of both.
-func (s *Store) watchFallback() {
+func (s *Store) watchFallback(ctx context.Context) {
 	if s.out == nil {
 		return
 	}
@@ -201,7 +201,7 @@ func (s *Store) watchFallback() {
 	switch {
 	case int64(writes)*5 >= int64(l.MaxEntries)*4 || bytes*5 >= l.MaxBytes*4:
 		if s.fallbackHigh.CompareAndSwap(false, true) {
-			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertFallbackHigh, Severity: telemetry.SeverityWarn,
+			s.alerts.raise(ctx, telemetry.Alert{Kind: telemetry.AlertFallbackHigh, Severity: telemetry.SeverityWarn,
 				Message: "the outage tier is over 80% of a bound", Count: int64(writes), Bytes: bytes})
 		}
 	case int64(writes)*10 < int64(l.MaxEntries)*7 && bytes*10 < l.MaxBytes*7:

@@ -44,6 +44,7 @@ type Store struct {
 	out    *outage    // nil when Options.Fallback.MaxEntries is -1
 	remote *redis.Tier
 	brk    *breaker.Breaker
+	tel    *telemetry.Telemetry
 	alerts *alerter
 	loads  singleflight.Group // one Redis read per id at a time
 	closed atomic.Bool
@@ -93,7 +94,10 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: Local: %w", ErrInvalidOptions, err)
 		}
 	}
-	if s.remote, err = redis.New(client, opts.Prefix, opts.OpTimeout); err != nil {
+	traceCall := func(ctx context.Context, command string) (context.Context, func(error)) {
+		return s.tel.RedisCall(ctx, command)
+	}
+	if s.remote, err = redis.New(client, opts.Prefix, opts.OpTimeout, traceCall); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	if s.brk, err = breaker.New(opts.Breaker, redis.IsUnreachable); err != nil {
@@ -102,7 +106,10 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if !opts.Fallback.Disabled() {
 		s.out = newOutage(opts.Fallback, opts.MaxTombstones)
 	}
-	s.alerts = newAlerter(opts.Telemetry.OnAlert)
+	if s.tel, err = telemetry.New(opts.Telemetry, s.observe); err != nil {
+		return nil, fmt.Errorf("%w: Telemetry: %w", ErrInvalidOptions, err)
+	}
+	s.alerts = newAlerter(s.tel.Alert)
 	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.recover()
 	return s, nil
@@ -118,6 +125,33 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 // otherwise it returns ErrNotFound, or ErrUnavailable with StrictReads. A
 // session deleted during the outage is ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
+	if !s.tel.Traced(ctx) { // the hot path: a local hit outside a traced request
+		start := s.tel.Now(ctx)
+		if v, ok := s.localHit(id); ok {
+			s.tel.Record(ctx, telemetry.OpGet, telemetry.TierLocal, telemetry.ResultHit, start)
+			return v, nil
+		}
+	}
+	ctx, span := s.tel.Start(ctx, telemetry.OpGet)
+	tier := telemetry.TierRedis
+	v, err := s.get(ctx, id, &tier)
+	s.end(span, tier, err)
+	return v, err
+}
+
+// localHit returns a copy of a fresh local value of id, when nothing else
+// can answer for it: the store is open and the id has no outage state.
+func (s *Store) localHit(id string) ([]byte, bool) {
+	if s.local == nil || s.closed.Load() || (s.out != nil && s.out.active()) {
+		return nil, false
+	}
+	if v, fresh, ok := s.local.Get(id); ok && fresh {
+		return bytes.Clone(v), true
+	}
+	return nil, false
+}
+
+func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -126,6 +160,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 			return nil, err
 		}
 		if v, tombstoned, ok := s.out.lookup(id, time.Now()); ok {
+			*tier = telemetry.TierFallback
 			if tombstoned {
 				return nil, ErrNotFound
 			}
@@ -137,6 +172,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	if s.local != nil {
 		v, fresh, ok := s.local.Get(id)
 		if ok && fresh {
+			*tier = telemetry.TierLocal
 			return bytes.Clone(v), nil
 		}
 		stale = v
@@ -163,6 +199,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	case !errors.Is(err, ErrUnavailable):
 		return nil, err
 	case stale != nil:
+		*tier = telemetry.TierLocal
 		return bytes.Clone(stale), nil // stale if error
 	case s.opts.StrictReads:
 		return nil, err
@@ -205,6 +242,14 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 // write is accepted into the outage tier and the local tier, returns nil,
 // and is replayed once Redis is back.
 func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Duration) error {
+	ctx, span := s.tel.Start(ctx, telemetry.OpSet)
+	tier := telemetry.TierRedis
+	err := s.set(ctx, id, data, ttl, &tier)
+	s.end(span, tier, err)
+	return err
+}
+
+func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Duration, tier *telemetry.Tier) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
@@ -219,10 +264,11 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 		v = []byte{}
 	}
 	if s.out != nil && s.out.has(id) { // queues behind the id's pending state
+		*tier = telemetry.TierFallback
 		if s.local != nil {
 			s.local.EndSet(s.local.Begin(id), v, s.opts.Local.TTL, ttl)
 		}
-		return s.setPending(id, v, ttl, "")
+		return s.setPending(ctx, id, v, ttl, "")
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -237,11 +283,12 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 		}
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
+		*tier = telemetry.TierFallback
 		base := s.lastSeen(id)
 		if s.local != nil {
 			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
 		}
-		err := s.setPending(id, v, ttl, base)
+		err := s.setPending(ctx, id, v, ttl, base)
 		if err != nil && s.local != nil { // not accepted: serve nothing of it
 			s.local.EndDelete(s.local.Begin(id))
 		}
@@ -268,13 +315,13 @@ func (s *Store) lastSeen(id string) string {
 
 // setPending accepts a write into the outage tier; the caller updates the
 // local tier. base is used if the id has no pending write yet.
-func (s *Store) setPending(id string, v []byte, ttl time.Duration, base string) error {
+func (s *Store) setPending(ctx context.Context, id string, v []byte, ttl time.Duration, base string) error {
 	stored, evicted := s.out.write(id, v, time.Now().Add(ttl), func() string { return base })
-	s.lose(evicted, true)
+	s.lose(ctx, evicted, true)
 	if !stored {
-		s.lose([]lostWrite{{bytes: int64(len(v))}}, false)
+		s.lose(ctx, []lostWrite{{bytes: int64(len(v))}}, false)
 	}
-	s.watchFallback()
+	s.watchFallback(ctx)
 	s.wakeRecovery()
 	if !stored {
 		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
@@ -289,11 +336,20 @@ func (s *Store) setPending(id string, v []byte, ttl time.Duration, base string) 
 // replay, anywhere. If no more tombstones can be kept, Delete returns
 // ErrUnavailable. The local copy is dropped in every case.
 func (s *Store) Delete(ctx context.Context, id string) error {
+	ctx, span := s.tel.Start(ctx, telemetry.OpDelete)
+	tier := telemetry.TierRedis
+	err := s.delete(ctx, id, &tier)
+	s.end(span, tier, err)
+	return err
+}
+
+func (s *Store) delete(ctx context.Context, id string, tier *telemetry.Tier) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
 	if s.out != nil && s.out.has(id) {
-		return s.deletePending(id)
+		*tier = telemetry.TierFallback
+		return s.deletePending(ctx, id)
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -308,17 +364,18 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	case err == nil:
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
-		return s.deletePending(id)
+		*tier = telemetry.TierFallback
+		return s.deletePending(ctx, id)
 	}
 	return s.failure(ctx, "delete", err)
 }
 
-func (s *Store) deletePending(id string) error {
+func (s *Store) deletePending(ctx context.Context, id string) error {
 	if s.local != nil {
 		s.local.EndDelete(s.local.Begin(id))
 	}
 	if !s.out.tombstone(id) {
-		s.alerts.count(telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
+		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
 			Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
 		return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
 	}
@@ -331,6 +388,14 @@ func (s *Store) deletePending(id string) error {
 // the session this instance holds and replays that like a write; a session
 // it does not hold is ErrNotFound (ErrUnavailable with StrictReads).
 func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
+	ctx, span := s.tel.Start(ctx, telemetry.OpTouch)
+	tier := telemetry.TierRedis
+	err := s.touch(ctx, id, ttl, &tier)
+	s.end(span, tier, err)
+	return err
+}
+
+func (s *Store) touch(ctx context.Context, id string, ttl time.Duration, tier *telemetry.Tier) error {
 	if err := s.check(id); err != nil {
 		return err
 	}
@@ -338,7 +403,8 @@ func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
 		return errTTL
 	}
 	if s.out != nil && s.out.has(id) {
-		return s.touchPending(id, ttl, nil)
+		*tier = telemetry.TierFallback
+		return s.touchPending(ctx, id, ttl, nil)
 	}
 	var w lru.Write
 	if s.local != nil {
@@ -365,14 +431,15 @@ func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
 	case err == nil:
 		return ErrNotFound
 	case s.out != nil && s.unreachable(ctx, err):
-		return s.touchPending(id, ttl, err)
+		*tier = telemetry.TierFallback
+		return s.touchPending(ctx, id, ttl, err)
 	}
 	return s.failure(ctx, "touch", err)
 }
 
 // touchPending extends id during an outage: its pending write, or the
 // value this instance last saw in Redis, which becomes a pending write.
-func (s *Store) touchPending(id string, ttl time.Duration, cause error) error {
+func (s *Store) touchPending(ctx context.Context, id string, ttl time.Duration, cause error) error {
 	if s.out.touch(id, time.Now().Add(ttl)) {
 		if s.local != nil {
 			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
@@ -383,11 +450,11 @@ func (s *Store) touchPending(id string, ttl time.Duration, cause error) error {
 	if s.local != nil && !s.out.has(id) {
 		if v, _, ok := s.local.Get(id); ok {
 			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
-			return s.setPending(id, v, ttl, digest(v))
+			return s.setPending(ctx, id, v, ttl, digest(v))
 		}
 	}
 	if s.opts.StrictReads && cause != nil {
-		return s.failure(context.Background(), "touch", cause)
+		return s.failure(ctx, "touch", cause)
 	}
 	return ErrNotFound
 }
@@ -461,15 +528,15 @@ func (s *Store) Close() error {
 		cancel()
 		if writes, bytes, tombs := s.out.counts(); writes+tombs > 0 {
 			s.pendingLost.Add(uint64(writes))
-			s.alerts.raise(telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
+			s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertPendingLost, Severity: telemetry.SeverityError,
 				Message: "the store closed before Redis took every write and delete accepted during an outage",
 				Count:   int64(writes + tombs), Bytes: bytes})
 			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
 		}
 	}
-	s.alerts.flush()
+	s.alerts.flush(context.Background())
 	s.remote.Close()
-	return err
+	return errors.Join(err, s.tel.Close())
 }
 
 func (s *Store) check(id string) error {

@@ -1,0 +1,72 @@
+package tiered
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/telemetry"
+)
+
+// The telemetry cost pair: a local hit through Get (span, histogram, with
+// the global no-op providers) and the same hit with telemetry removed (the
+// unexported get that Get wraps). Compare within one run:
+//
+//	go test -run '^$' -bench 'HitTelemetry' -benchmem -count 6 ./tiered
+func benchHitStore(b *testing.B) (*Store, []string) {
+	srv := redistest.Start(b)
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	b.Cleanup(func() { client.Close() })
+	s, err := New(client, Options{Local: lru.Limits{MaxEntries: 20_000, MaxBytes: 256 << 20}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ids := make([]string, 10_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("hit-%06d", i)
+		if err := s.Set(context.Background(), ids[i], make([]byte, 1024), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, ids
+}
+
+func BenchmarkHitTelemetryOn(b *testing.B) {
+	s, ids := benchHitStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := s.Get(ctx, ids[i%len(ids)]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkHitTelemetryOff(b *testing.B) {
+	s, ids := benchHitStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			tier := telemetry.TierRedis
+			if _, err := s.get(ctx, ids[i%len(ids)], &tier); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
