@@ -267,6 +267,20 @@ func (s Span) End(tier Tier, result Result, errType string) {
 	s.span.End()
 }
 
+// Task starts a span for background work of the store ("probe",
+// "replay"), which has no caller's span to join; the returned function
+// ends it.
+func (t *Telemetry) Task(ctx context.Context, name string) (context.Context, func(error)) {
+	ctx, span := t.tracer.Start(ctx, "sessiontier."+name, t.spanOpts...)
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetAttributes(attribute.String("error.type", ErrorType(err)))
+			span.SetStatus(codes.Error, ErrorType(err))
+		}
+		span.End()
+	}
+}
+
 // RedisCall starts a client span for one round trip to Redis, named after
 // the command; the returned function ends it. Only the command name is
 // recorded: never a key or a value.

@@ -35,10 +35,11 @@ var (
 )
 
 var (
-	errIDEmpty   = fmt.Errorf("%w: empty", ErrInvalidID)
-	errIDLong    = fmt.Errorf("%w: longer than %d bytes", ErrInvalidID, MaxIDBytes)
-	errIDChars   = fmt.Errorf("%w: whitespace, a control character or invalid UTF-8", ErrInvalidID)
-	errTTL       = fmt.Errorf("%w: must be positive", ErrInvalidTTL)
-	errStopRange = errors.New("tiered: range stopped")
-	errGetOpen   = fmt.Errorf("%w: get: %w", ErrUnavailable, breaker.ErrOpen)
+	errIDEmpty       = fmt.Errorf("%w: empty", ErrInvalidID)
+	errIDLong        = fmt.Errorf("%w: longer than %d bytes", ErrInvalidID, MaxIDBytes)
+	errIDChars       = fmt.Errorf("%w: whitespace, a control character or invalid UTF-8", ErrInvalidID)
+	errTTL           = fmt.Errorf("%w: must be positive", ErrInvalidTTL)
+	errStopRange     = errors.New("tiered: range stopped")
+	errGetOpen       = fmt.Errorf("%w: get: %w", ErrUnavailable, breaker.ErrOpen)
+	errReplayStopped = errors.New("tiered: replay stopped before the outage tier was drained")
 )

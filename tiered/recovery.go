@@ -98,8 +98,10 @@ func (s *Store) step(last *watched) time.Duration {
 	if at := s.brk.RetryAt(); time.Now().Before(at) {
 		return time.Until(at)
 	}
-	ctx := context.Background()
-	if err := s.brk.Do(ctx, func() error { return s.remote.Ping(ctx) }); err != nil {
+	ctx, end := s.tel.Task(context.Background(), "probe")
+	err := s.brk.Do(ctx, func() error { return s.remote.Ping(ctx) })
+	end(err)
+	if err != nil {
 		return minProbeGap
 	}
 	return 0
@@ -111,6 +113,14 @@ func (s *Store) step(last *watched) time.Duration {
 // tier was drained.
 func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	start := time.Now()
+	ctx, end := s.tel.Task(ctx, "replay")
+	defer func() {
+		if !drained {
+			end(errReplayStopped)
+		} else {
+			end(nil)
+		}
+	}()
 	var applied, conflicts, expired int
 	do := func(op func() error) error {
 		if final {
