@@ -153,7 +153,7 @@ func (t *Telemetry) observe(meter metric.Meter, observe func(*State)) error {
 	entriesLimit := gauge("sessiontier.tier.entries.limit", "{entry}", "Entry bound of the local and outage tiers.")
 	bytes := gauge("sessiontier.tier.bytes", "By", "Bytes held by the local and outage tiers (keys, values and per-entry overhead).")
 	bytesLimit := gauge("sessiontier.tier.bytes.limit", "By", "Byte bound of the local and outage tiers.")
-	breakerState := gauge("sessiontier.breaker.state", "1", "1 for the circuit breaker's current state, 0 for the others.")
+	breakerState := gauge("sessiontier.breaker.state", "{state}", "1 for the circuit breaker's current state, 0 for the others.")
 	pendingWrites := gauge("sessiontier.pending.writes", "{write}", "Writes accepted during an outage, not yet in Redis.")
 	pendingDeletes := gauge("sessiontier.pending.deletes", "{delete}", "Deletes made during an outage, not yet applied to Redis.")
 	evictions := counter("sessiontier.evictions", "{entry}", "Entries dropped from an in-process tier, by tier and reason.")

@@ -225,7 +225,7 @@ func TestTelemetryNeverCarriesSessionData(t *testing.T) {
 	add := func(s ...string) { seen = append(seen, s...) }
 	addAttrs := func(kvs []attribute.KeyValue) {
 		for _, kv := range kvs {
-			add(string(kv.Key), kv.Value.Emit())
+			add(string(kv.Key), kv.Value.String())
 		}
 	}
 	for _, sp := range e.spans.Ended() {
@@ -258,7 +258,7 @@ func TestTelemetryNeverCarriesSessionData(t *testing.T) {
 		}
 	}
 	for _, r := range e.logRecords() {
-		add(r.EventName, r.SeverityText, r.Body.Emit())
+		add(r.EventName, r.SeverityText, r.Body.String())
 		addAttrs(r.Attributes)
 		if r.Error != nil {
 			add(r.Error.Error())
