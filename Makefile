@@ -5,7 +5,10 @@ GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 EXAMPLES    := examples/otel
 
-.PHONY: all deps test rules lint bench
+LIBRARY     := ./tiered ./lru ./redis ./breaker ./telemetry ./adapters/...
+PEERS       := rueidis|go-redis/cache|miniredis|gonum|progressbar
+
+.PHONY: all deps test rules lint smoke bench
 
 all: lint test
 
@@ -47,7 +50,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd $(EXAMPLES) && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	@# The peers measured by bench must stay out of the library's imports.
+	@if $(GO) list -deps $(LIBRARY) | grep -E '$(PEERS)'; then echo "a library package imports a benchmark peer"; exit 1; fi
 
-# bench runs the Go benchmarks; compare figures within one run.
+# smoke runs the benchmark command's quick mode end to end.
+smoke: deps
+	$(GO) run ./cmd/sessiontier bench --quick --out "$$(mktemp -d)/report"
+
+# bench runs the benchmark suite against the peers and writes a report.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./...
+	$(GO) run ./cmd/sessiontier bench

@@ -25,15 +25,24 @@ type Proxy struct {
 // NewProxy starts a proxy to target, stopped when tb ends.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ListenProxy(target)
 	if err != nil {
 		tb.Fatalf("redistest: proxy: %v", err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// ListenProxy starts a proxy to target; Close stops it.
+func ListenProxy(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
-	tb.Cleanup(p.close)
-	return p
+	return p, nil
 }
 
 func (p *Proxy) accept() {
@@ -108,7 +117,8 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) close() {
+// Close stops the proxy and closes every connection through it.
+func (p *Proxy) Close() {
 	p.ln.Close()
 	p.Cut()
 	p.wg.Wait()

@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Write writes the report to dir: README.md and the PNG plots it shows.
+func (r *Report) Write(dir, command string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# sessiontier benchmark report\n\n")
+	fmt.Fprintf(&b, "- command: `%s`\n- date: %s\n- machine: %s\n- Redis: %s (%s)\n- took: %s\n",
+		command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
+	c := r.Config
+	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
+	b.WriteString("Fairness: every target gets the same memory budget for its local cache")
+	fmt.Fprintf(&b, " (%d MiB and %d entries, enough for every session) and the same warm-up (each session read once before timing; the in-process golang-lru gets each written once).", c.Budget>>20, 2*c.Sessions)
+	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")
+	if r.ServerKind == "miniredis" {
+		b.WriteString("**No redis-server was found: these figures are against miniredis, an in-process Redis. Compare them with each other, not with a real Redis.**\n\n")
+	}
+	b.WriteString("## Targets\n\n")
+	for _, t := range Targets {
+		fmt.Fprintf(&b, "- **%s**: %s\n", t.Name, t.Note)
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(&b, "- skipped: %s\n", s)
+	}
+	for _, w := range []string{"W1", "W2", "W3"} {
+		if err := r.writeWorkload(&b, dir, w); err != nil {
+			return err
+		}
+	}
+	if err := r.writeOutage(&b, dir); err != nil {
+		return err
+	}
+	r.writeRevocation(&b)
+	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644)
+}
+
+func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
+	var rows []Result
+	for _, x := range r.Results {
+		if x.Workload == w {
+			rows = append(rows, x)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	base, hasBase := r.baseline(w)
+	fmt.Fprintf(b, "\n## %s — %s\n\n", w, Workloads[w])
+	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | Redis cmds/op | allocs/op | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	names, values := []string{}, plotter.Values{}
+	for _, x := range rows {
+		ratio := "—"
+		if hasBase {
+			ratio = fmt.Sprintf("%.2fx", x.Throughput()/base.Throughput())
+		}
+		cmds := "—"
+		if x.CmdsPerOp >= 0 {
+			cmds = fmt.Sprintf("%.3f", x.CmdsPerOp)
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %s | %s | %.1f | %d MiB | %d |\n", x.Target, x.Throughput(), ratio,
+			round(x.P50), round(x.P99), round(x.P999), cmds, x.AllocsPerOp, x.PeakHeap>>20, x.Errors)
+		names, values = append(names, x.Target), append(values, x.Throughput())
+	}
+	png := "throughput-" + w + ".png"
+	fmt.Fprintf(b, "\n![%s throughput](%s)\n", w, png)
+	return barChart(filepath.Join(dir, png), w+": throughput (ops/s)", names, values)
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d < time.Microsecond:
+		return d.Round(10 * time.Nanosecond).String()
+	case d < time.Millisecond:
+		return d.Round(100 * time.Nanosecond).String()
+	}
+	return d.Round(10 * time.Microsecond).String()
+}
+
+func barChart(path, title string, names []string, values plotter.Values) error {
+	p := plot.New()
+	p.Title.Text = title
+	bars, err := plotter.NewBarChart(values, vg.Points(30))
+	if err != nil {
+		return err
+	}
+	bars.Color = color.RGBA{R: 60, G: 110, B: 180, A: 255}
+	p.Add(bars)
+	p.NominalX(names...)
+	return p.Save(8*vg.Inch, 4*vg.Inch, path)
+}
+
+func (r *Report) writeOutage(b *strings.Builder, dir string) error {
+	if len(r.Timelines) == 0 {
+		return nil
+	}
+	c := r.Config
+	fmt.Fprintf(b, "\n## W4 — %s\n\nW1 traffic for %s, Redis cut off (%s) for %s, back for %s. Per 100 ms: throughput, p99 latency, errors seen by callers; for sessiontier also the outage tier's bytes, pending writes and breaker state.\n\n",
+		Workloads["W4"], c.OutagePart, map[string]string{"redis-server": "killed with SIGKILL, restarted empty", "miniredis": "closed, restarted", "external": "its connections cut by a proxy"}[r.ServerKind], c.OutagePart, c.OutagePart)
+	b.WriteString("| target | errors seen by callers | slowest call | outage tier peak / cap | replay done after Redis returned |\n|---|---:|---:|---:|---:|\n")
+	for _, t := range r.Timelines {
+		peak, replay := "—", "—"
+		if t.Target == "sessiontier" {
+			peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
+			replay = "not within the run"
+			if t.ReplayDone >= 0 {
+				replay = t.ReplayDone.Round(10 * time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s |\n", t.Target, t.Errors, round(t.Slowest), peak, replay)
+	}
+	for _, t := range r.Timelines {
+		if len(t.Alerts) > 0 {
+			fmt.Fprintf(b, "\nAlerts raised by %s:\n\n", t.Target)
+			for _, a := range t.Alerts {
+				fmt.Fprintf(b, "- %s\n", a)
+			}
+		}
+	}
+	b.WriteString("\n![W4 outage timeline](outage-W4.png)\n")
+	return r.timelinePlot(filepath.Join(dir, "outage-W4.png"))
+}
+
+func (r *Report) timelinePlot(path string) error {
+	panels := []struct {
+		title string
+		value func(Interval) float64
+		store bool
+	}{
+		{"throughput (ops/s)", func(iv Interval) float64 { return float64(iv.Ops) / interval.Seconds() }, false},
+		{"p99 latency (ms)", func(iv Interval) float64 { return float64(iv.P99) / 1e6 }, false},
+		{"errors seen by callers (per 100 ms)", func(iv Interval) float64 { return float64(iv.Errors) }, false},
+		{"outage tier (MiB)", func(iv Interval) float64 { return float64(iv.FallbackBytes) / (1 << 20) }, true},
+		{"pending writes", func(iv Interval) float64 { return float64(iv.PendingWrites) }, true},
+		{"breaker open (1) / half-open (0.5)", func(iv Interval) float64 {
+			return map[string]float64{"open": 1, "half-open": 0.5}[iv.Breaker]
+		}, true},
+	}
+	colors := []color.Color{color.RGBA{R: 200, G: 60, B: 40, A: 255}, color.RGBA{R: 60, G: 110, B: 180, A: 255}}
+	plots := make([][]*plot.Plot, len(panels))
+	for i, pn := range panels {
+		p := plot.New()
+		p.Title.Text = pn.title
+		p.X.Label.Text = "seconds"
+		for k, t := range r.Timelines {
+			if pn.store && t.Target != "sessiontier" {
+				continue
+			}
+			pts := make(plotter.XYs, len(t.Intervals))
+			for j, iv := range t.Intervals {
+				pts[j] = plotter.XY{X: iv.At.Seconds(), Y: pn.value(iv)}
+			}
+			line, err := plotter.NewLine(pts)
+			if err != nil {
+				return err
+			}
+			line.Color = colors[k%len(colors)]
+			p.Add(line)
+			p.Legend.Add(t.Target, line)
+		}
+		p.Legend.Top = true
+		plots[i] = []*plot.Plot{p}
+	}
+	img := vgimg.New(vg.Points(900), vg.Points(float64(200*len(panels))))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadY: vg.Points(8), PadTop: vg.Points(4), PadBottom: vg.Points(4)}
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (r *Report) writeRevocation(b *strings.Builder) {
+	if len(r.Revocations) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n## W5 — %s\n\nTwo instances of each target on the same Redis, W1 traffic on the first; %d times: a session is written on A and read twice on B, deleted on A, and B is polled until it answers not-found.\n\n", Workloads["W5"], r.Config.Trials)
+	b.WriteString("| target | revocations seen by B | p50 | p99 | max | notes |\n|---|---:|---:|---:|---:|---|\n")
+	for _, v := range r.Revocations {
+		p50, p99, mx := "—", "—", "—"
+		if v.Seen > 0 {
+			p50, p99, mx = round(v.P50), round(v.P99), round(v.Max)
+		}
+		note := ""
+		if v.Seen < v.Trials {
+			note = fmt.Sprintf("%d of %d still served after %s", v.Trials-v.Seen, v.Trials, v.Timeout)
+		}
+		if info, err := TargetByName(v.Target); err == nil && !info.Invalidation {
+			note += "; no cross-instance invalidation: a local copy lives until its local TTL (" + localTTL.String() + ")"
+		}
+		fmt.Fprintf(b, "| %s | %d/%d | %s | %s | %s | %s |\n", v.Target, v.Seen, v.Trials, p50, p99, mx, strings.TrimPrefix(note, "; "))
+	}
+}

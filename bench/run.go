@@ -1,0 +1,220 @@
+// Package bench provides sessiontier's benchmark suite: workloads run
+// against sessiontier and its peers on the same Redis, and a report with
+// plots. The command `sessiontier bench` drives it.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is what a suite run measures.
+type Config struct {
+	Duration   time.Duration // per workload and target
+	Workers    int
+	Sessions   int
+	ValueSize  int
+	Workloads  []string      // of W1..W5
+	Targets    []string      // names in Targets
+	OutagePart time.Duration // W4: each of before, during and after
+	Trials     int           // W5 revocations per target
+	Budget     int64         // bytes every local cache may hold
+}
+
+// Result is one target under one workload.
+type Result struct {
+	Target, Workload string
+	Ops, Errors      int64
+	Elapsed          time.Duration
+	P50, P99, P999   time.Duration
+	CmdsPerOp        float64 // -1: unknown
+	AllocsPerOp      float64
+	PeakHeap         uint64
+}
+
+// Throughput returns operations per second.
+func (r Result) Throughput() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
+
+// Workloads describes W1..W5 for the report.
+var Workloads = map[string]string{
+	"W1": "read-mostly: Zipf(1.1) over the sessions, 95% reads, 5% writes",
+	"W2": "read-only: Zipf(1.1), 100% reads",
+	"W3": "login storm: 100% writes of new sessions",
+	"W4": "outage timeline: W1, Redis cut off, back",
+	"W5": "revocation: Delete on one instance, time until another answers not-found",
+}
+
+func sessionID(i int) string { return fmt.Sprintf("bench-%07d", i) }
+
+// populate writes every session to Redis once, pipelined.
+func populate(ctx context.Context, s *Server, cfg Config) error {
+	value := make([]byte, cfg.ValueSize)
+	p := s.admin.Pipeline()
+	for i := range cfg.Sessions {
+		p.Set(ctx, key(sessionID(i)), value, time.Hour)
+		if p.Len() == 1000 || i == cfg.Sessions-1 {
+			if _, err := p.Exec(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// warm reads every session once through t (a target without Redis gets
+// them written), so that every cache starts full.
+func warm(ctx context.Context, t Target, info TargetInfo, cfg Config) error {
+	value := make([]byte, cfg.ValueSize)
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < cfg.Sessions; i += 16 {
+				var err error
+				if info.Name == "golang-lru" {
+					err = t.Set(ctx, sessionID(i), value, time.Hour)
+				} else {
+					_, err = t.Get(ctx, sessionID(i))
+				}
+				if err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// picker returns a per-worker Zipf(1.1) source of session indexes.
+func picker(seed int64, n int) func() int {
+	z := rand.NewZipf(rand.New(rand.NewSource(seed)), 1.1, 1, uint64(n-1))
+	return func() int { return int(z.Uint64()) }
+}
+
+// op returns the operation a worker runs for a workload.
+func op(workload string, t Target, cfg Config, worker int) func(ctx context.Context) error {
+	value := make([]byte, cfg.ValueSize)
+	pick := picker(int64(worker+1), cfg.Sessions)
+	r := rand.New(rand.NewSource(int64(worker + 1000)))
+	n := 0
+	switch workload {
+	case "W2":
+		return func(ctx context.Context) error { _, err := t.Get(ctx, sessionID(pick())); return err }
+	case "W3":
+		return func(ctx context.Context) error {
+			n++
+			return t.Set(ctx, fmt.Sprintf("new-%d-%d", worker, n), value, 30*time.Second) // expire: W3 writes a lot
+		}
+	}
+	return func(ctx context.Context) error { // W1, and W4's traffic
+		id := sessionID(pick())
+		if r.Intn(100) < 5 {
+			return t.Set(ctx, id, value, time.Hour)
+		}
+		_, err := t.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil // a session the outage lost: the service starts a new one
+		}
+		return err
+	}
+}
+
+// heapSampler records the peak heap in use until stopped.
+type heapSampler struct {
+	peak atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func sampleHeap() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > h.peak.Load() {
+				h.peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) end() uint64 { close(h.stop); <-h.done; return h.peak.Load() }
+
+// measure runs workload on t for cfg.Duration with cfg.Workers workers.
+// tick is called every 100ms with the fraction done.
+func measure(ctx context.Context, s *Server, t Target, name, workload string, cfg Config, tick func(float64)) Result {
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cmds0 := s.Commands(ctx)
+	heap := sampleHeap()
+	var (
+		ops, errs atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex // guards total
+		total     hist
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.Duration)
+	for w := range cfg.Workers {
+		run := op(workload, t, cfg, w)
+		wg.Go(func() {
+			var h hist
+			for n := 0; ; n++ {
+				if n%64 == 0 && time.Now().After(deadline) {
+					break
+				}
+				t0 := time.Now()
+				if err := run(ctx); err != nil {
+					errs.Add(1)
+				}
+				h.add(time.Since(t0))
+				ops.Add(1)
+			}
+			mu.Lock()
+			total.merge(&h)
+			mu.Unlock()
+		})
+	}
+	ticker := time.NewTicker(100 * time.Millisecond)
+	for done := false; !done; {
+		select {
+		case <-ticker.C:
+			tick(min(1, float64(time.Since(start))/float64(cfg.Duration)))
+			done = time.Now().After(deadline)
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	ticker.Stop()
+	wg.Wait()
+	elapsed := time.Since(start)
+	peak := heap.end()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	r := Result{Target: name, Workload: workload, Ops: ops.Load(), Errors: errs.Load(), Elapsed: elapsed,
+		P50: total.quantile(0.5), P99: total.quantile(0.99), P999: total.quantile(0.999),
+		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(max(ops.Load(), 1)), PeakHeap: peak, CmdsPerOp: -1}
+	if cmds1 := s.Commands(ctx); cmds0 >= 0 && cmds1 >= 0 {
+		r.CmdsPerOp = float64(cmds1-cmds0-1) / float64(max(ops.Load(), 1)) // less the INFO itself
+	}
+	return r
+}

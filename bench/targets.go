@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	rediscache "github.com/go-redis/cache/v9"
+	golanglru "github.com/hashicorp/golang-lru/v2"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/telemetry"
+	"github.com/sessiontier/sessiontier/tiered"
+)
+
+// ErrNotFound is what every target returns for a missing session.
+var ErrNotFound = errors.New("bench: not found")
+
+// Target is one system under test: a session store as a service uses it.
+type Target interface {
+	Get(ctx context.Context, id string) ([]byte, error)
+	Set(ctx context.Context, id string, v []byte, ttl time.Duration) error
+	Delete(ctx context.Context, id string) error
+	Close() error
+}
+
+// TargetInfo describes a target for the report.
+type TargetInfo struct {
+	Name         string
+	Note         string // what the report should say about it
+	NeedsTrack   bool   // needs CLIENT TRACKING (not in miniredis)
+	Invalidation bool   // drops local copies when another client changes Redis
+	New          func(addr string, budget int64, sessions int) (Target, error)
+}
+
+// The targets, in report order; the first is the subject, the second the
+// baseline ratios are taken to.
+var Targets = []TargetInfo{
+	{Name: "sessiontier", Note: "tiered.Store: bounded local LRU, Redis behind a breaker", New: newSessiontier},
+	{Name: "go-redis", Note: "one GET/SET per request, as scs goredisstore and gorilla's Redis stores do", Invalidation: true, New: newGoRedis},
+	{Name: "go-redis-csc", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
+	{Name: "rueidis", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
+	{Name: "go-redis-cache", Note: "go-redis/cache with a TinyLFU local cache: no cross-instance invalidation, a local copy lives until its local TTL", New: newGoRedisCache},
+	{Name: "golang-lru", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", New: newBareLRU},
+}
+
+const localTTL = time.Minute
+
+type sessiontierTarget struct {
+	*tiered.Store
+	client *goredis.Client
+
+	mu     sync.Mutex // guards alerts
+	alerts []telemetry.Alert
+}
+
+func newSessiontier(addr string, budget int64, sessions int) (Target, error) {
+	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 128})
+	t := &sessiontierTarget{client: client}
+	s, err := tiered.New(client, tiered.Options{
+		Local:    lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget, TTL: localTTL},
+		Fallback: lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget},
+		Breaker:  breaker.Settings{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: time.Second},
+		Telemetry: telemetry.Options{OnAlert: func(a telemetry.Alert) {
+			t.mu.Lock()
+			t.alerts = append(t.alerts, a)
+			t.mu.Unlock()
+		}},
+	})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	t.Store = s
+	return t, nil
+}
+
+// raised returns the alerts raised so far.
+func (t *sessiontierTarget) raised() []telemetry.Alert {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]telemetry.Alert(nil), t.alerts...)
+}
+
+func (t *sessiontierTarget) Get(ctx context.Context, id string) ([]byte, error) {
+	v, err := t.Store.Get(ctx, id)
+	if errors.Is(err, tiered.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+func (t *sessiontierTarget) Close() error { return errors.Join(t.Store.Close(), t.client.Close()) }
+
+type goRedisTarget struct{ c *goredis.Client }
+
+func newGoRedis(addr string, _ int64, _ int) (Target, error) {
+	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128})}, nil
+}
+
+func newGoRedisCSC(addr string, budget int64, sessions int) (Target, error) {
+	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 3, PoolSize: 128,
+		ClientSideCacheConfig: &goredis.ClientSideCacheConfig{MaxEntries: 2 * sessions, MaxMemoryBytes: budget}})}, nil
+}
+
+func (t goRedisTarget) Get(ctx context.Context, id string) ([]byte, error) {
+	v, err := t.c.Get(ctx, key(id)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+func (t goRedisTarget) Set(ctx context.Context, id string, v []byte, ttl time.Duration) error {
+	return t.c.Set(ctx, key(id), v, ttl).Err()
+}
+
+func (t goRedisTarget) Delete(ctx context.Context, id string) error {
+	return t.c.Del(ctx, key(id)).Err()
+}
+func (t goRedisTarget) Close() error { return t.c.Close() }
+
+type rueidisTarget struct{ c rueidis.Client }
+
+func newRueidis(addr string, budget int64, _ int) (Target, error) {
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, CacheSizeEachConn: int(budget)})
+	if err != nil {
+		return nil, err
+	}
+	return rueidisTarget{c}, nil
+}
+
+func (t rueidisTarget) Get(ctx context.Context, id string) ([]byte, error) {
+	v, err := t.c.DoCache(ctx, t.c.B().Get().Key(key(id)).Cache(), localTTL).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+func (t rueidisTarget) Set(ctx context.Context, id string, v []byte, ttl time.Duration) error {
+	return t.c.Do(ctx, t.c.B().Set().Key(key(id)).Value(rueidis.BinaryString(v)).Px(ttl).Build()).Error()
+}
+
+func (t rueidisTarget) Delete(ctx context.Context, id string) error {
+	return t.c.Do(ctx, t.c.B().Del().Key(key(id)).Build()).Error()
+}
+
+func (t rueidisTarget) Close() error { t.c.Close(); return nil }
+
+type goRedisCacheTarget struct {
+	c      *rediscache.Cache
+	client *goredis.Client
+}
+
+func newGoRedisCache(addr string, _ int64, sessions int) (Target, error) {
+	client := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128})
+	return goRedisCacheTarget{rediscache.New(&rediscache.Options{Redis: client, LocalCache: rediscache.NewTinyLFU(2*sessions, localTTL)}), client}, nil
+}
+
+func (t goRedisCacheTarget) Get(ctx context.Context, id string) ([]byte, error) {
+	var v []byte
+	err := t.c.Get(ctx, key(id), &v)
+	if errors.Is(err, rediscache.ErrCacheMiss) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+func (t goRedisCacheTarget) Set(ctx context.Context, id string, v []byte, ttl time.Duration) error {
+	return t.c.Set(&rediscache.Item{Ctx: ctx, Key: key(id), Value: v, TTL: ttl})
+}
+
+func (t goRedisCacheTarget) Delete(ctx context.Context, id string) error {
+	return t.c.Delete(ctx, key(id))
+}
+func (t goRedisCacheTarget) Close() error { return t.client.Close() }
+
+type bareLRU struct {
+	c *golanglru.Cache[string, []byte]
+}
+
+func newBareLRU(_ string, _ int64, sessions int) (Target, error) {
+	c, err := golanglru.New[string, []byte](2 * sessions)
+	if err != nil {
+		return nil, err
+	}
+	return bareLRU{c}, nil
+}
+
+func (t bareLRU) Get(_ context.Context, id string) ([]byte, error) {
+	if v, ok := t.c.Get(id); ok {
+		return v, nil
+	}
+	return nil, ErrNotFound
+}
+
+func (t bareLRU) Set(_ context.Context, id string, v []byte, _ time.Duration) error {
+	t.c.Add(id, v)
+	return nil
+}
+
+func (t bareLRU) Delete(_ context.Context, id string) error { t.c.Remove(id); return nil }
+func (t bareLRU) Close() error                              { return nil }
+
+// key is the Redis key of a session for every target but sessiontier,
+// whose default prefix it matches.
+func key(id string) string { return "session:" + id }
+
+// TargetByName returns the target called name.
+func TargetByName(name string) (TargetInfo, error) {
+	for _, t := range Targets {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return TargetInfo{}, fmt.Errorf("bench: unknown target %q", name)
+}

@@ -1,0 +1,198 @@
+// Command sessiontier is sessiontier's command-line tool.
+//
+//	sessiontier bench [flags]   run the benchmark suite and write a report
+//
+// Run `sessiontier bench -h` for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+	"github.com/schollz/progressbar/v3"
+	"github.com/sessiontier/sessiontier/bench"
+)
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "bench" {
+		fmt.Fprintln(os.Stderr, "usage: sessiontier bench [flags]    (sessiontier bench -h for the flags)")
+		os.Exit(2)
+	}
+	// go-redis logs every failed dial; the outage workload causes them on
+	// purpose, and the report counts what callers saw.
+	goredis.SetLogger(&logging.VoidLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := runBench(ctx, os.Args[2:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runBench runs the bench subcommand and returns the exit code: 0, 1 for
+// a failed run, 2 for bad flags.
+func runBench(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sessiontier bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		duration  = fs.Duration("duration", 10*time.Second, "how long each workload runs on each target")
+		workers   = fs.Int("workers", 64, "concurrent workers")
+		sessions  = fs.Int("sessions", 100_000, "number of sessions")
+		size      = fs.Int("size", 1024, "bytes per session")
+		workloads = fs.String("workloads", "W1,W2,W3,W4,W5", "workloads to run, of W1..W5")
+		targets   = fs.String("targets", targetNames(), "targets to compare")
+		quick     = fs.Bool("quick", false, "a smoke run in under 30 seconds: 0.5s per workload, 10,000 sessions, 5 revocations")
+		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
+		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg := bench.Config{Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
+		Workloads: split(*workloads), Targets: split(*targets), Trials: 100}
+	cfg.OutagePart = max(cfg.Duration/2, time.Second)
+	if *quick {
+		cfg.Duration, cfg.OutagePart, cfg.Sessions, cfg.Trials = 500*time.Millisecond, 500*time.Millisecond, min(cfg.Sessions, 10_000), 5
+	}
+	cfg.Budget = 4 * int64(cfg.Sessions) * int64(cfg.ValueSize+256) // the working set, with room
+	if err := check(cfg, fs.NArg()); err != nil {
+		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
+		fs.Usage()
+		return 2
+	}
+	if *out == "" {
+		*out = "bench-report-" + time.Now().Format("20060102-150405")
+	}
+	server, err := bench.StartServer(*redisURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
+		return 1
+	}
+	defer server.Close()
+	if server.Kind == "miniredis" {
+		fmt.Fprintln(stderr, "sessiontier bench: no redis-server on PATH: running against miniredis, in process (install redis-server for real figures)")
+	}
+	p := &progress{w: stderr, tty: isTerminal(stderr)}
+	rep, err := bench.Run(ctx, cfg, server, p)
+	p.finish()
+	if err != nil {
+		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
+		return 1
+	}
+	command := "sessiontier bench " + strings.Join(args, " ")
+	if err := rep.Write(*out, strings.TrimSpace(command)); err != nil {
+		fmt.Fprintf(stderr, "sessiontier bench: writing the report: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "report written to %s/README.md\n", *out)
+	return 0
+}
+
+func targetNames() string {
+	var names []string
+	for _, t := range bench.Targets {
+		names = append(names, t.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func check(cfg bench.Config, extra int) error {
+	var errs []error
+	if extra > 0 {
+		errs = append(errs, errors.New("unexpected arguments after the flags"))
+	}
+	if cfg.Duration <= 0 {
+		errs = append(errs, errors.New("--duration must be positive"))
+	}
+	if cfg.Workers < 1 || cfg.Workers > 10_000 {
+		errs = append(errs, errors.New("--workers must be between 1 and 10000"))
+	}
+	if cfg.Sessions < 2 {
+		errs = append(errs, errors.New("--sessions must be at least 2"))
+	}
+	if cfg.ValueSize < 1 || cfg.ValueSize > 1<<20 {
+		errs = append(errs, errors.New("--size must be between 1 and 1048576"))
+	}
+	if len(cfg.Workloads) == 0 || len(cfg.Targets) == 0 {
+		errs = append(errs, errors.New("--workloads and --targets must name at least one"))
+	}
+	for _, w := range cfg.Workloads {
+		if _, ok := bench.Workloads[w]; !ok {
+			errs = append(errs, fmt.Errorf("unknown workload %q (want W1..W5)", w))
+		}
+	}
+	known := split(targetNames())
+	for _, t := range cfg.Targets {
+		if !slices.Contains(known, t) {
+			errs = append(errs, fmt.Errorf("unknown target %q (want some of %s)", t, targetNames()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// progress shows the suite's progress: a bar per step on a terminal, a
+// line per step elsewhere (CI logs).
+type progress struct {
+	w    io.Writer
+	tty  bool
+	bar  *progressbar.ProgressBar
+	step string
+	t0   time.Time
+}
+
+func (p *progress) Step(desc string) {
+	p.finish()
+	p.step, p.t0 = desc, time.Now()
+	if p.tty {
+		p.bar = progressbar.NewOptions(100, progressbar.OptionSetWriter(p.w), progressbar.OptionSetDescription(fmt.Sprintf("%-22s", desc)),
+			progressbar.OptionSetWidth(30), progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }))
+	}
+}
+
+func (p *progress) Tick(frac float64) {
+	if p.bar != nil {
+		p.bar.Set(int(frac * 100))
+	}
+}
+
+func (p *progress) finish() {
+	switch {
+	case p.bar != nil:
+		p.bar.Finish()
+		p.bar = nil
+	case p.step != "":
+		fmt.Fprintf(p.w, "%-22s done in %s\n", p.step, time.Since(p.t0).Round(10*time.Millisecond))
+	}
+	p.step = ""
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
