@@ -40,6 +40,14 @@ func (t *Tier) Ping(ctx context.Context) error {
 	return err
 }
 
+// Publish sends message on channel.
+func (t *Tier) Publish(ctx context.Context, channel, message string) error {
+	_, err := call(t, ctx, "PUBLISH", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.client.Publish(ctx, channel, message).Err()
+	})
+	return err
+}
+
 // DeleteMany removes ids in one pipelined round trip.
 func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 	keys := make([]string, len(ids))

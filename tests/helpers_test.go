@@ -116,7 +116,15 @@ func (e *env) store(t *testing.T, opts tiered.Options) *tiered.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	waitStream(t, s)
 	return s
+}
+
+// waitStream waits until the store's invalidation stream is confirmed:
+// before that, the local tier is bypassed.
+func waitStream(t *testing.T, s *tiered.Store) {
+	t.Helper()
+	waitFor(t, "the invalidation stream", func() bool { return s.Stats().Invalidation != "connecting" })
 }
 
 // waitFor polls cond until it holds, failing the test after 10s.

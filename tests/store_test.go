@@ -62,6 +62,7 @@ func TestLocalHitMakesNoNetworkCall(t *testing.T) {
 	e := newEnv(t)
 	s := e.store(t, tiered.Options{})
 	e.plain.Set(bg, "session:a", "alpha", time.Hour)
+	waitFor(t, "the write's invalidation", func() bool { return s.Stats().Invalidations >= 1 })
 	if v, err := s.Get(bg, "a"); err != nil || string(v) != "alpha" {
 		t.Fatalf("Get = %q, %v", v, err)
 	}
@@ -100,6 +101,7 @@ func TestLocalFreshnessIsTheShorterOfTheTTLs(t *testing.T) {
 	s := e.store(t, tiered.Options{Local: lru.Limits{TTL: time.Minute}, Clock: clock.Now})
 	e.plain.Set(bg, "session:short", "s", 10*time.Second)
 	e.plain.Set(bg, "session:long", "l", time.Hour)
+	waitFor(t, "the writes' invalidations", func() bool { return s.Stats().Invalidations >= 2 })
 	for _, id := range []string{"short", "long"} {
 		if _, err := s.Get(bg, id); err != nil {
 			t.Fatal(err)

@@ -40,6 +40,11 @@ type Options struct {
 	// unreachable; past it, Delete returns ErrUnavailable.
 	// default: 100_000
 	MaxTombstones int
+	// Invalidation selects how instances drop local copies of sessions
+	// changed elsewhere. default: InvalidationAuto (client tracking where
+	// Redis allows it, else messages the instances publish);
+	// InvalidationOff (-1): none.
+	Invalidation Invalidation
 	// CloseTimeout bounds how long Close tries to replay what is pending.
 	// default: 5s
 	CloseTimeout time.Duration
@@ -87,6 +92,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: MaxTombstones %d", ErrInvalidOptions, o.MaxTombstones)
 	case o.MaxTombstones == 0:
 		o.MaxTombstones = DefaultMaxTombstones
+	}
+	if o.Invalidation < InvalidationOff || o.Invalidation > InvalidationPublish {
+		return o, fmt.Errorf("%w: Invalidation %d", ErrInvalidOptions, o.Invalidation)
 	}
 	switch {
 	case o.CloseTimeout < 0:

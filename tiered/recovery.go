@@ -152,6 +152,9 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 			}
 			s.out.tombsApplied(ids[i:j], seqs[i:j])
 			applied += j - i
+			for _, id := range ids[i:j] {
+				s.announce(ctx, id)
+			}
 		}
 		writes, wseqs, exp := s.out.writeBatch(time.Now())
 		expired += exp

@@ -46,6 +46,7 @@ type Store struct {
 	brk    *breaker.Breaker
 	tel    *telemetry.Telemetry
 	alerts *alerter
+	inv    *invalidator
 	loads  singleflight.Group // one Redis read per id at a time
 	closed atomic.Bool
 
@@ -74,6 +75,8 @@ type Stats struct {
 	PendingLost      uint64 // accepted writes dropped before reaching Redis
 	ReplayApplied    uint64 // pending writes and deletes applied to Redis
 	ReplayConflicts  uint64 // pending writes dropped because Redis changed meanwhile
+	Invalidation     string // "tracking", "publish", "connecting" (local tier bypassed) or "off"
+	Invalidations    uint64 // invalidations received from other instances or Redis
 }
 
 // New returns a Store over client, which the caller keeps and closes after
@@ -112,6 +115,7 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	s.alerts = newAlerter(s.tel.Alert)
 	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.recover()
+	s.startInvalidation(client)
 	return s, nil
 }
 
@@ -142,7 +146,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 // localHit returns a copy of a fresh local value of id, when nothing else
 // can answer for it: the store is open and the id has no outage state.
 func (s *Store) localHit(id string) ([]byte, bool) {
-	if s.local == nil || s.closed.Load() || (s.out != nil && s.out.active()) {
+	if s.local == nil || s.closed.Load() || (s.out != nil && s.out.active()) || !s.inv.fresh() {
 		return nil, false
 	}
 	if v, fresh, ok := s.local.Get(id); ok && fresh {
@@ -171,7 +175,7 @@ func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byt
 	var stale []byte
 	if s.local != nil {
 		v, fresh, ok := s.local.Get(id)
-		if ok && fresh {
+		if ok && fresh && s.inv.fresh() {
 			*tier = telemetry.TierLocal
 			return bytes.Clone(v), nil
 		}
@@ -274,6 +278,7 @@ func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Durati
 	if s.local != nil {
 		w = s.local.Begin(id)
 	}
+	s.expectEcho(id)
 	err := s.brk.Do(ctx, func() error { return s.remote.Set(ctx, id, v, ttl) })
 	s.loads.Forget(id)
 	switch {
@@ -281,6 +286,7 @@ func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Durati
 		if s.local != nil {
 			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
 		}
+		s.announce(ctx, id)
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
 		*tier = telemetry.TierFallback
@@ -355,6 +361,7 @@ func (s *Store) delete(ctx context.Context, id string, tier *telemetry.Tier) err
 	if s.local != nil {
 		w = s.local.Begin(id)
 	}
+	s.expectEcho(id)
 	err := s.brk.Do(ctx, func() error { return s.remote.Delete(ctx, id) })
 	s.loads.Forget(id)
 	if s.local != nil {
@@ -362,6 +369,7 @@ func (s *Store) delete(ctx context.Context, id string, tier *telemetry.Tier) err
 	}
 	switch {
 	case err == nil:
+		s.announce(ctx, id)
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
 		*tier = telemetry.TierFallback
@@ -411,6 +419,7 @@ func (s *Store) touch(ctx context.Context, id string, ttl time.Duration, tier *t
 		w = s.local.Begin(id)
 	}
 	var found bool
+	s.expectEcho(id)
 	err := s.brk.Do(ctx, func() (err error) {
 		found, err = s.remote.Touch(ctx, id, ttl)
 		return err
@@ -427,6 +436,7 @@ func (s *Store) touch(ctx context.Context, id string, ttl time.Duration, tier *t
 	}
 	switch {
 	case err == nil && found:
+		s.announce(ctx, id)
 		return nil
 	case err == nil:
 		return ErrNotFound
@@ -491,6 +501,8 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error
 // Stats returns a snapshot of the tiers, the breaker and the counters.
 func (s *Store) Stats() Stats {
 	st := Stats{
+		Invalidation:    s.inv.state.Load().(string),
+		Invalidations:   s.inv.count.Load(),
 		Breaker:         s.brk.State().String(),
 		PendingLost:     s.pendingLost.Load(),
 		ReplayApplied:   s.replayApplied.Load(),
@@ -521,6 +533,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	<-s.done
+	<-s.inv.done
 	var err error
 	if s.out != nil && s.out.active() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)

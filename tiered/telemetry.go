@@ -54,4 +54,5 @@ func (s *Store) observe(st *telemetry.State) {
 	st.LocalEvictions, st.LocalExpirations = int64(x.LocalEvictions), int64(x.LocalExpirations)
 	st.PendingLost = int64(x.PendingLost)
 	st.ReplayApplied, st.ReplayConflicts = int64(x.ReplayApplied), int64(x.ReplayConflicts)
+	st.Invalidations = int64(x.Invalidations)
 }
