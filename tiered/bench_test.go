@@ -65,6 +65,7 @@ func benchStore(b *testing.B, local lru.Limits) (*tiered.Store, *goredis.Client)
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
+	waitStream(b, s)
 	value := make([]byte, benchValueSize)
 	var wg sync.WaitGroup
 	for w := range 32 {
@@ -79,6 +80,17 @@ func benchStore(b *testing.B, local lru.Limits) (*tiered.Store, *goredis.Client)
 	}
 	wg.Wait()
 	return s, client
+}
+
+// waitStream waits for the store's invalidation stream: until then local
+// hits are not served.
+func waitStream(b *testing.B, s *tiered.Store) {
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Invalidation == "connecting"; {
+		if time.Now().After(deadline) {
+			b.Fatal("the invalidation stream did not come up")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 var roomForAll = lru.Limits{MaxEntries: 2 * benchSessions, MaxBytes: 4 * benchSessions * (benchValueSize + lru.EntryOverhead)}

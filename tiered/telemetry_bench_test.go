@@ -26,6 +26,12 @@ func benchHitStore(b *testing.B) (*Store, []string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Invalidation == "connecting"; {
+		if time.Now().After(deadline) {
+			b.Fatal("the invalidation stream did not come up")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	ids := make([]string, 10_000)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("hit-%06d", i)
