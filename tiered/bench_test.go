@@ -93,6 +93,34 @@ func waitStream(b *testing.B, s *tiered.Store) {
 	}
 }
 
+// runGets times get over Zipf-picked session ids on every goroutine of
+// RunParallel; get reports a failure as a non-empty string.
+func runGets(b *testing.B, get func(id string) string) {
+	runtime.GC() // no warm-up garbage left to the timed loop
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pick := newPicker()
+		for pb.Next() {
+			if failure := get(benchIDs[pick()]); failure != "" {
+				b.Error(failure)
+				return
+			}
+		}
+	})
+}
+
+// storeGet is runGets's get for a Store.
+func storeGet(s *tiered.Store) func(string) string {
+	ctx := context.Background()
+	return func(id string) string {
+		if _, err := s.Get(ctx, id); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+}
+
 var roomForAll = lru.Limits{MaxEntries: 2 * benchSessions, MaxBytes: 4 * benchSessions * (benchValueSize + lru.EntryOverhead)}
 
 // BenchmarkGetLocalHit: Store.Get answered by the local tier, including
@@ -102,55 +130,25 @@ func BenchmarkGetLocalHit(b *testing.B) {
 	if st := s.Stats(); st.LocalEntries != benchSessions {
 		b.Fatalf("warm-up left %d local entries; want %d", st.LocalEntries, benchSessions)
 	}
-	ctx := context.Background()
-	runtime.GC() // no warm-up garbage left to the timed loop
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		pick := newPicker()
-		for pb.Next() {
-			if _, err := s.Get(ctx, benchIDs[pick()]); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	runGets(b, storeGet(s))
 }
 
 // BenchmarkGetMiss: Store.Get with no local tier, one GET+PTTL round trip
 // to a local redis-server per call.
 func BenchmarkGetMiss(b *testing.B) {
 	s, _ := benchStore(b, lru.Limits{MaxEntries: -1})
-	ctx := context.Background()
-	runtime.GC() // no warm-up garbage left to the timed loop
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		pick := newPicker()
-		for pb.Next() {
-			if _, err := s.Get(ctx, benchIDs[pick()]); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	runGets(b, storeGet(s))
 }
 
 // BenchmarkBareGolangLRUGet is the reference: a bare golang-lru/v2 cache
 // (one mutex, taken exclusively on every hit), no copy of the value.
 func BenchmarkBareGolangLRUGet(b *testing.B) {
 	c := bareGolangLRU(b)
-	runtime.GC() // no warm-up garbage left to the timed loop
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		pick := newPicker()
-		for pb.Next() {
-			if _, ok := c.Get(benchIDs[pick()]); !ok {
-				b.Error("miss")
-				return
-			}
+	runGets(b, func(id string) string {
+		if _, ok := c.Get(id); !ok {
+			return "miss"
 		}
+		return ""
 	})
 }
 
@@ -159,19 +157,13 @@ func BenchmarkBareGolangLRUGet(b *testing.B) {
 // store handing out bytes the caller owns must make.
 func BenchmarkBareGolangLRUGetCopy(b *testing.B) {
 	c := bareGolangLRU(b)
-	runtime.GC() // no warm-up garbage left to the timed loop
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		pick := newPicker()
-		for pb.Next() {
-			v, ok := c.Get(benchIDs[pick()])
-			if !ok {
-				b.Error("miss")
-				return
-			}
-			sink(bytes.Clone(v))
+	runGets(b, func(id string) string {
+		v, ok := c.Get(id)
+		if !ok {
+			return "miss"
 		}
+		sink(bytes.Clone(v))
+		return ""
 	})
 }
 
@@ -200,16 +192,10 @@ func BenchmarkLocalTierGet(b *testing.B) {
 	for _, id := range benchIDs {
 		c.Set(id, make([]byte, benchValueSize), time.Hour, time.Hour)
 	}
-	runtime.GC() // no warm-up garbage left to the timed loop
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		pick := newPicker()
-		for pb.Next() {
-			if _, _, ok := c.Get(benchIDs[pick()]); !ok {
-				b.Error("miss")
-				return
-			}
+	runGets(b, func(id string) string {
+		if _, _, ok := c.Get(id); !ok {
+			return "miss"
 		}
+		return ""
 	})
 }
