@@ -270,3 +270,18 @@ func TestInvalidateMakesEntriesStale(t *testing.T) {
 		t.Fatal("an entry stored after Invalidate is not fresh")
 	}
 }
+
+func TestFillAbsentDropsTheEntryUnlessAWriteCame(t *testing.T) {
+	c := newCache(t, lru.Limits{}, nil)
+	c.Set("k", []byte("v"), time.Hour, time.Hour)
+	tok := c.FillToken("k")
+	if !c.FillAbsent(tok, "k") {
+		t.Fatal("FillAbsent kept an entry the source no longer has")
+	}
+	c.Set("k", []byte("v"), time.Hour, time.Hour)
+	tok = c.FillToken("k")
+	c.EndSet(c.Begin("k"), []byte("new"), time.Hour, time.Hour)
+	if c.FillAbsent(tok, "k") {
+		t.Fatal("FillAbsent dropped a value written after the read began")
+	}
+}

@@ -127,3 +127,21 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 	stored, _ := s.add(key, v)
 	return stored
 }
+
+// FillAbsent records that a read from the source found no key: the entry
+// is dropped, under the same condition as Fill, so that a stale copy of a
+// key deleted at the source cannot be served later (stale-if-error). It
+// reports whether it dropped one.
+func (c *Cache) FillAbsent(t FillToken, key string) bool {
+	if t.shard == nil {
+		return false
+	}
+	s := t.shard
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seq+1 != t.seq {
+		return false
+	}
+	_, ok := s.core.Remove(key)
+	return ok
+}

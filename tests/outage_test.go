@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
@@ -492,4 +493,22 @@ func heapAfterGC() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestDeletedElsewhereIsNotServedStale: a copy past Local.TTL of a session
+// deleted in Redis (here with no invalidation) is dropped when Redis says
+// so, and not served later while Redis is unreachable.
+func TestDeletedElsewhereIsNotServedStale(t *testing.T) {
+	e := newEnv(t)
+	clock := tiertest.NewClock()
+	opts := outageOptions(&alertLog{})
+	opts.Invalidation, opts.Clock = tiered.InvalidationOff, clock.Now
+	s := e.store(t, opts)
+	mustSet(t, s, "revoked", "v")
+	clock.Advance(2 * time.Minute) // past Local.TTL: the copy is stale
+	e.plain.Del(bg, "session:revoked")
+	wantGone(t, s, "revoked")
+	e.srv.Kill()
+	openBreaker(t, s)
+	wantGone(t, s, "revoked")
 }

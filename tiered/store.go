@@ -230,6 +230,9 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 		return nil, s.failure(ctx, "get", err)
 	}
 	if !found {
+		if s.local != nil {
+			s.local.FillAbsent(token, id) // no stale copy of a deleted session
+		}
 		return nil, ErrNotFound
 	}
 	if ttl == redis.NoTTL { // written without a TTL by another client
