@@ -6,16 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 )
-
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
 
 // TestEntryOverheadCoversTheHeap checks that EntryOverhead is no smaller
 // than what an entry really costs on the heap beyond its key and value.
@@ -35,7 +28,7 @@ func checkOverhead(t *testing.T, n int) {
 		keys[i] = fmt.Sprintf("key-%011d", i) // 16 bytes, a size class of its own
 		values[i] = make([]byte, valueSize)
 	}
-	before := heapInUse()
+	before := tiertest.HeapAfterGC()
 	c, err := lru.New(lru.Limits{MaxEntries: 2 * n, MaxBytes: 1 << 30}, nil) // room to spare in every shard
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +36,7 @@ func checkOverhead(t *testing.T, n int) {
 	for i := range n {
 		c.Set(keys[i], values[i], time.Hour, time.Hour)
 	}
-	after := heapInUse()
+	after := tiertest.HeapAfterGC()
 	perEntry := float64(after-before) / float64(n)
 	t.Logf("heap per entry beyond key and value: %.0f bytes (EntryOverhead %d)", perEntry, lru.EntryOverhead)
 	if perEntry > lru.EntryOverhead {

@@ -3,7 +3,6 @@ package tests
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -470,14 +469,14 @@ func TestLongOutageMemory(t *testing.T) {
 	s := e.store(t, opts)
 	e.srv.Kill()
 	openBreaker(t, s)
-	before := heapAfterGC()
+	before := tiertest.HeapAfterGC()
 	value := make([]byte, 4096)
 	for i := range 10 * capBytes / len(value) {
 		if err := s.Set(bg, fmt.Sprint("s", i), value, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
-	grown := int64(heapAfterGC()) - int64(before)
+	grown := int64(tiertest.HeapAfterGC()) - int64(before)
 	// The two tiers share the value bytes of sessions held in both; the
 	// slack covers maps and lists growing to their bounds.
 	const slack = 2 << 20
@@ -485,14 +484,6 @@ func TestLongOutageMemory(t *testing.T) {
 		t.Fatalf("the heap grew by %d MiB writing %d MiB; want at most %d MiB", grown>>20, 10*capBytes>>20, (2*capBytes+slack)>>20)
 	}
 	t.Logf("heap grew by %.1f MiB writing %d MiB (caps: 2 x %d MiB)", float64(grown)/(1<<20), 10*capBytes>>20, capBytes>>20)
-}
-
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // TestDeletedElsewhereIsNotServedStale: a copy past Local.TTL of a session

@@ -1,6 +1,7 @@
 package tiertest
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -26,4 +27,13 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
+}
+
+// HeapAfterGC returns the bytes of live heap objects after two collections.
+func HeapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
