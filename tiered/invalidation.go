@@ -246,7 +246,7 @@ func (inv *invalidator) apply(m *goredis.Message) {
 			continue
 		}
 		inv.count.Add(1)
-		s.local.EndDelete(s.local.Begin(id)) // also rejects fills read before
+		s.dropLocal(id) // also rejects fills read before
 		s.loads.Forget(id)
 	}
 }

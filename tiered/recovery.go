@@ -174,9 +174,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 					continue
 				}
 				conflicts++
-				if s.local != nil { // Redis's value won: drop ours
-					s.local.EndDelete(s.local.Begin(w.ID))
-				}
+				s.dropLocal(w.ID) // Redis's value won: drop ours
 			}
 		}
 	}

@@ -272,9 +272,7 @@ func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Durati
 	}
 	if s.out != nil && s.out.has(id) { // queues behind the id's pending state
 		*tier = telemetry.TierFallback
-		if s.local != nil {
-			s.local.EndSet(s.local.Begin(id), v, s.opts.Local.TTL, ttl)
-		}
+		s.setLocal(id, v, ttl)
 		return s.setPending(ctx, id, v, ttl, "")
 	}
 	var w lru.Write
@@ -293,13 +291,13 @@ func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Durati
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
 		*tier = telemetry.TierFallback
-		base := s.lastSeen(id)
+		err := s.setPending(ctx, id, v, ttl, s.lastSeen(id))
 		if s.local != nil {
-			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
-		}
-		err := s.setPending(ctx, id, v, ttl, base)
-		if err != nil && s.local != nil { // not accepted: serve nothing of it
-			s.local.EndDelete(s.local.Begin(id))
+			if err == nil {
+				s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
+			} else {
+				s.local.EndDelete(w) // not accepted: serve nothing of it
+			}
 		}
 		return err
 	}
@@ -307,6 +305,27 @@ func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Durati
 		s.local.EndDelete(w) // Redis may or may not hold v
 	}
 	return s.failure(ctx, "set", err)
+}
+
+// setLocal, touchLocal and dropLocal change the local copy of id outside
+// a Redis call (outage writes, invalidations, replay outcomes), ordered
+// with reads and writes in flight like any local write.
+func (s *Store) setLocal(id string, v []byte, ttl time.Duration) {
+	if s.local != nil {
+		s.local.EndSet(s.local.Begin(id), v, s.opts.Local.TTL, ttl)
+	}
+}
+
+func (s *Store) touchLocal(id string, ttl time.Duration) {
+	if s.local != nil {
+		s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
+	}
+}
+
+func (s *Store) dropLocal(id string) {
+	if s.local != nil {
+		s.local.EndDelete(s.local.Begin(id))
+	}
 }
 
 // lastSeen returns the digest of the value of id this instance last saw in
@@ -382,9 +401,7 @@ func (s *Store) delete(ctx context.Context, id string, tier *telemetry.Tier) err
 }
 
 func (s *Store) deletePending(ctx context.Context, id string) error {
-	if s.local != nil {
-		s.local.EndDelete(s.local.Begin(id))
-	}
+	s.dropLocal(id)
 	if !s.out.tombstone(id) {
 		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
 			Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
@@ -454,15 +471,13 @@ func (s *Store) touch(ctx context.Context, id string, ttl time.Duration, tier *t
 // value this instance last saw in Redis, which becomes a pending write.
 func (s *Store) touchPending(ctx context.Context, id string, ttl time.Duration, cause error) error {
 	if s.out.touch(id, time.Now().Add(ttl)) {
-		if s.local != nil {
-			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
-		}
+		s.touchLocal(id, ttl)
 		s.wakeRecovery()
 		return nil
 	}
 	if s.local != nil && !s.out.has(id) {
 		if v, _, ok := s.local.Get(id); ok {
-			s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
+			s.touchLocal(id, ttl)
 			return s.setPending(ctx, id, v, ttl, digest(v))
 		}
 	}
