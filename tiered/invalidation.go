@@ -124,18 +124,18 @@ func (inv *invalidator) run(client goredis.UniversalClient) {
 	if inv.client != nil {
 		defer inv.client.Close()
 	}
-	channel, subscribe := "__redis__:invalidate", func(ctx context.Context) *goredis.PubSub { return inv.client.Subscribe(ctx, "__redis__:invalidate") }
+	channel := "__redis__:invalidate"
 	if Invalidation(inv.mode.Load()) == InvalidationPublish {
 		channel = inv.channel
-		subscribe = func(ctx context.Context) *goredis.PubSub {
-			if inv.client != nil {
-				return inv.client.Subscribe(ctx, channel)
-			}
-			return client.Subscribe(ctx, channel)
-		}
+	}
+	var subscriber interface {
+		Subscribe(ctx context.Context, channels ...string) *goredis.PubSub
+	} = client // a cluster or ring: publish mode on the caller's client
+	if inv.client != nil {
+		subscriber = inv.client
 	}
 	for ctx.Err() == nil {
-		ps := subscribe(ctx)
+		ps := subscriber.Subscribe(ctx, channel)
 		inv.consume(ctx, ps)
 		ps.Close()
 		select {
