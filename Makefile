@@ -46,6 +46,7 @@ rules: deps
 	cd $(EXAMPLES) && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 lint:
+	@bash .ci/check-tracked
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt -w needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
