@@ -9,17 +9,16 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// replayScript writes a value only if the key still holds what the writer
-// last saw: ARGV[1] is the hex SHA-1 of that value, or "" for a key that
-// must be absent. ARGV[3] is the absolute expiry in unix milliseconds.
-// It returns 1 when it wrote, 0 when the key had changed.
+// replayScript writes a value only if the key still holds one of the
+// values the writer accepts to replace: ARGV[1] is their hex SHA-1s, each
+// followed by a space, "- " standing for an absent key. ARGV[3] is the
+// absolute expiry in unix milliseconds. It returns 1 when it wrote, 0 when
+// the key had changed.
 var replayScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '' then
-  if cur then return 0 end
-elseif (not cur) or redis.sha1hex(cur) ~= ARGV[1] then
-  return 0
-end
+local d = '-'
+if cur then d = redis.sha1hex(cur) end
+if not string.find(' ' .. ARGV[1], ' ' .. d .. ' ', 1, true) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
 `)
@@ -29,7 +28,20 @@ type Replay struct {
 	ID      string
 	Value   []byte
 	Expires time.Time // absolute; the key expires then
-	Base    string    // hex SHA-1 of the value it replaces; "" if it creates the key
+	Bases   []string  // hex SHA-1s of the values it may replace; "" for an absent key
+}
+
+// bases encodes w.Bases for replayScript.
+func (w Replay) bases() string {
+	var b strings.Builder
+	for _, d := range w.Bases {
+		if d == "" {
+			d = "-"
+		}
+		b.WriteString(d)
+		b.WriteByte(' ')
+	}
+	return b.String()
 }
 
 // Ping checks that Redis answers.
@@ -74,7 +86,7 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) (applied []boo
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, w := range writes {
 				keys := []string{t.key(w.ID)}
-				args := []any{w.Base, w.Value, w.Expires.UnixMilli()}
+				args := []any{w.bases(), w.Value, w.Expires.UnixMilli()}
 				if useSHA {
 					cmds[i] = replayScript.EvalSha(ctx, p, keys, args...)
 				} else {

@@ -17,14 +17,15 @@ const alertInterval = 10 * time.Second
 // Store's, and limits the rate of the alerts that fire on counts.
 type alerter struct {
 	hook func(context.Context, telemetry.Alert)
+	now  func() time.Time
 
 	mu   sync.Mutex                              // guards last and held
 	last map[telemetry.AlertKind]time.Time       // when each kind last fired
 	held map[telemetry.AlertKind]telemetry.Alert // counts held back
 }
 
-func newAlerter(hook func(context.Context, telemetry.Alert)) *alerter {
-	return &alerter{hook: hook, last: make(map[telemetry.AlertKind]time.Time), held: make(map[telemetry.AlertKind]telemetry.Alert)}
+func newAlerter(hook func(context.Context, telemetry.Alert), now func() time.Time) *alerter {
+	return &alerter{hook: hook, now: now, last: make(map[telemetry.AlertKind]time.Time), held: make(map[telemetry.AlertKind]telemetry.Alert)}
 }
 
 // raise fires al at once: for transitions, which are rare by nature. ctx
@@ -36,7 +37,7 @@ func (a *alerter) raise(ctx context.Context, al telemetry.Alert) {
 // count fires al unless one of its kind fired within alertInterval, in
 // which case its counts are held for the next one.
 func (a *alerter) count(ctx context.Context, al telemetry.Alert) {
-	now := time.Now()
+	now := a.now()
 	a.mu.Lock()
 	if h, ok := a.held[al.Kind]; ok {
 		al.Count += h.Count
@@ -60,7 +61,7 @@ func (a *alerter) flush(ctx context.Context) {
 	for kind, al := range a.held {
 		held = append(held, al)
 		delete(a.held, kind)
-		a.last[kind] = time.Now()
+		a.last[kind] = a.now()
 	}
 	a.mu.Unlock()
 	for _, al := range held {

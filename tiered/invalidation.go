@@ -2,17 +2,14 @@ package tiered
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
+	"golang.org/x/sync/singleflight"
 )
 
 // Invalidation selects how instances tell each other that a session
@@ -48,283 +45,147 @@ const (
 	streamPublish    = "publish"
 )
 
-// invalidator listens for changes made elsewhere and drops local copies.
-type invalidator struct {
-	s       *Store
-	mode    atomic.Int32 // Invalidation: tracking or publish once run has decided
-	channel string       // publish mode
-	nonce   string       // publish mode: this instance's messages
-	client  *goredis.Client
-	state   atomic.Value  // string: one of the stream states
+// coherence is what the Store does to its local tier when the
+// invalidation stream (a redis.Listener) reports: it implements
+// redis.Handler. Its methods run on the listener's goroutine.
+type coherence struct {
+	local  *lru.Cache          // nil: no local tier, nothing to drop
+	loads  *singleflight.Group // the Store's shared reads
+	alert  func(context.Context, telemetry.Alert)
+	now    func() time.Time
+	refill chan string // ids to read again at once: see expect
+
+	mu  sync.Mutex           // guards own
+	own map[string]time.Time // ids this instance wrote lately, until when
+
 	up      atomic.Bool   // the stream is confirmed: the local tier may serve fresh hits
+	state   atomic.Value  // string: one of the stream states
 	count   atomic.Uint64 // invalidations received
-	own     ownWrites
-	done    chan struct{}
+	alerted atomic.Bool   // invalidation_lost raised since the last confirmation
 }
 
-func newNonce() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+var _ redis.Handler = (*coherence)(nil)
 
-// startInvalidation starts the listener goroutine; it makes its network
-// calls there, never in New.
-func (s *Store) startInvalidation(client goredis.UniversalClient) {
-	inv := &invalidator{s: s, channel: s.opts.Prefix + "__invalidate__", nonce: newNonce(), done: make(chan struct{})}
-	s.inv = inv
-	if s.opts.Invalidation == InvalidationOff || s.local == nil {
-		inv.state.Store(streamOff)
-		inv.up.Store(true)
-		close(inv.done)
-		return
+// newCoherence returns the handler of a stream that is not confirmed yet;
+// off: no stream, the local tier trusts Local.TTL alone.
+func newCoherence(local *lru.Cache, loads *singleflight.Group, alert func(context.Context, telemetry.Alert), now func() time.Time, off bool) *coherence {
+	c := &coherence{local: local, loads: loads, alert: alert, now: now,
+		refill: make(chan string, refillQueue), own: make(map[string]time.Time)}
+	if off {
+		c.state.Store(streamOff)
+		c.up.Store(true)
+	} else {
+		c.state.Store(streamConnecting)
 	}
-	inv.state.Store(streamConnecting)
-	mode := s.opts.Invalidation
-	c, single := client.(*goredis.Client)
-	if !single {
-		mode = InvalidationPublish // tracking needs one node
-	}
-	inv.mode.Store(int32(mode))
-	if single {
-		opt := *c.Options()
-		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, 0
-		opt.ClientName, opt.OnConnect = "sessiontier-invalidation", nil
-		if mode != InvalidationPublish {
-			prefix := s.opts.Prefix
-			opt.OnConnect = func(ctx context.Context, cn *goredis.Conn) error {
-				id, err := cn.ClientID(ctx).Result()
-				if err != nil {
-					return err
-				}
-				return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", prefix).Err()
-			}
-		}
-		inv.client = goredis.NewClient(&opt)
-	}
-	go inv.run(client)
+	return c
 }
 
 // fresh reports whether local hits may be served: the stream is confirmed.
-func (inv *invalidator) fresh() bool { return inv.up.Load() }
+func (c *coherence) fresh() bool { return c.up.Load() }
 
-func (inv *invalidator) run(client goredis.UniversalClient) {
-	defer close(inv.done)
-	s := inv.s
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { <-s.stop; cancel() }()
-	if Invalidation(inv.mode.Load()) == InvalidationAuto && !inv.trackingWorks(ctx) {
-		inv.mode.Store(int32(InvalidationPublish))
-		opt := *inv.client.Options()
-		opt.OnConnect = nil
-		inv.client.Close()
-		inv.client = goredis.NewClient(&opt)
-	}
-	if inv.client != nil {
-		defer inv.client.Close()
-	}
-	channel := "__redis__:invalidate"
-	if Invalidation(inv.mode.Load()) == InvalidationPublish {
-		channel = inv.channel
-	}
-	var subscriber interface {
-		Subscribe(ctx context.Context, channels ...string) *goredis.PubSub
-	} = client // a cluster or ring: publish mode on the caller's client
-	if inv.client != nil {
-		subscriber = inv.client
-	}
-	for ctx.Err() == nil {
-		ps := subscriber.Subscribe(ctx, channel)
-		inv.consume(ctx, ps)
-		ps.Close()
-		select {
-		case <-ctx.Done():
-		case <-time.After(s.opts.OpTimeout): // then subscribe again
-		}
-	}
-}
-
-// trackingWorks asks Redis, on a connection of its own that it then
-// closes, whether it accepts broadcast tracking.
-func (inv *invalidator) trackingWorks(ctx context.Context) bool {
-	opt := *inv.client.Options()
-	opt.OnConnect, opt.PoolSize = nil, 1
-	probe := goredis.NewClient(&opt)
-	defer probe.Close()
-	for ctx.Err() == nil {
-		pctx, cancel := context.WithTimeout(ctx, inv.s.opts.OpTimeout)
-		err := probe.Do(pctx, "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", inv.s.opts.Prefix).Err()
-		cancel()
-		var reply goredis.Error
-		switch {
-		case err == nil:
-			return true
-		case errors.As(err, &reply):
-			return false // Redis answered no: an in-process Redis, a proxy
-		}
-		select { // unreachable: ask again later
-		case <-ctx.Done():
-		case <-time.After(inv.s.opts.Breaker.OpenTimeout):
-		}
-	}
-	return false
-}
-
-// consume reads the stream until it breaks or ctx ends.
-func (inv *invalidator) consume(ctx context.Context, ps *goredis.PubSub) {
-	s := inv.s
-	stop := context.AfterFunc(ctx, func() { ps.Close() }) // unblocks Receive on Close
-	defer stop()
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		if err != nil {
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() && ctx.Err() == nil {
-				if ps.Ping(ctx) == nil {
-					continue // quiet, and alive
-				}
-			}
-			if strings.Contains(err.Error(), "unsupported pubsub message payload") {
-				s.local.Invalidate() // FLUSHDB or FLUSHALL: everything changed
-				inv.count.Add(1)
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			inv.lose(ctx)
-			return
-		}
-		switch m := msg.(type) {
-		case *goredis.Subscription:
-			if m.Kind == "subscribe" {
-				// From here on nothing is missed; what came before may
-				// have been: revalidate everything held.
-				s.local.Invalidate()
-				state := streamTracking
-				if Invalidation(inv.mode.Load()) == InvalidationPublish {
-					state = streamPublish
-				}
-				inv.state.Store(state)
-				inv.up.Store(true)
-			}
-		case *goredis.Message:
-			inv.apply(m)
-		}
-	}
-}
-
-// lose marks the stream lost: the local tier is invalidated and bypassed
-// until the stream is confirmed again.
-func (inv *invalidator) lose(ctx context.Context) {
-	wasUp := inv.up.Swap(false)
-	inv.state.Store(streamConnecting)
-	inv.s.local.Invalidate()
-	if wasUp {
-		inv.s.alerts.raise(ctx, telemetry.Alert{Kind: telemetry.AlertInvalidationLost, Severity: telemetry.SeverityError,
-			Message: "the invalidation stream broke: local copies are revalidated with Redis until it is back"})
-	}
-}
-
-// apply drops the local copies a message names.
-func (inv *invalidator) apply(m *goredis.Message) {
-	s := inv.s
-	keys := m.PayloadSlice
-	if Invalidation(inv.mode.Load()) == InvalidationPublish {
-		nonce, id, ok := strings.Cut(m.Payload, " ")
-		if !ok || nonce == inv.nonce {
-			return // our own write: the local tier is already right
-		}
-		keys = []string{s.opts.Prefix + id}
-	} else if m.Payload != "" {
-		keys = append(keys, m.Payload)
-	}
-	for _, k := range keys {
-		id, ok := strings.CutPrefix(k, s.opts.Prefix)
-		if !ok || inv.own.mine(id) {
+// Changed drops the local copies of ids. Dropping goes through the local
+// tier's write ordering, so a read of Redis that started before cannot
+// put the old value back.
+//
+// A store's own writes come back here too, and cannot be told apart from
+// someone else's change: in broadcast tracking, Redis merges the changes
+// of one key made in one event-loop turn (this store's and another
+// client's) into one message. So every message drops the copy; for an id
+// this store wrote lately, the copy is then read again from Redis at once
+// (see expect), so that hits and the outage's stale copies come back
+// without waiting for a request.
+func (c *coherence) Changed(ids []string) {
+	for _, id := range ids {
+		c.count.Add(1)
+		if c.local == nil {
+			c.loads.Forget(id)
 			continue
 		}
-		inv.count.Add(1)
-		s.dropLocal(id) // also rejects fills read before
-		s.loads.Forget(id)
+		c.local.EndDelete(c.local.Begin(id))
+		c.loads.Forget(id)
+		if c.wrote(id) {
+			select {
+			case c.refill <- id:
+			default: // the queue is full: the next Get reads it
+			}
+		}
 	}
-}
-
-// announce publishes a change of id in publish mode, for the other
-// instances; a failure is theirs to notice as a broken stream.
-func (s *Store) announce(ctx context.Context, id string) {
-	if Invalidation(s.inv.mode.Load()) == InvalidationPublish && s.inv.state.Load() != streamOff {
-		s.remote.Publish(ctx, s.inv.channel, s.inv.nonce+" "+id)
-	}
-}
-
-// ownWrites remembers this instance's recent writes, so that in tracking
-// mode the invalidation Redis sends back for each of them does not drop
-// the local copy the write just stored. An entry lasts ownWriteWindow;
-// past maxOwnWrites entries nothing more is remembered, and the local copy
-// is dropped instead: the safe side.
-type ownWrites struct {
-	mu sync.Mutex          // guards m
-	m  map[string]ownWrite // id → writes whose invalidation has not come back
-}
-
-type ownWrite struct {
-	n     int
-	until time.Time
 }
 
 const (
-	ownWriteWindow = time.Second
-	maxOwnWrites   = 100_000
+	// refillQueue bounds the ids waiting to be read again.
+	refillQueue = 1024
+	// ownWindow is how long a write of this store waits for its echo.
+	ownWindow = time.Second
+	// maxOwn bounds the writes remembered.
+	maxOwn = 100_000
 )
 
-// expect records a write of id about to be sent to Redis.
-func (o *ownWrites) expect(id string) {
-	now := time.Now()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.m == nil {
-		o.m = make(map[string]ownWrite)
+// expect records that this store wrote id, in tracking mode, so that its
+// echo refills the local copy. It is a hint: a wrong one costs one read.
+func (c *coherence) expect(id string) {
+	if c.local == nil {
+		return
 	}
-	w, ok := o.m[id]
-	if !ok && len(o.m) >= maxOwnWrites {
-		for k, v := range o.m { // drop what has expired, then give up
-			if now.After(v.until) {
-				delete(o.m, k)
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.own) >= maxOwn {
+		for k, until := range c.own {
+			if now.After(until) {
+				delete(c.own, k)
 			}
 		}
-		if len(o.m) >= maxOwnWrites {
+		if len(c.own) >= maxOwn {
 			return
 		}
 	}
-	o.m[id] = ownWrite{n: w.n + 1, until: now.Add(ownWriteWindow)}
+	c.own[id] = now.Add(ownWindow)
 }
 
-// mine reports whether an invalidation of id is the echo of a write of
-// this instance, and consumes it.
-func (o *ownWrites) mine(id string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	w, ok := o.m[id]
-	if !ok {
-		return false
-	}
-	if time.Now().After(w.until) {
-		delete(o.m, id)
-		return false
-	}
-	if w.n--; w.n == 0 {
-		delete(o.m, id)
-	} else {
-		o.m[id] = w
-	}
-	return true
+// wrote reports and forgets whether this store wrote id lately.
+func (c *coherence) wrote(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.own[id]
+	delete(c.own, id)
+	return ok && !c.now().After(until)
 }
 
-// expectEcho records, in tracking mode, a write of id about to be sent.
-func (s *Store) expectEcho(id string) {
-	if Invalidation(s.inv.mode.Load()) != InvalidationPublish && s.inv.state.Load() != streamOff {
-		s.inv.own.expect(id)
+// Flushed drops every local copy: the sessions are gone from Redis, so not
+// even an outage may serve them.
+func (c *coherence) Flushed() {
+	c.count.Add(1)
+	if c.local != nil {
+		c.local.Purge()
 	}
+}
+
+// Lost bypasses the local tier until the stream is confirmed again, and
+// raises invalidation_lost once per loss.
+func (c *coherence) Lost() {
+	c.up.Store(false)
+	c.state.Store(streamConnecting)
+	if c.local != nil {
+		c.local.Invalidate()
+	}
+	if c.alerted.CompareAndSwap(false, true) {
+		c.alert(context.Background(), telemetry.Alert{Kind: telemetry.AlertInvalidationLost, Severity: telemetry.SeverityError,
+			Message: "the invalidation stream is down: local copies are revalidated with Redis until it is back"})
+	}
+}
+
+// Confirmed revalidates everything held (changes made before may have been
+// missed), then trusts the local tier again.
+func (c *coherence) Confirmed(mode redis.ListenMode) {
+	if c.local != nil {
+		c.local.Invalidate()
+	}
+	state := streamTracking
+	if mode == redis.ListenPublish {
+		state = streamPublish
+	}
+	c.state.Store(state)
+	c.alerted.Store(false)
+	c.up.Store(true)
 }

@@ -15,12 +15,24 @@ import (
 type pending struct {
 	value   []byte    // never modified: replaced whole
 	expires time.Time // absolute wall-clock expiry, as Redis will apply it
-	base    string    // hex SHA-1 of the Redis value it replaces; "" if the key must be absent
-	seq     uint64    // version: a later write or touch of the id raises it
+	// bases are the Redis values it may replace, as hex SHA-1 ("": the
+	// key is absent): what this instance last saw there, and the values of
+	// the earlier pending writes of the id, any of which may have landed
+	// (a write that timed out can still reach Redis). A write whose
+	// value Redis already holds replaces it too.
+	bases []string
+	sent  bool   // it was sent to Redis, which may hold it
+	seq   uint64 // version: a later write or touch of the id raises it
 }
 
+// maxBases bounds pending.bases.
+const maxBases = 16
+
 // lostWrite is a pending write dropped before it reached Redis.
-type lostWrite struct{ bytes int64 }
+type lostWrite struct {
+	id    string // never reported: only to recognise the write being added
+	bytes int64
+}
 
 // outage is the outage tier: the writes and deletes accepted while Redis
 // was unreachable, not yet replayed. An id with state here is served from
@@ -40,8 +52,8 @@ type outage struct {
 
 func newOutage(limits lru.Limits, maxTombs int) *outage {
 	o := &outage{tombs: make(map[string]uint64), maxTombs: maxTombs, limits: limits}
-	o.writes = lru.NewSegmented(limits.MaxEntries, limits.MaxBytes, func(_ string, p *pending) {
-		o.lost = append(o.lost, lostWrite{bytes: int64(len(p.value))})
+	o.writes = lru.NewSegmented(limits.MaxEntries, limits.MaxBytes, func(id string, p *pending) {
+		o.lost = append(o.lost, lostWrite{id: id, bytes: int64(len(p.value))})
 	})
 	return o
 }
@@ -88,42 +100,70 @@ func (o *outage) has(id string) bool {
 	return pendingWrite || dead
 }
 
-// write records a write of id. base is used for an id that has no pending
-// write yet: the digest of the Redis value this instance last saw, or "".
-// It returns the writes evicted to make room, and stored false if the
-// write itself could not be kept.
-func (o *outage) write(id string, value []byte, expires time.Time, base func() string) (stored bool, lost []lostWrite) {
+// write records a write of id. base, for an id that has no pending write
+// yet, is the digest of the Redis value this instance last saw, or "";
+// sent says the write was sent to Redis and may have landed there. It
+// returns stored false, changing nothing, for a write the tier cannot
+// keep, and the earlier writes evicted to make room for it.
+func (o *outage) write(id string, value []byte, expires time.Time, base string, sent bool) (stored bool, lost []lostWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.seq++
-	p := &pending{value: value, expires: expires, seq: o.seq}
-	switch old, ok := o.writes.Peek(id); {
-	case ok:
-		p.base = old.base // superseded: it still replaces what the first write replaced
-	case o.tombs[id] != 0:
-		p.base = "" // the delete is replayed first: the key will be absent
-	default:
-		p.base = base()
+	p := &pending{value: value, expires: expires, sent: sent}
+	if writeSize(id, p) > o.limits.MaxBytes {
+		return false, nil // would drop the id's earlier write and keep nothing
 	}
+	old, had := o.writes.Peek(id)
+	switch {
+	case had: // superseded: it still replaces what the first write replaced
+		p.bases = old.bases
+		if old.sent && len(old.bases) < maxBases { // and the earlier value, if it may have landed
+			p.bases = append(append(make([]string, 0, len(old.bases)+1), old.bases...), digest(old.value))
+		}
+	case o.tombs[id] != 0:
+		p.bases = []string{""} // the delete is replayed first: the key will be absent
+	default:
+		p.bases = []string{base}
+	}
+	o.seq++
+	p.seq = o.seq
 	stored = o.writes.Add(id, p, writeSize(id, p))
 	lost, o.lost = o.lost, nil
+	for i := 0; i < len(lost); i++ {
+		if lost[i].id != id {
+			continue
+		}
+		stored = false // the write itself was evicted: not kept, not acknowledged
+		if had {
+			lost[i].bytes = int64(len(old.value)) // the earlier write of id is gone with it
+		} else {
+			lost = append(lost[:i], lost[i+1:]...)
+			i--
+		}
+	}
 	o.updateSize()
 	return stored, lost
 }
 
-// touch sets a new expiry on the pending write of id, if any.
-func (o *outage) touch(id string, expires time.Time) bool {
+// touch sets a new expiry on the pending write of id, if any (found); a
+// pending write that has expired is dropped, as Redis would have dropped
+// it, and reported expired: a touch does not revive it.
+func (o *outage) touch(id string, now, expires time.Time) (found, expired bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p, ok := o.writes.Get(id)
-	if !ok {
-		return false
+	switch {
+	case !ok:
+		return false, false
+	case !now.Before(p.expires):
+		o.writes.Remove(id)
+		o.updateSize()
+		return false, true
 	}
 	o.seq++
 	np := *p
 	np.expires, np.seq = expires, o.seq
 	o.writes.Add(id, &np, writeSize(id, &np))
-	return true
+	return true, false
 }
 
 // tombstone records a delete of id and drops its pending write. It
@@ -179,7 +219,8 @@ func (o *outage) writeBatch(now time.Time) (batch []redis.Replay, seqs []uint64,
 		if _, tomb := o.tombs[id]; tomb {
 			return true // its delete goes first
 		}
-		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Base: p.base})
+		bases := append(append(make([]string, 0, len(p.bases)+1), p.bases...), digest(p.value))
+		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Bases: bases})
 		seqs = append(seqs, p.seq)
 		return true
 	})
@@ -204,7 +245,7 @@ func (o *outage) writesDone(batch []redis.Replay, seqs []uint64, applied []bool)
 		case p.seq == seqs[i]:
 			o.writes.Remove(w.ID)
 		case applied[i]:
-			p.base = digest(w.Value)
+			p.bases = append(p.bases, digest(w.Value))
 		}
 	}
 	o.updateSize()

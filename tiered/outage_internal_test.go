@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,15 +19,16 @@ func newTestOutage() *outage {
 func TestNewerWriteDuringReplayKeepsOrder(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
-	o.write("id", []byte("v1"), exp, func() string { return "base0" })
+	o.write("id", []byte("v1"), exp, "base0", false)
 	batch, seqs, _ := o.writeBatch(time.Now())
-	if len(batch) != 1 || batch[0].Base != "base0" {
+	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"base0", digest([]byte("v1"))}) {
 		t.Fatalf("batch = %+v", batch)
 	}
-	o.write("id", []byte("v2"), exp, func() string { t.Fatal("base asked for an id already pending"); return "" })
+	o.write("id", []byte("v2"), exp, "ignored: the id is pending", false)
 	o.writesDone(batch, seqs, []bool{true})
 	next, _, _ := o.writeBatch(time.Now())
-	if len(next) != 1 || string(next[0].Value) != "v2" || next[0].Base != digest([]byte("v1")) {
+	if len(next) != 1 || string(next[0].Value) != "v2" || !slices.Contains(next[0].Bases, digest([]byte("v1"))) ||
+		slices.Contains(next[0].Bases, "ignored: the id is pending") {
 		t.Fatalf("after v1 was applied the pending write is %+v; want v2 based on v1", next)
 	}
 }
@@ -35,21 +37,21 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
 	o.tombstone("id")
-	o.write("id", []byte("new"), exp, func() string { return "stale-base" })
+	o.write("id", []byte("new"), exp, "stale-base", false)
 	if batch, _, _ := o.writeBatch(time.Now()); len(batch) != 0 {
 		t.Fatalf("a write of a tombstoned id was batched before its delete: %+v", batch)
 	}
 	ids, seqs := o.tombBatch()
 	o.tombsApplied(ids, seqs)
 	batch, _, _ := o.writeBatch(time.Now())
-	if len(batch) != 1 || batch[0].Base != "" {
+	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"", digest([]byte("new"))}) {
 		t.Fatalf("batch = %+v; want the write, requiring an absent key", batch)
 	}
 }
 
 func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 	o := newTestOutage()
-	o.write("id", []byte("v"), time.Now().Add(time.Millisecond), func() string { return "" })
+	o.write("id", []byte("v"), time.Now().Add(time.Millisecond), "", false)
 	batch, _, expired := o.writeBatch(time.Now().Add(time.Second))
 	if len(batch) != 0 || expired != 1 || o.active() {
 		t.Fatalf("batch %+v, expired %d, active %v; want the expired write dropped", batch, expired, o.active())
@@ -58,7 +60,7 @@ func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 
 func TestAlerterLimitsCountsAndFlushesThem(t *testing.T) {
 	var got []telemetry.Alert
-	a := newAlerter(func(_ context.Context, al telemetry.Alert) { got = append(got, al) })
+	a := newAlerter(func(_ context.Context, al telemetry.Alert) { got = append(got, al) }, time.Now)
 	ctx := context.Background()
 	for range 100 {
 		a.count(ctx, telemetry.Alert{Kind: telemetry.AlertPendingLost, Count: 1, Bytes: 10})
@@ -73,5 +75,53 @@ func TestAlerterLimitsCountsAndFlushesThem(t *testing.T) {
 	a.raise(ctx, telemetry.Alert{Kind: telemetry.AlertBreakerOpen})
 	if len(got) != 3 {
 		t.Fatal("a transition alert was held back")
+	}
+}
+
+// TestTouchDoesNotReviveAnExpiredPendingWrite (issue 9, item 4).
+func TestTouchDoesNotReviveAnExpiredPendingWrite(t *testing.T) {
+	o := newTestOutage()
+	now := time.Now()
+	o.write("id", []byte("v"), now.Add(time.Second), "", false)
+	found, expired := o.touch("id", now.Add(2*time.Second), now.Add(time.Hour))
+	if found || !expired {
+		t.Fatalf("touch of an expired pending write: found %v, expired %v; want it reported expired", found, expired)
+	}
+	if v, tomb, ok := o.lookup("id", now.Add(2*time.Second)); ok && !tomb {
+		t.Fatalf("the expired write is served again: %q", v)
+	}
+	if batch, _, _ := o.writeBatch(now.Add(2 * time.Second)); len(batch) != 0 {
+		t.Fatalf("the expired write would be replayed: %+v", batch)
+	}
+}
+
+// TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite (issue 9, item 7):
+// a refused write changes nothing, and the write accepted before it stays.
+func TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite(t *testing.T) {
+	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 4096}, 10)
+	exp := time.Now().Add(time.Hour)
+	if stored, _ := o.write("id", []byte("small"), exp, "", false); !stored {
+		t.Fatal("a small write was refused")
+	}
+	stored, lost := o.write("id", make([]byte, 8192), exp, "", false)
+	if stored || len(lost) != 0 {
+		t.Fatalf("oversized write: stored %v, lost %v; want refused with nothing lost", stored, lost)
+	}
+	if v, _, ok := o.lookup("id", time.Now()); !ok || string(v) != "small" {
+		t.Fatalf("the earlier accepted write is gone (%q, %v)", v, ok)
+	}
+}
+
+// TestReplayAcceptsWhatThisInstanceMayHaveWritten (issue 9, item 8): a
+// pending write superseded after it was sent to Redis (it timed out and
+// may have landed) is among the bases of the newer write.
+func TestReplayAcceptsWhatThisInstanceMayHaveWritten(t *testing.T) {
+	o := newTestOutage()
+	exp := time.Now().Add(time.Hour)
+	o.write("id", []byte("v1"), exp, "base0", true) // timed out: may be in Redis
+	o.write("id", []byte("v2"), exp, "", false)
+	batch, _, _ := o.writeBatch(time.Now())
+	if len(batch) != 1 || !slices.Contains(batch[0].Bases, digest([]byte("v1"))) || !slices.Contains(batch[0].Bases, "base0") {
+		t.Fatalf("batch = %+v; want v2 replacing base0 or v1", batch)
 	}
 }

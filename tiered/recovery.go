@@ -30,7 +30,6 @@ func (s *Store) wakeRecovery() {
 // by OpTimeout, at the breaker's backoff, with no user traffic needed) and
 // replays the outage tier once Redis answers.
 func (s *Store) recover() {
-	defer close(s.done)
 	var last watched
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -39,7 +38,7 @@ func (s *Store) recover() {
 			timer.Reset(wait)
 		}
 		select {
-		case <-s.stop:
+		case <-s.life.Done():
 			timer.Stop()
 			return
 		case <-s.brk.Changes():
@@ -81,21 +80,12 @@ func (s *Store) step(last *watched) time.Duration {
 		if s.out == nil || !s.out.active() {
 			return -1
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() { // Close must not wait for a long replay to end
-			select {
-			case <-s.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		if !s.replay(ctx, false) {
+		if !s.replay(s.life, false) { // Close must not wait for a long replay to end
 			return s.opts.Breaker.OpenTimeout // Redis failed again: retry later
 		}
 		return -1
 	}
-	if at := s.brk.RetryAt(); time.Now().Before(at) {
+	if at := s.brk.RetryAt(); time.Now().Before(at) { // the breaker's own clock
 		return time.Until(at)
 	}
 	ctx, end := s.tel.Task(context.Background(), "probe")
@@ -156,7 +146,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 				s.announce(ctx, id)
 			}
 		}
-		writes, wseqs, exp := s.out.writeBatch(time.Now())
+		writes, wseqs, exp := s.out.writeBatch(s.now())
 		expired += exp
 		if len(ids) == 0 && len(writes) == 0 {
 			break
@@ -171,6 +161,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 			for k, w := range batch {
 				if ok[k] {
 					applied++
+					s.announce(ctx, w.ID)
 					continue
 				}
 				conflicts++

@@ -23,9 +23,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
-
+	"sync"
 	"sync/atomic"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
@@ -39,20 +39,29 @@ import (
 // Set and returned by Get belong to the caller: the Store keeps and hands
 // out copies.
 type Store struct {
-	opts   Options
-	local  *lru.Cache // nil when Options.Local.MaxEntries is -1
-	out    *outage    // nil when Options.Fallback.MaxEntries is -1
-	remote *redis.Tier
-	brk    *breaker.Breaker
-	tel    *telemetry.Telemetry
-	alerts *alerter
-	inv    *invalidator
-	loads  singleflight.Group // one Redis read per id at a time
-	closed atomic.Bool
+	opts     Options
+	now      func() time.Time // Options.Clock or time.Now
+	local    *lru.Cache       // nil when Options.Local.MaxEntries is -1
+	out      *outage          // nil when Options.Fallback.MaxEntries is -1
+	remote   *redis.Tier
+	brk      *breaker.Breaker
+	tel      *telemetry.Telemetry
+	alerts   *alerter
+	inv      *coherence       // what the invalidation stream does to the local tier
+	listener *redis.Listener  // nil with InvalidationOff
+	loads    singleflight.Group // one Redis read per id at a time
+	closed   atomic.Bool        // set by Close: the hot path's check
 
-	kick chan struct{} // capacity 1: wakes the recovery loop
-	stop chan struct{} // closed by Close: stops the recovery loop
-	done chan struct{} // closed by the recovery loop when it returns
+	// life is the Store's lifetime: cancelled by Close once every
+	// operation in flight has ended; the background work runs on it.
+	life    context.Context
+	endLife context.CancelFunc
+	gate    sync.RWMutex   // guards closing; held for reading while an operation registers in ops
+	closing bool           //
+	ops     sync.WaitGroup // operations in flight, which Close waits for
+
+	kick chan struct{}  // capacity 1: wakes the recovery loop
+	bg   sync.WaitGroup // the recovery loop and the refiller
 
 	pendingLost     atomic.Uint64
 	replayApplied   atomic.Uint64
@@ -91,7 +100,10 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts}
+	s := &Store{opts: opts, now: opts.Clock, kick: make(chan struct{}, 1)}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if !opts.Local.Disabled() {
 		if s.local, err = lru.New(opts.Local, opts.Clock); err != nil {
 			return nil, fmt.Errorf("%w: Local: %w", ErrInvalidOptions, err)
@@ -109,14 +121,53 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if !opts.Fallback.Disabled() {
 		s.out = newOutage(opts.Fallback, opts.MaxTombstones)
 	}
+	// Alerts fire only from operations and background work, which start
+	// once New has returned, so the hook may read s.tel.
+	s.alerts = newAlerter(func(ctx context.Context, a telemetry.Alert) { s.tel.Alert(ctx, a) }, s.now)
+	s.inv = newCoherence(s.local, &s.loads, s.alerts.raise, s.now, opts.Invalidation == InvalidationOff)
+	if opts.Invalidation != InvalidationOff {
+		s.listener = redis.NewListener(client, redis.ListenerConfig{
+			Prefix: opts.Prefix, Mode: listenMode(opts.Invalidation), Timeout: opts.OpTimeout}, s.inv)
+	}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	// Last: the metrics callback may call Stats from now on.
 	if s.tel, err = telemetry.New(opts.Telemetry, s.observe); err != nil {
+		s.endLife()
+		if s.listener != nil {
+			s.listener.Close()
+		}
+		s.remote.Close()
 		return nil, fmt.Errorf("%w: Telemetry: %w", ErrInvalidOptions, err)
 	}
-	s.alerts = newAlerter(s.tel.Alert)
-	s.kick, s.stop, s.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go s.recover()
-	s.startInvalidation(client)
+	s.bg.Add(2)
+	go func() { defer s.bg.Done(); s.recover() }()
+	go func() { defer s.bg.Done(); s.refill() }()
+	if s.listener != nil {
+		s.listener.Start()
+	}
 	return s, nil
+}
+
+func listenMode(m Invalidation) redis.ListenMode {
+	switch m {
+	case InvalidationTracking:
+		return redis.ListenTracking
+	case InvalidationPublish:
+		return redis.ListenPublish
+	}
+	return redis.ListenAuto
+}
+
+// enter registers an operation that Close must wait for; false: the Store
+// is closed.
+func (s *Store) enter() bool {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closing {
+		return false
+	}
+	s.ops.Add(1)
+	return true
 }
 
 // Get returns a copy of the session's data, or ErrNotFound. A fresh local
@@ -136,6 +187,10 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 			return v, nil
 		}
 	}
+	if !s.enter() {
+		return nil, ErrClosed
+	}
+	defer s.ops.Done()
 	ctx, span := s.tel.Start(ctx, telemetry.OpGet)
 	tier := telemetry.TierRedis
 	v, err := s.get(ctx, id, &tier)
@@ -156,14 +211,11 @@ func (s *Store) localHit(id string) ([]byte, bool) {
 }
 
 func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
 	if s.out != nil && s.out.active() {
 		if err := checkID(id); err != nil {
 			return nil, err
 		}
-		if v, tombstoned, ok := s.out.lookup(id, time.Now()); ok {
+		if v, tombstoned, ok := s.out.lookup(id, s.now()); ok {
 			*tier = telemetry.TierFallback
 			if tombstoned {
 				return nil, ErrNotFound
@@ -211,6 +263,21 @@ func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byt
 	return nil, ErrNotFound
 }
 
+// refill reads again, off the request path, the ids whose local copy an
+// echo of this store's own write dropped. It stops with the Store.
+func (s *Store) refill() {
+	for {
+		select {
+		case <-s.life.Done():
+			return
+		case id := <-s.inv.refill:
+			if !s.brk.Rejecting() {
+				s.loads.Do(id, func() (any, error) { return s.load(s.life, id) })
+			}
+		}
+	}
+}
+
 // load reads id from Redis and fills the local tier.
 func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	var token lru.FillToken
@@ -244,256 +311,14 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	return v, nil
 }
 
-// Set stores a copy of data under id for ttl: in Redis first, then, once
-// Redis accepted it, in the local tier. While Redis is unreachable, the
-// write is accepted into the outage tier and the local tier, returns nil,
-// and is replayed once Redis is back.
-func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Duration) error {
-	ctx, span := s.tel.Start(ctx, telemetry.OpSet)
-	tier := telemetry.TierRedis
-	err := s.set(ctx, id, data, ttl, &tier)
-	s.end(span, tier, err)
-	return err
-}
-
-func (s *Store) set(ctx context.Context, id string, data []byte, ttl time.Duration, tier *telemetry.Tier) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return errTTL
-	}
-	if s.opts.MaxValueBytes >= 0 && len(data) > s.opts.MaxValueBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.opts.MaxValueBytes)
-	}
-	v := bytes.Clone(data)
-	if v == nil {
-		v = []byte{}
-	}
-	if s.out != nil && s.out.has(id) { // queues behind the id's pending state
-		*tier = telemetry.TierFallback
-		s.setLocal(id, v, ttl)
-		return s.setPending(ctx, id, v, ttl, "")
-	}
-	var w lru.Write
-	if s.local != nil {
-		w = s.local.Begin(id)
-	}
-	s.expectEcho(id)
-	err := s.brk.Do(ctx, func() error { return s.remote.Set(ctx, id, v, ttl) })
-	s.loads.Forget(id)
-	switch {
-	case err == nil:
-		if s.local != nil {
-			s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
-		}
-		s.announce(ctx, id)
-		return nil
-	case s.out != nil && s.unreachable(ctx, err):
-		*tier = telemetry.TierFallback
-		err := s.setPending(ctx, id, v, ttl, s.lastSeen(id))
-		if s.local != nil {
-			if err == nil {
-				s.local.EndSet(w, v, s.opts.Local.TTL, ttl)
-			} else {
-				s.local.EndDelete(w) // not accepted: serve nothing of it
-			}
-		}
-		return err
-	}
-	if s.local != nil {
-		s.local.EndDelete(w) // Redis may or may not hold v
-	}
-	return s.failure(ctx, "set", err)
-}
-
-// setLocal, touchLocal and dropLocal change the local copy of id outside
-// a Redis call (outage writes, invalidations, replay outcomes), ordered
-// with reads and writes in flight like any local write.
-func (s *Store) setLocal(id string, v []byte, ttl time.Duration) {
-	if s.local != nil {
-		s.local.EndSet(s.local.Begin(id), v, s.opts.Local.TTL, ttl)
-	}
-}
-
-func (s *Store) touchLocal(id string, ttl time.Duration) {
-	if s.local != nil {
-		s.local.EndTouch(s.local.Begin(id), s.opts.Local.TTL, ttl)
-	}
-}
-
-func (s *Store) dropLocal(id string) {
-	if s.local != nil {
-		s.local.EndDelete(s.local.Begin(id))
-	}
-}
-
-// lastSeen returns the digest of the value of id this instance last saw in
-// Redis (its local copy, fresh or not), or "" if it holds none: a write
-// accepted during an outage replaces that value only.
-func (s *Store) lastSeen(id string) string {
-	if s.local == nil {
-		return ""
-	}
-	if v, _, ok := s.local.Get(id); ok {
-		return digest(v)
-	}
-	return ""
-}
-
-// setPending accepts a write into the outage tier; the caller updates the
-// local tier. base is used if the id has no pending write yet.
-func (s *Store) setPending(ctx context.Context, id string, v []byte, ttl time.Duration, base string) error {
-	stored, evicted := s.out.write(id, v, time.Now().Add(ttl), func() string { return base })
-	s.lose(ctx, evicted, true)
-	if !stored {
-		s.lose(ctx, []lostWrite{{bytes: int64(len(v))}}, false)
-	}
-	s.watchFallback(ctx)
-	s.wakeRecovery()
-	if !stored {
-		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
-	}
-	return nil
-}
-
-// Delete removes the session from Redis and from the local tier. Deleting
-// a missing session is not an error. While Redis is unreachable, the
-// delete is remembered (a tombstone) and replayed before any write once
-// Redis is back: the session is never readable again, here or, after the
-// replay, anywhere. If no more tombstones can be kept, Delete returns
-// ErrUnavailable. The local copy is dropped in every case.
-func (s *Store) Delete(ctx context.Context, id string) error {
-	ctx, span := s.tel.Start(ctx, telemetry.OpDelete)
-	tier := telemetry.TierRedis
-	err := s.delete(ctx, id, &tier)
-	s.end(span, tier, err)
-	return err
-}
-
-func (s *Store) delete(ctx context.Context, id string, tier *telemetry.Tier) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	if s.out != nil && s.out.has(id) {
-		*tier = telemetry.TierFallback
-		return s.deletePending(ctx, id)
-	}
-	var w lru.Write
-	if s.local != nil {
-		w = s.local.Begin(id)
-	}
-	s.expectEcho(id)
-	err := s.brk.Do(ctx, func() error { return s.remote.Delete(ctx, id) })
-	s.loads.Forget(id)
-	if s.local != nil {
-		s.local.EndDelete(w)
-	}
-	switch {
-	case err == nil:
-		s.announce(ctx, id)
-		return nil
-	case s.out != nil && s.unreachable(ctx, err):
-		*tier = telemetry.TierFallback
-		return s.deletePending(ctx, id)
-	}
-	return s.failure(ctx, "delete", err)
-}
-
-func (s *Store) deletePending(ctx context.Context, id string) error {
-	s.dropLocal(id)
-	if !s.out.tombstone(id) {
-		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
-			Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
-		return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
-	}
-	s.wakeRecovery()
-	return nil
-}
-
-// Touch sets the session's remaining lifetime to ttl, or returns
-// ErrNotFound for a missing session. While Redis is unreachable, it extends
-// the session this instance holds and replays that like a write; a session
-// it does not hold is ErrNotFound (ErrUnavailable with StrictReads).
-func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
-	ctx, span := s.tel.Start(ctx, telemetry.OpTouch)
-	tier := telemetry.TierRedis
-	err := s.touch(ctx, id, ttl, &tier)
-	s.end(span, tier, err)
-	return err
-}
-
-func (s *Store) touch(ctx context.Context, id string, ttl time.Duration, tier *telemetry.Tier) error {
-	if err := s.check(id); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return errTTL
-	}
-	if s.out != nil && s.out.has(id) {
-		*tier = telemetry.TierFallback
-		return s.touchPending(ctx, id, ttl, nil)
-	}
-	var w lru.Write
-	if s.local != nil {
-		w = s.local.Begin(id)
-	}
-	var found bool
-	s.expectEcho(id)
-	err := s.brk.Do(ctx, func() (err error) {
-		found, err = s.remote.Touch(ctx, id, ttl)
-		return err
-	})
-	s.loads.Forget(id)
-	if s.local != nil {
-		if err == nil && found {
-			s.local.EndTouch(w, s.opts.Local.TTL, ttl)
-		} else if err == nil || s.out == nil || !s.unreachable(ctx, err) {
-			s.local.EndDelete(w)
-		} else {
-			s.local.EndKeep(w) // the entry stays as it was until touchPending
-		}
-	}
-	switch {
-	case err == nil && found:
-		s.announce(ctx, id)
-		return nil
-	case err == nil:
-		return ErrNotFound
-	case s.out != nil && s.unreachable(ctx, err):
-		*tier = telemetry.TierFallback
-		return s.touchPending(ctx, id, ttl, err)
-	}
-	return s.failure(ctx, "touch", err)
-}
-
-// touchPending extends id during an outage: its pending write, or the
-// value this instance last saw in Redis, which becomes a pending write.
-func (s *Store) touchPending(ctx context.Context, id string, ttl time.Duration, cause error) error {
-	if s.out.touch(id, time.Now().Add(ttl)) {
-		s.touchLocal(id, ttl)
-		s.wakeRecovery()
-		return nil
-	}
-	if s.local != nil && !s.out.has(id) {
-		if v, _, ok := s.local.Get(id); ok {
-			s.touchLocal(id, ttl)
-			return s.setPending(ctx, id, v, ttl, digest(v))
-		}
-	}
-	if s.opts.StrictReads && cause != nil {
-		return s.failure(ctx, "touch", cause)
-	}
-	return ErrNotFound
-}
-
 // Range calls fn with every session in Redis under the prefix, walking
 // every master node with SCAN; it stops at fn's first error and returns
 // it. fn owns the data it is given.
 func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error) error {
-	if s.closed.Load() {
+	if !s.enter() {
 		return ErrClosed
 	}
+	defer s.ops.Done()
 	var fnErr error
 	err := s.brk.Do(ctx, func() error {
 		err := s.remote.Scan(ctx, func(id string, v []byte) error {
@@ -538,20 +363,29 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Close stops the Store: every later call returns ErrClosed. It stops the
-// background recovery, then tries for at most Options.CloseTimeout to
-// replay what is still pending; what it could not replay is reported by
-// an AlertPendingLost and by an error wrapping ErrPendingLost. It waits
-// for Redis calls still running past their deadline on a client that
-// ignores context deadlines (see redis.Tier), and does not close the
-// client. Closing twice returns ErrClosed.
+// Close stops the Store: every later call returns ErrClosed. It waits
+// for the operations in flight (each bounded by OpTimeout), stops the
+// background work, then tries for at most Options.CloseTimeout to replay
+// what is still pending; what it could not replay is reported by an
+// AlertPendingLost and by an error wrapping ErrPendingLost. It waits for
+// Redis calls still running past their deadline on a client that ignores
+// context deadlines (see redis.Tier), and does not close the client.
+// Closing twice returns ErrClosed.
 func (s *Store) Close() error {
-	if !s.closed.CompareAndSwap(false, true) {
+	s.gate.Lock()
+	if s.closing {
+		s.gate.Unlock()
 		return ErrClosed
 	}
-	close(s.stop)
-	<-s.done
-	<-s.inv.done
+	s.closing = true
+	s.closed.Store(true)
+	s.gate.Unlock()
+	s.ops.Wait() // no write can be accepted after the final replay
+	s.endLife()
+	s.bg.Wait()
+	if s.listener != nil {
+		s.listener.Close()
+	}
 	var err error
 	if s.out != nil && s.out.active() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
@@ -568,13 +402,6 @@ func (s *Store) Close() error {
 	s.alerts.flush(context.Background())
 	s.remote.Close()
 	return errors.Join(err, s.tel.Close())
-}
-
-func (s *Store) check(id string) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return checkID(id)
 }
 
 // unreachable reports whether err says Redis could not be reached, as

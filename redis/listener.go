@@ -1,0 +1,330 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ListenMode selects how a Listener learns that keys under its prefix
+// changed.
+type ListenMode int
+
+// The listening modes.
+const (
+	// ListenAuto uses ListenTracking where the client is a single-node
+	// *redis.Client and Redis accepts CLIENT TRACKING, ListenPublish
+	// otherwise.
+	ListenAuto ListenMode = iota
+	// ListenTracking: server-assisted client tracking in broadcast mode
+	// (CLIENT TRACKING ON REDIRECT <own id> BCAST PREFIX <prefix>, RESP2)
+	// on a connection of the Listener's own, subscribed to
+	// __redis__:invalidate. It sees every change under the prefix, whoever
+	// made it, including this process's own writes.
+	ListenTracking
+	// ListenPublish: the instances announce their own changes on
+	// <prefix>__invalidate__ (see Announce). Changes made by other Redis
+	// clients, expiry and eviction are not seen.
+	ListenPublish
+)
+
+// Handler receives what a Listener learns. Its methods are called from
+// the Listener's goroutine, one at a time, never with a lock of the
+// Listener's held; they must not block for long.
+type Handler interface {
+	// Changed: the keys of these ids changed or vanished.
+	Changed(ids []string)
+	// Flushed: every key may have changed (FLUSHDB, FLUSHALL, or an
+	// instance that could not announce a change).
+	Flushed()
+	// Lost: the stream broke, or could not be set up; changes made from
+	// now until Confirmed may never be reported.
+	Lost()
+	// Confirmed: the stream is set up; every change from now on is
+	// reported, until Lost.
+	Confirmed(mode ListenMode)
+}
+
+// ListenerConfig configures a Listener.
+type ListenerConfig struct {
+	Prefix  string        // the key prefix to listen to
+	Mode    ListenMode    // default: ListenAuto
+	Timeout time.Duration // bound on each call, and the wait between attempts
+}
+
+// invalidateChannel is where Redis sends tracking invalidations.
+const invalidateChannel = "__redis__:invalidate"
+
+// Listener owns the invalidation stream of one key prefix: the tracking
+// connection, or the subscription to the channel the instances publish
+// on, and the announcements of publish mode. It starts no goroutine until
+// Start and makes no network call before.
+type Listener struct {
+	client  goredis.UniversalClient // the caller's: publishes, and subscribes for a cluster or ring
+	own     *goredis.Client         // a connection of its own for a single node; nil otherwise
+	cfg     ListenerConfig
+	h       Handler
+	channel string // publish mode's channel
+	nonce   string // marks this Listener's own announcements
+
+	mode atomic.Int32 // ListenMode; ListenAuto until decided
+	owed atomic.Bool  // an announcement failed: a flush is owed to the others
+	wake chan struct{}
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewListener returns a Listener of client for cfg.Prefix, reporting to h.
+func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) *Listener {
+	b := make([]byte, 8)
+	rand.Read(b)
+	l := &Listener{client: client, cfg: cfg, h: h, channel: cfg.Prefix + "__invalidate__",
+		nonce: hex.EncodeToString(b), wake: make(chan struct{}, 1)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	mode := cfg.Mode
+	c, single := client.(*goredis.Client)
+	if !single {
+		mode = ListenPublish // tracking needs one node
+	}
+	if single {
+		opt := *c.Options()
+		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, 0
+		opt.ClientName, opt.OnConnect, opt.MinIdleConns, opt.PoolSize = "sessiontier-invalidation", nil, 0, 2
+		if mode != ListenPublish {
+			opt.OnConnect = l.track
+		}
+		l.own = goredis.NewClient(&opt)
+	}
+	if mode != ListenAuto {
+		l.mode.Store(int32(mode))
+	}
+	return l
+}
+
+// track turns on broadcast tracking of the prefix on a new connection,
+// redirected to itself.
+func (l *Listener) track(ctx context.Context, cn *goredis.Conn) error {
+	id, err := cn.ClientID(ctx).Result()
+	if err != nil {
+		return err
+	}
+	return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", l.cfg.Prefix).Err()
+}
+
+// Mode returns the mode in use: ListenAuto until it is decided.
+func (l *Listener) Mode() ListenMode { return ListenMode(l.mode.Load()) }
+
+// Start starts the Listener's goroutines; Close stops them.
+func (l *Listener) Start() {
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.run() }()
+	go func() { defer l.wg.Done(); l.repay() }()
+}
+
+// Close stops the Listener and waits for its goroutines.
+func (l *Listener) Close() {
+	l.cancel()
+	l.wg.Wait()
+	if l.own != nil {
+		l.own.Close()
+	}
+}
+
+// Announce tells the other instances, in publish mode, that id changed
+// here. It does nothing in tracking mode, where Redis tells them. It runs
+// on a context of its own bounded by the timeout, whatever ctx's deadline
+// (ctx gives only its values): a caller that gives up must not leave the
+// others uninformed. If the message cannot be sent, the Listener owes the
+// others a flush, which it sends as soon as Redis takes it; Announce
+// reports that with an error.
+func (l *Listener) Announce(ctx context.Context, id string) error {
+	if l.Mode() == ListenTracking {
+		return nil
+	}
+	if err := l.publish(ctx, l.nonce+" "+id); err != nil {
+		l.owe()
+		return err
+	}
+	return nil
+}
+
+// Owed reports whether a flush is owed to the other instances.
+func (l *Listener) Owed() bool { return l.owed.Load() }
+
+func (l *Listener) owe() {
+	l.owed.Store(true)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Listener) publish(ctx context.Context, msg string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Timeout)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
+	return l.client.Publish(ctx, l.channel, msg).Err()
+}
+
+// repay sends the flush owed after a failed announcement, retrying until
+// Redis takes it. A flush message is the nonce alone.
+func (l *Listener) repay() {
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-l.wake:
+		}
+		for l.owed.Load() && l.ctx.Err() == nil {
+			l.owed.Store(false)
+			if err := l.publish(l.ctx, l.nonce); err != nil {
+				l.owed.Store(true)
+				l.sleep(l.cfg.Timeout)
+			}
+		}
+	}
+}
+
+func (l *Listener) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (l *Listener) run() {
+	if l.Mode() == ListenAuto {
+		mode := ListenPublish
+		if l.trackingWorks() {
+			mode = ListenTracking
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		if mode == ListenPublish {
+			opt := *l.own.Options()
+			opt.OnConnect = nil
+			l.own.Close()
+			l.own = goredis.NewClient(&opt)
+		}
+		l.mode.Store(int32(mode))
+	}
+	mode := l.Mode()
+	channel := invalidateChannel
+	if mode == ListenPublish {
+		channel = l.channel
+	}
+	var sub interface {
+		Subscribe(ctx context.Context, channels ...string) *goredis.PubSub
+	} = l.client // a cluster or ring: publish mode on the caller's client
+	if l.own != nil {
+		sub = l.own
+	}
+	for l.ctx.Err() == nil {
+		ps := sub.Subscribe(l.ctx, channel)
+		l.consume(ps, mode)
+		ps.Close()
+		if l.ctx.Err() == nil {
+			l.h.Lost()
+			l.sleep(l.cfg.Timeout)
+		}
+	}
+}
+
+// trackingWorks asks Redis, on a connection of its own that it then
+// closes, whether it accepts broadcast tracking; it asks again while Redis
+// does not answer.
+func (l *Listener) trackingWorks() bool {
+	if l.own == nil {
+		return false
+	}
+	opt := *l.own.Options()
+	opt.OnConnect, opt.PoolSize = nil, 1
+	probe := goredis.NewClient(&opt)
+	defer probe.Close()
+	for l.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.Timeout)
+		err := probe.Do(ctx, "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", l.cfg.Prefix).Err()
+		cancel()
+		var reply goredis.Error
+		switch {
+		case err == nil:
+			return true
+		case errors.As(err, &reply):
+			return false // Redis answered no: an in-process Redis, a proxy
+		}
+		l.h.Lost() // not set up: nothing is reported yet
+		l.sleep(l.cfg.Timeout)
+	}
+	return false
+}
+
+// consume reads the stream until it breaks or the Listener closes.
+func (l *Listener) consume(ps *goredis.PubSub, mode ListenMode) {
+	stop := context.AfterFunc(l.ctx, func() { ps.Close() }) // unblocks Receive on Close
+	defer stop()
+	for {
+		msg, err := ps.ReceiveTimeout(l.ctx, 5*time.Second)
+		if err != nil {
+			var nerr net.Error
+			if errors.As(err, &nerr) && nerr.Timeout() && l.ctx.Err() == nil && ps.Ping(l.ctx) == nil {
+				continue // quiet, and alive
+			}
+			if strings.Contains(err.Error(), "unsupported pubsub message payload") {
+				l.h.Flushed() // FLUSHDB or FLUSHALL: a nil payload
+				continue
+			}
+			return
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				l.h.Confirmed(mode)
+			}
+		case *goredis.Message:
+			l.apply(m, mode)
+		}
+	}
+}
+
+// apply reports the ids a message names.
+func (l *Listener) apply(m *goredis.Message, mode ListenMode) {
+	if mode == ListenPublish {
+		nonce, id, ok := strings.Cut(m.Payload, " ")
+		switch {
+		case nonce == l.nonce:
+			// our own: the local tier is already right
+		case !ok:
+			l.h.Flushed() // an instance that could not announce everything
+		default:
+			l.h.Changed([]string{id})
+		}
+		return
+	}
+	keys := m.PayloadSlice
+	if m.Payload != "" {
+		keys = append(keys, m.Payload)
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if id, ok := strings.CutPrefix(k, l.cfg.Prefix); ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		l.h.Changed(ids)
+	}
+}

@@ -1,0 +1,288 @@
+package tiered
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/lru"
+	"github.com/sessiontier/sessiontier/redis"
+	"github.com/sessiontier/sessiontier/telemetry"
+)
+
+// kind is what a change does to a session.
+type kind int
+
+const (
+	kindSet kind = iota
+	kindDelete
+	kindTouch
+)
+
+var kindNames = [...]string{kindSet: "set", kindDelete: "delete", kindTouch: "touch"}
+
+// change is one write of a session: Set, Delete or Touch. Every change
+// takes the one path of write.
+type change struct {
+	kind  kind
+	id    string
+	value []byte        // kindSet: the Store's own copy
+	ttl   time.Duration // kindSet, kindTouch
+}
+
+// Set stores a copy of data under id for ttl: in Redis first, then, once
+// Redis accepted it, in the local tier. While Redis is unreachable, the
+// write is accepted into the outage tier and the local tier, returns nil,
+// and is replayed once Redis is back; a write the outage tier cannot keep
+// returns ErrUnavailable and changes nothing.
+func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Duration) error {
+	if err := s.check(id); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return errTTL
+	}
+	if s.opts.MaxValueBytes >= 0 && len(data) > s.opts.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.opts.MaxValueBytes)
+	}
+	v := bytes.Clone(data)
+	if v == nil {
+		v = []byte{}
+	}
+	return s.run(ctx, telemetry.OpSet, change{kind: kindSet, id: id, value: v, ttl: ttl})
+}
+
+// Delete removes the session from Redis and from the local tier. Deleting
+// a missing session is not an error. While Redis is unreachable, the
+// delete is remembered (a tombstone) and replayed before any write once
+// Redis is back: the session is never readable again, here or, after the
+// replay, anywhere. If no more tombstones can be kept, Delete returns
+// ErrUnavailable. The local copy is dropped in every case.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if err := s.check(id); err != nil {
+		return err
+	}
+	return s.run(ctx, telemetry.OpDelete, change{kind: kindDelete, id: id})
+}
+
+// Touch sets the session's remaining lifetime to ttl, or returns
+// ErrNotFound for a missing session. It does not make a local copy fresh:
+// only a read of Redis does. While Redis is unreachable, it extends the
+// session this instance holds and replays that like a write; a session it
+// does not hold, or whose pending write has expired, is ErrNotFound
+// (ErrUnavailable with StrictReads).
+func (s *Store) Touch(ctx context.Context, id string, ttl time.Duration) error {
+	if err := s.check(id); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return errTTL
+	}
+	return s.run(ctx, telemetry.OpTouch, change{kind: kindTouch, id: id, ttl: ttl})
+}
+
+// check returns ErrClosed, or the error of an invalid id.
+func (s *Store) check(id string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return checkID(id)
+}
+
+// run registers a checked change with Close and traces it.
+func (s *Store) run(ctx context.Context, op telemetry.Op, c change) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.ops.Done()
+	ctx, span := s.tel.Start(ctx, op)
+	tier := telemetry.TierRedis
+	err := s.write(ctx, c, &tier)
+	s.end(span, tier, err)
+	return err
+}
+
+// write is the one path of every change: queue behind the id's outage
+// state, or send it to Redis through the breaker, with the local copy
+// ordered against reads in flight; then announce it, or queue it for
+// replay, or fail.
+func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error {
+	w := s.beginLocal(c.id)
+	if s.out != nil && s.out.has(c.id) { // queues behind the id's pending state
+		*tier = telemetry.TierFallback
+		return s.pending(ctx, c, w, nil)
+	}
+	if c.kind != kindDelete && s.listener != nil && s.listener.Mode() != redis.ListenPublish {
+		s.inv.expect(c.id) // its echo will drop the copy: read it again then
+	}
+	var found bool
+	err := s.brk.Do(ctx, func() (err error) {
+		found, err = s.send(ctx, c)
+		return err
+	})
+	s.loads.Forget(c.id)
+	switch {
+	case err == nil:
+		s.endLocal(w, c, found)
+		s.announce(ctx, c.id)
+		if c.kind == kindTouch && !found {
+			return ErrNotFound
+		}
+		return nil
+	case s.out != nil && s.unreachable(ctx, err):
+		*tier = telemetry.TierFallback
+		return s.pending(ctx, c, w, err)
+	}
+	s.dropWrite(w)
+	if !isReply(err) && !errors.Is(err, breaker.ErrOpen) {
+		s.announce(ctx, c.id) // it may have landed: the others must not trust their copies
+	}
+	return s.failure(ctx, kindNames[c.kind], err)
+}
+
+// send makes c in Redis; found is false for a Touch of a missing key.
+func (s *Store) send(ctx context.Context, c change) (found bool, err error) {
+	switch c.kind {
+	case kindSet:
+		return true, s.remote.Set(ctx, c.id, c.value, c.ttl)
+	case kindDelete:
+		return true, s.remote.Delete(ctx, c.id)
+	}
+	return s.remote.Touch(ctx, c.id, c.ttl)
+}
+
+// isReply reports whether err is Redis's answer (the command was refused
+// and did not change anything), as opposed to a failure whose outcome is
+// unknown.
+func isReply(err error) bool {
+	var reply interface{ RedisError() }
+	return errors.As(err, &reply)
+}
+
+// beginLocal, endLocal and dropWrite order a change of the local copy
+// against reads in flight (see lru.Cache.Begin); with no local tier they do
+// nothing.
+func (s *Store) beginLocal(id string) lru.Write {
+	if s.local == nil {
+		return lru.Write{}
+	}
+	return s.local.Begin(id)
+}
+
+// endLocal ends w after Redis took c.
+func (s *Store) endLocal(w lru.Write, c change, found bool) {
+	switch {
+	case s.local == nil:
+	case c.kind == kindSet:
+		s.local.EndSet(w, c.value, s.opts.Local.TTL, c.ttl)
+	case c.kind == kindTouch && found:
+		s.local.EndTouch(w, s.opts.Local.TTL, c.ttl)
+	default:
+		s.local.EndDelete(w)
+	}
+}
+
+func (s *Store) dropWrite(w lru.Write) {
+	if s.local != nil {
+		s.local.EndDelete(w)
+	}
+}
+
+// dropLocal drops the local copy of id outside a change (replay outcomes).
+func (s *Store) dropLocal(id string) { s.dropWrite(s.beginLocal(id)) }
+
+// pending accepts c into the outage tier, and ends w accordingly. cause is
+// the error of the Redis call, or nil when c queued behind outage state.
+func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error) error {
+	switch c.kind {
+	case kindSet:
+		return s.setPending(ctx, c, w, cause != nil)
+	case kindDelete:
+		s.dropWrite(w)
+		if !s.out.tombstone(c.id) {
+			s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
+				Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
+			return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+		}
+		s.wakeRecovery()
+		return nil
+	}
+	return s.touchPending(ctx, c, w, cause)
+}
+
+// setPending accepts a write into the outage tier. The base it replaces,
+// for an id without a pending write, is the value this instance last saw
+// in Redis: its local copy, fresh or not; sent says c was sent to Redis
+// and may have landed. The local copy takes the value only if the outage
+// tier kept it.
+func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
+	base := s.lastSeen(c.id)
+	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
+	s.lose(ctx, lost, true)
+	s.watchFallback(ctx)
+	s.wakeRecovery()
+	if !stored {
+		s.dropWrite(w)
+		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
+	}
+	if s.local != nil {
+		s.local.EndSet(w, c.value, s.opts.Local.TTL, c.ttl)
+	}
+	return nil
+}
+
+// lastSeen returns the digest of the value of id this instance last saw in
+// Redis (its local copy, fresh or not), or "" if it holds none.
+func (s *Store) lastSeen(id string) string {
+	if s.local == nil {
+		return ""
+	}
+	if v, _, ok := s.local.Get(id); ok {
+		return digest(v)
+	}
+	return ""
+}
+
+// touchPending extends id during an outage: its pending write, or the
+// value this instance last saw in Redis, which becomes a pending write.
+func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause error) error {
+	now := s.now()
+	switch found, expired := s.out.touch(c.id, now, now.Add(c.ttl)); {
+	case found:
+		if s.local != nil {
+			s.local.EndTouch(w, s.opts.Local.TTL, c.ttl)
+		}
+		s.wakeRecovery()
+		return nil
+	case expired: // gone, as in Redis: a touch does not revive it
+		s.dropWrite(w)
+		return ErrNotFound
+	}
+	if s.local != nil && !s.out.has(c.id) {
+		if v, _, ok := s.local.Get(c.id); ok {
+			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, cause != nil)
+		}
+	}
+	s.dropWrite(w)
+	if s.opts.StrictReads && cause != nil {
+		return s.failure(ctx, "touch", cause)
+	}
+	return ErrNotFound
+}
+
+// announce tells the other instances, in publish mode, that id changed.
+// An announcement that cannot be sent makes the listener owe them a flush,
+// sent once Redis takes it; until then they may serve their copies.
+func (s *Store) announce(ctx context.Context, id string) {
+	if s.listener == nil {
+		return
+	}
+	if err := s.listener.Announce(ctx, id); err != nil {
+		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertInvalidationLost, Severity: telemetry.SeverityWarn,
+			Message: "a change could not be announced to the other instances: they are told to revalidate everything once Redis answers",
+			Count:   1})
+	}
+}
