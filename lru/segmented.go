@@ -96,10 +96,11 @@ func (s *Segmented[V]) Get(key string) (V, bool) {
 
 // Add stores value under key with the given size and reports whether it
 // was stored: when Add returns true, the entry is present. A key already
-// present is replaced and counts as a use. A value that cannot fit within
-// the byte bound beside the protected entries (which never take more than
-// 80% of it) is not stored, evicts nothing, and removes any older value of
-// key without calling onEvict.
+// present is replaced, counts as a use, and is kept if it fits the byte
+// bound. A new key whose value cannot fit within the byte bound beside the
+// protected entries (which never take more than 80% of it) is not stored
+// and evicts nothing; so is a value larger than the byte bound, which
+// also removes any older value of key without calling onEvict.
 func (s *Segmented[V]) Add(key string, value V, size int64) (stored bool) {
 	e, ok := s.peek(key)
 	if ok {
@@ -116,8 +117,9 @@ func (s *Segmented[V]) Add(key string, value V, size int64) (stored bool) {
 	}
 	// Protected is within its shares and is evicted only once probation
 	// is empty: an entry in probation is kept, being its newest, if and
-	// only if it fits beside protected. Otherwise evicting would be in
-	// vain.
+	// only if it fits beside protected; otherwise evicting would be in
+	// vain. (A replaced entry is either protected or was demoted last,
+	// emptying protected: it always fits.)
 	if size > s.maxBytes || !e.protected && s.protectedBytes+size > s.maxBytes {
 		s.Remove(key)
 		return false

@@ -85,7 +85,8 @@ func TestSegmentedNeverReportsAnEvictedAdd(t *testing.T) {
 
 // TestSegmentedAddKeepsWhatItReports drives random adds, uses and removals
 // and checks after each Add that it reported exactly what it kept, that an
-// entry within probation's share is always kept, and the bounds.
+// entry within probation's share, or replacing one, is always kept, and the
+// bounds.
 func TestSegmentedAddKeepsWhatItReports(t *testing.T) {
 	const maxEntries, maxBytes = 20, 1000
 	const seed = 1
@@ -99,14 +100,15 @@ func TestSegmentedAddKeepsWhatItReports(t *testing.T) {
 		case 1:
 			s.Remove(key)
 		default:
-			size := 1 + rng.Int64N(400)
+			size := 1 + rng.Int64N(900)
+			_, present := s.Peek(key)
 			stored := s.Add(key, i, size)
 			v, ok := s.Peek(key)
 			if stored != (ok && v == i) {
 				t.Fatalf("seed %d, step %d: Add(size %d) = %v, present %v", seed, i, size, stored, ok)
 			}
-			if size <= maxBytes/5 && !stored {
-				t.Fatalf("seed %d, step %d: Add(size %d) refused an entry within probation's share", seed, i, size)
+			if (size <= maxBytes/5 || present) && !stored {
+				t.Fatalf("seed %d, step %d: Add(size %d, present %v) refused an entry within probation's share or replacing one", seed, i, size, present)
 			}
 		}
 		var sum int64
