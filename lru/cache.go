@@ -148,7 +148,8 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 
 // Set stores value under key, served as fresh for freshFor and kept for at
 // most expiresIn. It reports whether the value was stored (a value too
-// large for a shard's byte bound is not, and drops any older value of key)
+// large to fit beside the protected entries of its shard, which hold at
+// most 80% of its byte bound, is not, and drops any older value of key)
 // and how many entries were evicted to make room. Set takes ownership of
 // value.
 func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration) (stored bool, evicted int) {
@@ -173,7 +174,9 @@ func (s *shard) add(key string, v cached) (stored bool, evicted int) {
 
 // Invalidate makes every entry present now stale: Get still returns it,
 // with fresh false, so that it can answer while Redis cannot, but a
-// caller that can ask Redis will. It costs O(1).
+// caller that can ask Redis will. Reads and writes in flight lose too: a
+// Fill whose token was taken before, or a write begun before, stores
+// nothing (see Fill and EndSet). It costs O(1).
 func (c *Cache) Invalidate() { c.gen.Add(1) }
 
 // Delete removes key and reports whether it was present.
@@ -185,8 +188,10 @@ func (c *Cache) Delete(key string) bool {
 	return ok
 }
 
-// Purge removes every entry.
+// Purge removes every entry. Like Invalidate, it keeps the reads and
+// writes in flight from storing anything afterwards.
 func (c *Cache) Purge() {
+	c.Invalidate() // first, so that nothing begun before stores once its shard is empty
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()

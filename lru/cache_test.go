@@ -285,3 +285,65 @@ func TestFillAbsentDropsTheEntryUnlessAWriteCame(t *testing.T) {
 		t.Fatal("FillAbsent dropped a value written after the read began")
 	}
 }
+
+// TestInvalidateRejectsFillsAndWritesInFlight: a read or a write that
+// began before a whole-cache invalidation (a FLUSHDB, a reconfirmed
+// stream) may carry a value that is gone at the source: it stores nothing
+// fresh. What begins after the invalidation stores as usual.
+func TestInvalidateRejectsFillsAndWritesInFlight(t *testing.T) {
+	for _, whole := range []struct {
+		name string
+		do   func(*lru.Cache)
+	}{{"Invalidate", (*lru.Cache).Invalidate}, {"Purge", (*lru.Cache).Purge}} {
+		t.Run(whole.name, func(t *testing.T) {
+			c := newCache(t, lru.Limits{}, nil)
+			c.Set("touched", []byte("v"), time.Hour, time.Hour)
+			c.Set("kept", []byte("v"), time.Hour, time.Hour)
+			set, touch, keep := c.Begin("set"), c.Begin("touched"), c.Begin("kept")
+			tok := c.FillToken("filled") // after the Begins: only the invalidation may reject it
+			whole.do(c)
+			if c.Fill(tok, "filled", []byte("read before"), time.Hour, time.Hour) {
+				t.Error("Fill stored a value read before the invalidation")
+			}
+			c.EndSet(set, []byte("written before"), time.Hour, time.Hour)
+			c.EndTouch(touch, time.Hour, time.Hour)
+			c.EndKeep(keep)
+			for _, k := range []string{"filled", "set", "touched", "kept"} {
+				if v, fresh, ok := c.Get(k); ok && fresh {
+					t.Errorf("Get(%s) = %q, fresh, after a read or write begun before the invalidation", k, v)
+				}
+			}
+			for _, k := range []string{"set", "touched"} {
+				if _, _, ok := c.Get(k); ok {
+					t.Errorf("%s: a write begun before the invalidation left an entry; want it dropped", k)
+				}
+			}
+			// After the invalidation, reads and writes store again.
+			if tok := c.FillToken("filled"); !c.Fill(tok, "filled", []byte("v"), time.Hour, time.Hour) {
+				t.Error("a fill begun after the invalidation was not stored")
+			}
+			c.EndSet(c.Begin("set"), []byte("v"), time.Hour, time.Hour)
+			for _, k := range []string{"filled", "set"} {
+				if _, fresh, ok := c.Get(k); !ok || !fresh {
+					t.Errorf("Get(%s) after a fresh fill or write: fresh %v, ok %v; want fresh", k, fresh, ok)
+				}
+			}
+		})
+	}
+}
+
+// TestFillAbsentDropsAcrossInvalidate: a read that found the key gone
+// still drops the local copy after an invalidation: dropping makes
+// nothing fresh, and the copy must not be served if Redis fails.
+func TestFillAbsentDropsAcrossInvalidate(t *testing.T) {
+	c := newCache(t, lru.Limits{}, nil)
+	c.Set("k", []byte("deleted elsewhere"), time.Hour, time.Hour)
+	tok := c.FillToken("k")
+	c.Invalidate()
+	if !c.FillAbsent(tok, "k") {
+		t.Fatal("FillAbsent kept a copy the source no longer has")
+	}
+	if _, _, ok := c.Get("k"); ok {
+		t.Fatal("the copy survived FillAbsent")
+	}
+}

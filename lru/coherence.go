@@ -7,15 +7,18 @@ import "time"
 type Write struct {
 	s   *shard
 	key string
+	gen uint64 // Cache.gen at Begin
 }
 
 // Begin announces a write of key to the source of truth. Until the write
 // ends, reads that went to the source of truth cannot fill key (see Fill).
 // When writes of the same key overlap, their order at the source is
 // unknown, so each of them ends by dropping the local entry instead of
-// storing its own value.
+// storing its own value. So does a write that an Invalidate or a Purge
+// overlapped: the source may have lost its value meanwhile.
 func (c *Cache) Begin(key string) Write {
 	s := c.shard(key)
+	gen := c.gen.Load()
 	s.mu.Lock()
 	s.seq++
 	w := s.writes[key]
@@ -23,12 +26,13 @@ func (c *Cache) Begin(key string) Write {
 	w.n++
 	s.writes[key] = w
 	s.mu.Unlock()
-	return Write{s: s, key: key}
+	return Write{s: s, key: key, gen: gen}
 }
 
-// end closes w and reports whether it overlapped another write of its key.
-// The caller holds w.s.mu.
-func (w Write) end() (contended bool) {
+// end closes w and reports whether it overlapped another write of its key
+// or a whole-cache invalidation: then its value must not be kept. The
+// caller holds w.s.mu.
+func (c *Cache) end(w Write) (drop bool) {
 	rec := w.s.writes[w.key]
 	rec.n--
 	if rec.n == 0 {
@@ -36,18 +40,19 @@ func (w Write) end() (contended bool) {
 	} else {
 		w.s.writes[w.key] = rec
 	}
-	return rec.contended
+	return rec.contended || w.gen != c.gen.Load()
 }
 
 // EndSet ends w after the source accepted value: the entry takes value
 // (see Set for freshFor and expiresIn), unless the write overlapped
-// another, in which case the entry is dropped. It returns the number of
-// entries evicted to make room.
+// another write or an Invalidate, in which case the entry is dropped. It
+// returns the number of entries evicted to make room.
 func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
 	v := c.cached(value, freshFor, expiresIn)
+	v.gen = w.gen // an Invalidate racing with this EndSet leaves it stale
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if w.end() {
+	if c.end(w) {
 		w.s.core.Remove(w.key)
 		return 0
 	}
@@ -57,12 +62,12 @@ func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration)
 
 // EndTouch ends w after the source extended the key's lifetime: a present
 // entry gets the new freshness and expiry, unless the write overlapped
-// another, in which case it is dropped.
+// another write or an Invalidate, in which case it is dropped.
 func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
 	t := c.cached(nil, freshFor, expiresIn)
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if w.end() {
+	if c.end(w) {
 		w.s.core.Remove(w.key)
 		return
 	}
@@ -72,12 +77,12 @@ func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
 }
 
 // EndKeep ends w leaving the entry as it is, unless the write overlapped
-// another, in which case it is dropped: for a write whose outcome at the
-// source did not change the entry.
+// another write or an Invalidate, in which case it is dropped: for a write
+// whose outcome at the source did not change the entry.
 func (c *Cache) EndKeep(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if w.end() {
+	if c.end(w) {
 		w.s.core.Remove(w.key)
 	}
 }
@@ -87,7 +92,7 @@ func (c *Cache) EndKeep(w Write) {
 func (c *Cache) EndDelete(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	w.end()
+	c.end(w)
 	w.s.core.Remove(w.key)
 }
 
@@ -95,33 +100,37 @@ func (c *Cache) EndDelete(w Write) {
 // handed to Fill with what was read.
 type FillToken struct {
 	seq   uint64 // the shard's seq plus one; 0: never fill
+	gen   uint64 // Cache.gen when taken
 	shard *shard
 }
 
 // FillToken returns the token for a read of key from the source of truth.
 func (c *Cache) FillToken(key string) FillToken {
 	s := c.shard(key)
+	gen := c.gen.Load()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if _, busy := s.writes[key]; busy {
 		return FillToken{}
 	}
-	return FillToken{seq: s.seq + 1, shard: s}
+	return FillToken{seq: s.seq + 1, gen: gen, shard: s}
 }
 
 // Fill stores what a read from the source returned, as Set does, but only
-// if no write of the key's shard began since the token was taken and none
-// was in progress then: otherwise the value read may already be stale, and
-// nothing is stored. It reports whether the value was stored.
+// if no write of the key's shard began since the token was taken, none was
+// in progress then, and no Invalidate or Purge came since: otherwise the
+// value read may already be stale, and nothing is stored. It reports
+// whether the value was stored.
 func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn time.Duration) bool {
 	if t.shard == nil {
 		return false
 	}
 	v := c.cached(value, freshFor, expiresIn)
+	v.gen = t.gen // an Invalidate racing with this Fill leaves it stale
 	s := t.shard
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.seq+1 != t.seq {
+	if s.seq+1 != t.seq || t.gen != c.gen.Load() {
 		return false
 	}
 	stored, _ := s.add(key, v)
@@ -129,9 +138,11 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 }
 
 // FillAbsent records that a read from the source found no key: the entry
-// is dropped, under the same condition as Fill, so that a stale copy of a
-// key deleted at the source cannot be served later (stale-if-error). It
-// reports whether it dropped one.
+// is dropped, if no write of the key's shard began since the token was
+// taken and none was in progress then, so that a stale copy of a key
+// deleted at the source cannot be served later (stale-if-error). An
+// Invalidate or Purge since does not matter: dropping makes nothing fresh.
+// It reports whether it dropped one.
 func (c *Cache) FillAbsent(t FillToken, key string) bool {
 	if t.shard == nil {
 		return false

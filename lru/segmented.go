@@ -16,24 +16,28 @@ type entry[V any] struct {
 
 // Segmented is a segmented LRU: new entries enter a probation segment, an
 // entry used again moves to a protected segment that holds up to 80% of the
-// entries, and eviction takes probation's oldest first. A flood of keys
-// added once and never used again therefore churns probation only and
-// cannot evict keys in use. It is bounded by an entry count and by a byte
-// count, the sizes being given by the caller.
+// entries and 80% of the bytes (its oldest go back to probation), and
+// eviction takes probation's oldest first. A flood of keys added once and
+// never used again therefore churns probation only and cannot evict keys in
+// use, and protected entries alone never crowd out a new entry that fits in
+// probation's share. It is bounded by an entry count and by a byte count,
+// the sizes being given by the caller.
 //
 // Segmented is not safe for concurrent use: Cache is its locked, sharded
 // wrapper, and other users serialise it themselves. Its eviction callback
 // runs inside Add, so under the caller's lock: it should only collect.
 type Segmented[V any] struct {
-	probation    *simplelru.LRU[string, *entry[V]]
-	protected    *simplelru.LRU[string, *entry[V]]
-	maxEntries   int
-	protectedMax int
-	maxBytes     int64
-	bytes        int64
-	bumps        uint64 // moves to the front of protected so far
-	evictions    uint64 // entries dropped to respect a bound
-	onEvict      func(key string, value V)
+	probation         *simplelru.LRU[string, *entry[V]]
+	protected         *simplelru.LRU[string, *entry[V]]
+	maxEntries        int
+	protectedMax      int // protected's share of maxEntries
+	maxBytes          int64
+	protectedMaxBytes int64 // protected's share of maxBytes
+	bytes             int64
+	protectedBytes    int64  // bytes of the protected entries
+	bumps             uint64 // moves to the front of protected so far
+	evictions         uint64 // entries dropped to respect a bound
+	onEvict           func(key string, value V)
 }
 
 // NewSegmented returns an empty Segmented holding at most maxEntries
@@ -46,14 +50,19 @@ func NewSegmented[V any](maxEntries int, maxBytes int64, onEvict func(key string
 	probation, _ := simplelru.NewLRU[string, *entry[V]](maxEntries+1, nil)
 	protected, _ := simplelru.NewLRU[string, *entry[V]](maxEntries+1, nil)
 	return &Segmented[V]{
-		probation:    probation,
-		protected:    protected,
-		maxEntries:   maxEntries,
-		protectedMax: max(maxEntries*4/5, 1),
-		maxBytes:     maxBytes,
-		onEvict:      onEvict,
+		probation:         probation,
+		protected:         protected,
+		maxEntries:        maxEntries,
+		protectedMax:      fourFifths(maxEntries),
+		maxBytes:          maxBytes,
+		protectedMaxBytes: fourFifths(maxBytes),
+		onEvict:           onEvict,
 	}
 }
+
+// fourFifths returns 80% of n rounded down, without overflow. It is below
+// n for every n > 0, so probation always keeps a share of its own.
+func fourFifths[T int | int64](n T) T { return n/5*4 + n%5*4/5 }
 
 // Len returns the number of entries.
 func (s *Segmented[V]) Len() int { return s.probation.Len() + s.protected.Len() }
@@ -86,13 +95,19 @@ func (s *Segmented[V]) Get(key string) (V, bool) {
 }
 
 // Add stores value under key with the given size and reports whether it
-// was stored. A key already present is replaced and counts as a use. A
-// value larger than the byte bound on its own is not stored, and removes
-// any older value of key without calling onEvict.
+// was stored: when Add returns true, the entry is present. A key already
+// present is replaced, counts as a use, and is kept if it fits the byte
+// bound. A new key whose value cannot fit within the byte bound beside the
+// protected entries (which never take more than 80% of it) is not stored
+// and evicts nothing; so is a value larger than the byte bound, which
+// also removes any older value of key without calling onEvict.
 func (s *Segmented[V]) Add(key string, value V, size int64) (stored bool) {
 	e, ok := s.peek(key)
 	if ok {
 		s.bytes += size - e.size
+		if e.protected {
+			s.protectedBytes += size - e.size
+		}
 		e.value, e.size = value, size
 		s.bump(e)
 	} else {
@@ -100,7 +115,12 @@ func (s *Segmented[V]) Add(key string, value V, size int64) (stored bool) {
 		s.bytes += size
 		s.probation.Add(key, e)
 	}
-	if size > s.maxBytes {
+	// Protected is within its shares and is evicted only once probation
+	// is empty: an entry in probation is kept, being its newest, if and
+	// only if it fits beside protected; otherwise evicting would be in
+	// vain. (A replaced entry is either protected or was demoted last,
+	// emptying protected: it always fits.)
+	if size > s.maxBytes || !e.protected && s.protectedBytes+size > s.maxBytes {
 		s.Remove(key)
 		return false
 	}
@@ -140,7 +160,7 @@ func (s *Segmented[V]) Range(fn func(key string, value V) bool) {
 func (s *Segmented[V]) Purge() {
 	s.probation.Purge()
 	s.protected.Purge()
-	s.bytes = 0
+	s.bytes, s.protectedBytes = 0, 0
 }
 
 func (s *Segmented[V]) peek(key string) (*entry[V], bool) {
@@ -160,20 +180,23 @@ func (s *Segmented[V]) needsBump(e *entry[V]) bool {
 }
 
 // bump records a use of e: an entry on probation moves to protected, an
-// entry in protected moves to its front.
+// entry in protected moves to its front. Protected's oldest entries go
+// back to probation while it exceeds either of its shares.
 func (s *Segmented[V]) bump(e *entry[V]) {
 	s.bumps++
 	e.stamp = s.bumps
 	if e.protected {
 		s.protected.Get(e.key)
-		return
+	} else {
+		s.probation.Remove(e.key)
+		e.protected = true
+		s.protectedBytes += e.size
+		s.protected.Add(e.key, e)
 	}
-	s.probation.Remove(e.key)
-	e.protected = true
-	s.protected.Add(e.key, e)
-	if s.protected.Len() > s.protectedMax {
+	for s.protected.Len() > s.protectedMax || s.protectedBytes > s.protectedMaxBytes {
 		_, old, _ := s.protected.RemoveOldest()
 		old.protected = false
+		s.protectedBytes -= old.size
 		s.probation.Add(old.key, old)
 	}
 }
@@ -182,6 +205,7 @@ func (s *Segmented[V]) evictOldest() {
 	_, e, ok := s.probation.RemoveOldest()
 	if !ok {
 		_, e, _ = s.protected.RemoveOldest()
+		s.protectedBytes -= e.size
 	}
 	s.bytes -= e.size
 	s.evictions++
@@ -193,6 +217,7 @@ func (s *Segmented[V]) evictOldest() {
 func (s *Segmented[V]) unlink(e *entry[V]) {
 	if e.protected {
 		s.protected.Remove(e.key)
+		s.protectedBytes -= e.size
 	} else {
 		s.probation.Remove(e.key)
 	}

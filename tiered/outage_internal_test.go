@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -55,6 +56,38 @@ func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 	batch, _, expired := o.writeBatch(time.Now().Add(time.Second))
 	if len(batch) != 0 || expired != 1 || o.active() {
 		t.Fatalf("batch %+v, expired %d, active %v; want the expired write dropped", batch, expired, o.active())
+	}
+}
+
+// TestOutageWriteReportsOnlyWhatItKeeps: with the byte bound filled by
+// pending writes that are read again (protected), a new write is either
+// kept or reported not stored, never acknowledged and gone; one that fits
+// in probation's share is kept.
+func TestOutageWriteReportsOnlyWhatItKeeps(t *testing.T) {
+	const each = 2 + 100 + lru.EntryOverhead // id "sN", 100 bytes of data
+	for _, n := range []int{10, 200, 600, 1500, 3000} {
+		t.Run(fmt.Sprint(n, " bytes"), func(t *testing.T) {
+			o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 10 * each}, 100)
+			now, exp := time.Now(), time.Now().Add(time.Hour)
+			for i := range 10 {
+				id := fmt.Sprint("s", i)
+				o.write(id, make([]byte, 100), exp, "", false)
+				if _, _, ok := o.lookup(id, now); !ok {
+					t.Fatalf("%s not kept while filling the tier", id)
+				}
+			}
+			stored, lost := o.write("new", make([]byte, n), exp, "", false)
+			_, _, found := o.lookup("new", now)
+			if stored != found {
+				t.Fatalf("write = stored %v, but lookup finds it %v (%d writes evicted)", stored, found, len(lost))
+			}
+			if fits := int64(len("new")+n+lru.EntryOverhead) <= 10*each/5; fits && !stored {
+				t.Fatalf("a write within probation's share was not kept (%d writes evicted)", len(lost))
+			}
+			if !stored && len(lost) > 0 {
+				t.Fatalf("a write that was not kept evicted %d others", len(lost))
+			}
+		})
 	}
 }
 

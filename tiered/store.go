@@ -47,8 +47,8 @@ type Store struct {
 	brk      *breaker.Breaker
 	tel      *telemetry.Telemetry
 	alerts   *alerter
-	inv      *coherence       // what the invalidation stream does to the local tier
-	listener *redis.Listener  // nil with InvalidationOff
+	inv      *coherence         // what the invalidation stream does to the local tier
+	listener *redis.Listener    // nil with InvalidationOff
 	loads    singleflight.Group // one Redis read per id at a time
 	closed   atomic.Bool        // set by Close: the hot path's check
 

@@ -35,10 +35,13 @@ var (
 func New(s *tiered.Store) *Store { return &Store{s: s} }
 
 // FindCtx returns the session of token; found is false, with no error,
-// for a session that does not exist.
+// for a session that does not exist. A token that cannot be a session id
+// (tiered.ErrInvalidID: too long, whitespace, control characters), which
+// anyone can send in a cookie, names no session either: scs then starts a
+// new one instead of failing the request, and nothing is sent to Redis.
 func (st *Store) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
 	b, err = st.s.Get(ctx, token)
-	if errors.Is(err, tiered.ErrNotFound) {
+	if errors.Is(err, tiered.ErrNotFound) || errors.Is(err, tiered.ErrInvalidID) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -48,7 +51,8 @@ func (st *Store) FindCtx(ctx context.Context, token string) (b []byte, found boo
 }
 
 // CommitCtx stores the session of token until expiry. An expiry that is
-// not in the future deletes the session.
+// not in the future deletes the session. scs generates the tokens it
+// commits, so an invalid one is an error (tiered.ErrInvalidID).
 func (st *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
 	ttl := time.Until(expiry)
 	if ttl <= 0 {
@@ -57,9 +61,14 @@ func (st *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry t
 	return st.s.Set(ctx, token, b, ttl)
 }
 
-// DeleteCtx removes the session of token.
+// DeleteCtx removes the session of token. An invalid token names no
+// session, so there is nothing to delete: it returns nil (scs deletes the
+// empty token of a session never committed, for one).
 func (st *Store) DeleteCtx(ctx context.Context, token string) error {
-	return st.s.Delete(ctx, token)
+	if err := st.s.Delete(ctx, token); !errors.Is(err, tiered.ErrInvalidID) {
+		return err
+	}
+	return nil
 }
 
 // AllCtx returns every session, read from Redis with SCAN.

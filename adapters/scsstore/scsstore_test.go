@@ -3,16 +3,20 @@ package scsstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/adapters/scsstore"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
@@ -195,6 +199,89 @@ func TestAll(t *testing.T) {
 			t.Fatalf("All[%s] = %q; want %q", tok, all[tok], v)
 		}
 	}
+}
+
+// TestInvalidTokenIsNoSession: a cookie no session id can match (too
+// long, bytes tiered refuses), which anyone can send, gets a fresh
+// session, not an HTTP 500, and nothing is read from Redis for it.
+func TestInvalidTokenIsNoSession(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	st := newStore(t, srv, "scs:session:")
+	long := strings.Repeat("a", 10<<10)
+	for _, token := range []string{long, "with space", "ctl\x01", "\xff\xfe", ""} {
+		// Were the token read from Redis, this would be found.
+		plain.Set(bg, "scs:session:"+token, "planted", time.Hour)
+		gets := getCalls(t, plain)
+		if b, found, err := st.FindCtx(bg, token); b != nil || found || err != nil {
+			t.Errorf("FindCtx(%.20q) = %q, %v, %v; want nil, false, nil", token, b, found, err)
+		}
+		if n := getCalls(t, plain); n != gets {
+			t.Errorf("FindCtx(%.20q) sent GETs to Redis (calls %s, then %s); want none", token, gets, n)
+		}
+		if err := st.DeleteCtx(bg, token); err != nil {
+			t.Errorf("DeleteCtx(%.20q) = %v; want nil: there is nothing to delete", token, err)
+		}
+		if err := st.CommitCtx(bg, token, []byte("x"), time.Now().Add(time.Hour)); !errors.Is(err, tiered.ErrInvalidID) {
+			t.Errorf("CommitCtx(%.20q) = %v; want ErrInvalidID", token, err)
+		}
+	}
+
+	sm := scs.New()
+	sm.Store = st
+	mux := http.NewServeMux()
+	mux.HandleFunc("/put", func(w http.ResponseWriter, r *http.Request) {
+		sm.Put(r.Context(), "message", "hello")
+	})
+	mux.HandleFunc("/destroy", func(w http.ResponseWriter, r *http.Request) {
+		if err := sm.Destroy(r.Context()); err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
+	hs := httptest.NewServer(sm.LoadAndSave(mux))
+	defer hs.Close()
+	client := hs.Client()
+	defer client.CloseIdleConnections()
+	for _, path := range []string{"/put", "/destroy"} {
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+path, nil)
+		req.AddCookie(&http.Cookie{Name: sm.Cookie.Name, Value: long})
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("GET %s with a 10 KiB cookie: %d %s; want 200", path, res.StatusCode, body)
+		}
+		if path != "/put" {
+			continue
+		}
+		var fresh string
+		for _, c := range res.Cookies() {
+			if c.Name == sm.Cookie.Name {
+				fresh = c.Value
+			}
+		}
+		if fresh == "" || fresh == long || plain.Exists(bg, "scs:session:"+fresh).Val() != 1 {
+			t.Fatalf("GET /put with a 10 KiB cookie: new token %.20q; want a fresh session stored in Redis", fresh)
+		}
+	}
+}
+
+var getCallsRE = regexp.MustCompile(`(?m)^cmdstat_get:calls=(\d+)`)
+
+// getCalls returns how many GETs the server has run, as INFO prints it.
+func getCalls(t *testing.T, plain *goredis.Client) string {
+	t.Helper()
+	info, err := plain.Info(bg, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := getCallsRE.FindStringSubmatch(info); m != nil {
+		return m[1]
+	}
+	return "0"
 }
 
 func mustURL(t *testing.T, raw string) *url.URL {
