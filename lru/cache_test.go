@@ -32,7 +32,7 @@ func (a tier) Delete(_ context.Context, key string) error { a.c.Delete(key); ret
 func (a tier) Touch(_ context.Context, key string, ttl time.Duration) (bool, error) {
 	w := a.c.Begin(key)
 	_, _, ok := a.c.Get(key)
-	a.c.EndTouch(w, ttl, ttl)
+	a.c.EndTouch(w, ttl)
 	return ok, nil
 }
 
@@ -306,7 +306,7 @@ func TestInvalidateRejectsFillsAndWritesInFlight(t *testing.T) {
 				t.Error("Fill stored a value read before the invalidation")
 			}
 			c.EndSet(set, []byte("written before"), time.Hour, time.Hour)
-			c.EndTouch(touch, time.Hour, time.Hour)
+			c.EndTouch(touch, time.Hour)
 			c.EndKeep(keep)
 			for _, k := range []string{"filled", "set", "touched", "kept"} {
 				if v, fresh, ok := c.Get(k); ok && fresh {
@@ -345,5 +345,29 @@ func TestFillAbsentDropsAcrossInvalidate(t *testing.T) {
 	}
 	if _, _, ok := c.Get("k"); ok {
 		t.Fatal("the copy survived FillAbsent")
+	}
+}
+
+// TestTouchDoesNotExtendFreshness (issue 9, item 5): a touch extends the
+// expiry of a copy, never the time it is served without asking the
+// source, which another client may have changed meanwhile.
+func TestTouchDoesNotExtendFreshness(t *testing.T) {
+	clock := tiertest.NewClock()
+	c := newCache(t, lru.Limits{}, clock)
+	c.Set("k", []byte("v"), time.Minute, time.Hour)
+	clock.Advance(50 * time.Second)
+	c.EndTouch(c.Begin("k"), time.Hour)
+	clock.Advance(20 * time.Second)
+	v, fresh, ok := c.Get("k")
+	if !ok || string(v) != "v" {
+		t.Fatalf("Get = %q, %v; want the touched copy kept", v, ok)
+	}
+	if fresh {
+		t.Fatal("a copy touched before its freshness ended is still fresh past it")
+	}
+	c.EndTouch(c.Begin("k"), time.Second)
+	clock.Advance(2 * time.Second)
+	if _, _, ok := c.Get("k"); ok {
+		t.Fatal("a copy touched to a shorter lifetime outlives it")
 	}
 }

@@ -61,10 +61,11 @@ func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration)
 }
 
 // EndTouch ends w after the source extended the key's lifetime: a present
-// entry gets the new freshness and expiry, unless the write overlapped
-// another write or an Invalidate, in which case it is dropped.
-func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
-	t := c.cached(nil, freshFor, expiresIn)
+// entry gets the new expiry, unless the write overlapped another write or
+// an Invalidate, in which case it is dropped. Its freshness is not
+// extended: a touch does not say that the value is still the source's.
+func (c *Cache) EndTouch(w Write, expiresIn time.Duration) {
+	t := c.cached(nil, expiresIn, expiresIn)
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
@@ -72,7 +73,9 @@ func (c *Cache) EndTouch(w Write, freshFor, expiresIn time.Duration) {
 		return
 	}
 	if e, ok := w.s.core.peek(w.key); ok {
-		e.value.fresh, e.value.expires = t.fresh, t.expires
+		// A touch says nothing of the value: it stays fresh no longer
+		// than a read of the source made it, and never past its expiry.
+		e.value.fresh, e.value.expires = min(e.value.fresh, t.expires), t.expires
 	}
 }
 

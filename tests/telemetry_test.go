@@ -101,8 +101,9 @@ func TestTelemetryThroughAnOutage(t *testing.T) {
 	var series []string
 	series = append(series, breakerState())
 
-	ctx, parent := e.tracer.Start(bg, "request")
 	mustSet(t, e.s, "sess", "payload")
+	settled(t, e.env, e.s, "sess", "payload")
+	ctx, parent := e.tracer.Start(bg, "request")
 	if _, err := e.s.Get(ctx, "sess"); err != nil { // a local hit inside a traced request
 		t.Fatal(err)
 	}

@@ -272,7 +272,12 @@ func (s *Store) refill() {
 			return
 		case id := <-s.inv.refill:
 			if !s.brk.Rejecting() {
-				s.loads.Do(id, func() (any, error) { return s.load(s.life, id) })
+				ctx, end := s.tel.Task(s.life, "refill")
+				_, err, _ := s.loads.Do(id, func() (any, error) { return s.load(ctx, id) })
+				if errors.Is(err, ErrNotFound) {
+					err = nil
+				}
+				end(err)
 			}
 		}
 	}

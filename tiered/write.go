@@ -179,7 +179,7 @@ func (s *Store) endLocal(w lru.Write, c change, found bool) {
 	case c.kind == kindSet:
 		s.local.EndSet(w, c.value, s.opts.Local.TTL, c.ttl)
 	case c.kind == kindTouch && found:
-		s.local.EndTouch(w, s.opts.Local.TTL, c.ttl)
+		s.local.EndTouch(w, c.ttl)
 	default:
 		s.local.EndDelete(w)
 	}
@@ -253,7 +253,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 	switch found, expired := s.out.touch(c.id, now, now.Add(c.ttl)); {
 	case found:
 		if s.local != nil {
-			s.local.EndTouch(w, s.opts.Local.TTL, c.ttl)
+			s.local.EndTouch(w, c.ttl)
 		}
 		s.wakeRecovery()
 		return nil
