@@ -100,7 +100,8 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	traceCall := func(ctx context.Context, command string) (context.Context, func(error)) {
 		return s.tel.RedisCall(ctx, command)
 	}
-	if s.remote, err = redis.New(client, opts.Prefix, opts.OpTimeout, traceCall); err != nil {
+	s.remote, err = redis.New(client, redis.Config{Prefix: opts.Prefix, Timeout: opts.OpTimeout, MaxValueBytes: opts.MaxValueBytes, Trace: traceCall})
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	if s.brk, err = breaker.New(opts.Breaker, redis.IsUnreachable); err != nil {
@@ -122,7 +123,10 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 // Get returns a copy of the session's data, or ErrNotFound. A fresh local
 // copy answers without a network call; otherwise the value and its
 // remaining TTL are read from Redis in one round trip, and concurrent
-// misses of one id share that read.
+// misses of one id share that read. A session in Redis longer than
+// MaxValueBytes (written by another client) is ErrTooLarge, read no
+// further than the limit; neither it nor a key of another type counts as
+// a Redis failure.
 //
 // While Redis is unreachable, Get answers from the outage tier, then from
 // the local tier even past Local.TTL (up to the session's own expiry);
@@ -227,6 +231,12 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 		return err
 	})
 	if err != nil {
+		if s.local != nil && !s.unreachable(ctx, err) {
+			s.local.FillAbsent(token, id) // Redis holds something else now
+		}
+		if errors.Is(err, redis.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: get: %w", ErrTooLarge, err)
+		}
 		return nil, s.failure(ctx, "get", err)
 	}
 	if !found {
