@@ -46,3 +46,41 @@ func TestGetOverMaxValueBytesIsErrTooLarge(t *testing.T) {
 		t.Errorf("Get(hash) = %v, %v; want WRONGTYPE, not unreachable", ok, err)
 	}
 }
+
+// TestReplayWritesReportsEachWrite: in one batch, a write applies, one
+// conflicts and one fails on a key of another type, without failing the
+// batch; after SCRIPT FLUSH, the script is sent again.
+func TestReplayWritesReportsEachWrite(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	tr := newTier(t, client, "r:")
+	client.Set(ctx, "r:taken", "someone else's", time.Minute)
+	client.HSet(ctx, "r:hash", "f", "v")
+	exp := time.Now().Add(time.Minute)
+	batch := []redis.Replay{
+		{ID: "new", Value: []byte("a"), Expires: exp},
+		{ID: "hash", Value: []byte("b"), Expires: exp},
+		{ID: "taken", Value: []byte("c"), Expires: exp},
+	}
+	for _, round := range []string{"first", "after SCRIPT FLUSH"} {
+		client.Del(ctx, "r:new")
+		out, err := tr.ReplayWrites(ctx, batch)
+		if err != nil || len(out) != 3 {
+			t.Fatalf("%s: ReplayWrites = %v, %v; want 3 outcomes and no error", round, out, err)
+		}
+		if !out[0].Applied || out[0].Err != nil {
+			t.Errorf("%s: absent key: %+v; want applied", round, out[0])
+		}
+		if out[1].Applied || out[1].Err == nil || !strings.Contains(out[1].Err.Error(), "WRONGTYPE") || redis.IsUnreachable(out[1].Err) {
+			t.Errorf("%s: hash: %+v; want failed with WRONGTYPE", round, out[1])
+		}
+		if out[2].Applied || out[2].Err != nil {
+			t.Errorf("%s: changed key: %+v; want a conflict", round, out[2])
+		}
+		if got := client.Get(ctx, "r:taken").Val(); got != "someone else's" {
+			t.Errorf("%s: r:taken = %q; want Redis's value kept", round, got)
+		}
+		client.ScriptFlush(ctx)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
 )
 
@@ -109,8 +110,10 @@ func (s *Store) step(last *watched) time.Duration {
 
 // replay applies the outage tier to Redis: every delete, then every
 // write, each pipelined in batches of replayBatch, each write only if
-// Redis still holds what it replaces; then again for what came meanwhile. final (from Close) bypasses the breaker. It reports whether the
-// tier was drained.
+// Redis still holds what it replaces; then again for what came meanwhile. A write that Redis
+// refuses alone (a key of another type) is dropped, counted and alerted as
+// lost; only a failure of Redis stops the replay. final (from Close)
+// bypasses the breaker. It reports whether the tier was drained.
 func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	start := time.Now()
 	ctx, end := s.tel.Task(ctx, "replay")
@@ -163,19 +166,27 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 		for i := 0; i < len(writes) && ctx.Err() == nil; i += replayBatch {
 			batch, seqs := writes[i:min(i+replayBatch, len(writes))], wseqs[i:min(i+replayBatch, len(writes))]
-			var ok []bool
-			if err := do(func() (err error) { ok, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
-				return false
+			var out []redis.Outcome
+			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
+				return false // Redis failed: the whole batch waits for the next try
 			}
-			s.out.writesDone(batch, seqs, ok)
+			done := make([]bool, len(out)) // applied; conflicts and failures are dropped alike
+			var failed []lostWrite
 			for k, w := range batch {
-				if ok[k] {
+				switch {
+				case out[k].Applied:
+					done[k] = true
 					applied++
 					continue
+				case out[k].Err != nil: // Redis refused this write alone (a key of another type)
+					failed = append(failed, lostWrite{bytes: int64(len(w.Value))})
+				default:
+					conflicts++ // Redis's value won
 				}
-				conflicts++
-				s.dropLocal(w.ID) // Redis's value won: drop ours
+				s.dropLocal(w.ID)
 			}
+			s.out.writesDone(batch, seqs, done)
+			s.lose(ctx, failed, false)
 		}
 	}
 	return !s.out.active()
