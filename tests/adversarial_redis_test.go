@@ -9,6 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -110,5 +111,44 @@ func TestReplaySkipsWrongTypeKey(t *testing.T) {
 	s.Close() // fires the alerts held back
 	if _, count := log.total(telemetry.AlertPendingLost); count != 1 {
 		t.Fatalf("pending_lost counted %d; want 1", count)
+	}
+}
+
+// TestReplayOfLargeSessionsDrains: 60 sessions of 1 MiB accepted during an
+// outage replay with the default OpTimeout, without the breaker opening
+// again: batches are bounded in bytes, not only in count.
+func TestReplayOfLargeSessionsDrains(t *testing.T) {
+	e := newEnv(t)
+	log := &alertLog{}
+	opts := outageOptions(log)
+	opts.MaxValueBytes = 2 << 20
+	opts.Fallback = lru.Limits{MaxBytes: 256 << 20}
+	opts.Local = lru.Limits{MaxBytes: 256 << 20}
+	p, s := cutOff(t, e, opts)
+	const n, size = 60, 1 << 20
+	value := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, size) }
+	p.Cut()
+	openBreaker(t, s)
+	for i := range n {
+		if err := s.Set(bg, fmt.Sprint("big", i), value(i), time.Hour); err != nil {
+			t.Fatalf("Set(big%d) during the outage: %v", i, err)
+		}
+	}
+	if st := s.Stats(); st.PendingWrites != n {
+		t.Fatalf("PendingWrites = %d; want %d", st.PendingWrites, n)
+	}
+	p.Restore()
+	waitReplayed(t, s)
+	for i := range n {
+		got, err := e.plain.Get(bg, fmt.Sprint("session:big", i)).Bytes()
+		if err != nil || !bytes.Equal(got, value(i)) {
+			t.Fatalf("Redis big%d: %d bytes, %v; want the replayed 1 MiB", i, len(got), err)
+		}
+	}
+	if st := s.Stats(); st.ReplayApplied != n || st.PendingLost != 0 {
+		t.Fatalf("ReplayApplied %d, PendingLost %d; want %d and 0", st.ReplayApplied, st.PendingLost, n)
+	}
+	if opened, _ := log.total(telemetry.AlertBreakerOpen); opened != 1 {
+		t.Fatalf("breaker_open fired %d times; want once, for the outage: replay must not reopen it", opened)
 	}
 }

@@ -11,8 +11,15 @@ import (
 )
 
 const (
-	// replayBatch is the number of deletes or writes sent in one pipeline.
+	// replayBatch is the largest number of deletes or writes sent in one
+	// pipeline.
 	replayBatch = 256
+	// replayBatchBytes bounds the values of the writes sent in one
+	// pipeline; a longer write goes alone. Each pipeline is bounded by
+	// OpTimeout, which is honest because it then carries no more than
+	// 512 KiB or one value Set may send (at most MaxValueBytes): a Redis
+	// that takes such a Set in time takes each replay batch in time.
+	replayBatchBytes = 512 << 10
 	// minProbeGap keeps the recovery loop from spinning on a breaker that
 	// refuses a probe.
 	minProbeGap = 10 * time.Millisecond
@@ -109,8 +116,9 @@ func (s *Store) step(last *watched) time.Duration {
 }
 
 // replay applies the outage tier to Redis: every delete, then every
-// write, each pipelined in batches of replayBatch, each write only if
-// Redis still holds what it replaces; then again for what came meanwhile. A write that Redis
+// write, pipelined in batches of at most replayBatch (writes also of at
+// most replayBatchBytes), each write only if Redis still holds what it
+// replaces; then again for what came meanwhile. A write that Redis
 // refuses alone (a key of another type) is dropped, counted and alerted as
 // lost; only a failure of Redis stops the replay. final (from Close)
 // bypasses the breaker. It reports whether the tier was drained.
@@ -164,8 +172,9 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		if len(ids) == 0 && len(writes) == 0 {
 			break
 		}
-		for i := 0; i < len(writes) && ctx.Err() == nil; i += replayBatch {
-			batch, seqs := writes[i:min(i+replayBatch, len(writes))], wseqs[i:min(i+replayBatch, len(writes))]
+		for i, j := 0, 0; i < len(writes) && ctx.Err() == nil; i = j {
+			j = writeBatchEnd(writes, i)
+			batch, seqs := writes[i:j], wseqs[i:j]
 			var out []redis.Outcome
 			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
 				return false // Redis failed: the whole batch waits for the next try
@@ -190,6 +199,18 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 	}
 	return !s.out.active()
+}
+
+// writeBatchEnd returns the end of the replay batch of writes that starts
+// at i: at most replayBatch writes and replayBatchBytes of values, or one
+// longer write alone.
+func writeBatchEnd(writes []redis.Replay, i int) int {
+	j, bytes := i+1, len(writes[i].Value)
+	for j < len(writes) && j-i < replayBatch && bytes+len(writes[j].Value) <= replayBatchBytes {
+		bytes += len(writes[j].Value)
+		j++
+	}
+	return j
 }
 
 // lose counts and alerts writes dropped before they reached Redis;
