@@ -3,6 +3,8 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +84,34 @@ func TestReplayWritesReportsEachWrite(t *testing.T) {
 			t.Errorf("%s: r:taken = %q; want Redis's value kept", round, got)
 		}
 		client.ScriptFlush(ctx)
+	}
+}
+
+// TestScanSkipsOtherTypesAndOversizedValues: Scan passes every string
+// value within the limit to fn and counts the keys it skipped.
+func TestScanSkipsOtherTypesAndOversizedValues(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	ctx := context.Background()
+	tr, err := redis.New(client, redis.Config{Prefix: "s:", Timeout: time.Second, MaxValueBytes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	for i := range 5 {
+		client.Set(ctx, fmt.Sprint("s:ok", i), "v", time.Minute)
+	}
+	client.Set(ctx, "s:empty", "", time.Minute)
+	client.Set(ctx, "s:over", "123456789", time.Minute)
+	client.HSet(ctx, "s:hash", "f", "v")
+	client.SAdd(ctx, "s:set", "m")
+	var got []string
+	skipped, err := tr.Scan(ctx, func(id string, v []byte) error {
+		got = append(got, id+"="+string(v))
+		return nil
+	})
+	sort.Strings(got)
+	if err != nil || skipped != 3 || fmt.Sprint(got) != "[empty= ok0=v ok1=v ok2=v ok3=v ok4=v]" {
+		t.Fatalf("Scan = %v, skipped %d, %v; want the six strings within the limit, 3 skipped", got, skipped, err)
 	}
 }

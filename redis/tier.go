@@ -43,7 +43,7 @@ type Tier struct {
 	client     goredis.UniversalClient
 	prefix     string
 	timeout    time.Duration
-	maxValue   int           // > 0: the longest value Get reads; otherwise no limit
+	maxValue   int           // > 0: the longest value Get and Scan read; otherwise no limit
 	honoursCtx bool          // the client applies context deadlines itself
 	slots      chan struct{} // calls in flight on a detached goroutine
 	detached   sync.WaitGroup
@@ -61,9 +61,9 @@ type Config struct {
 	Prefix string
 	// Timeout bounds every call; it must be positive.
 	Timeout time.Duration
-	// MaxValueBytes is the longest value Get reads: a longer one is not
-	// read past MaxValueBytes+1 bytes and is ErrTooLarge. 0 or less: no
-	// limit.
+	// MaxValueBytes is the longest value Get and Scan read: a longer one is
+	// not read past MaxValueBytes+1 bytes (Get returns ErrTooLarge, Scan
+	// skips it). 0 or less: no limit.
 	MaxValueBytes int
 	// Trace, if not nil, is called around every round trip.
 	Trace TraceFunc

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -150,5 +151,30 @@ func TestReplayOfLargeSessionsDrains(t *testing.T) {
 	}
 	if opened, _ := log.total(telemetry.AlertBreakerOpen); opened != 1 {
 		t.Fatalf("breaker_open fired %d times; want once, for the outage: replay must not reopen it", opened)
+	}
+}
+
+// TestRangeSkipsNonStringKeys: Range walks past keys of other types under
+// the prefix, and values over MaxValueBytes, and counts them in
+// Stats.RangeSkipped.
+func TestRangeSkipsNonStringKeys(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t, tiered.Options{MaxValueBytes: 1024})
+	mustSet(t, s, "a", "1")
+	mustSet(t, s, "b", "2")
+	e.plain.HSet(bg, "session:hash", "f", "v")
+	e.plain.LPush(bg, "session:list", "x")
+	e.plain.Set(bg, "session:big", bytes.Repeat([]byte("x"), 4096), time.Hour)
+	var ids []string
+	err := s.Range(bg, func(id string, data []byte) error {
+		ids = append(ids, id+"="+string(data))
+		return nil
+	})
+	sort.Strings(ids)
+	if err != nil || fmt.Sprint(ids) != "[a=1 b=2]" {
+		t.Fatalf("Range = %v, %v; want [a=1 b=2] and no error", ids, err)
+	}
+	if st := s.Stats(); st.RangeSkipped != 3 {
+		t.Fatalf("RangeSkipped = %d; want 3 (a hash, a list, an oversized value)", st.RangeSkipped)
 	}
 }

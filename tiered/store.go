@@ -57,6 +57,7 @@ type Store struct {
 	pendingLost     atomic.Uint64
 	replayApplied   atomic.Uint64
 	replayConflicts atomic.Uint64
+	rangeSkipped    atomic.Uint64
 	fallbackHigh    atomic.Bool // AlertFallbackHigh fired and not re-armed
 }
 
@@ -77,6 +78,10 @@ type Stats struct {
 	ReplayConflicts  uint64 // pending writes dropped because Redis changed meanwhile
 	Invalidation     string // "tracking", "publish", "connecting" (local tier bypassed) or "off"
 	Invalidations    uint64 // invalidations received from other instances or Redis
+	// RangeSkipped counts the keys under the prefix that Range passed
+	// over: keys of another type than string (WRONGTYPE), and values
+	// longer than MaxValueBytes.
+	RangeSkipped uint64
 }
 
 // New returns a Store over client, which the caller keeps and closes after
@@ -499,19 +504,22 @@ func (s *Store) touchPending(ctx context.Context, id string, ttl time.Duration, 
 
 // Range calls fn with every session in Redis under the prefix, walking
 // every master node with SCAN; it stops at fn's first error and returns
-// it. fn owns the data it is given.
+// it. fn owns the data it is given. Keys under the prefix that are not
+// strings, or whose value is longer than MaxValueBytes, are skipped and
+// counted in Stats.RangeSkipped.
 func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	var fnErr error
 	err := s.brk.Do(ctx, func() error {
-		err := s.remote.Scan(ctx, func(id string, v []byte) error {
+		skipped, err := s.remote.Scan(ctx, func(id string, v []byte) error {
 			if fnErr = fn(id, v); fnErr != nil {
 				return errStopRange
 			}
 			return nil
 		})
+		s.rangeSkipped.Add(uint64(skipped))
 		if fnErr != nil {
 			return nil // the caller's error says nothing about Redis
 		}
@@ -535,6 +543,7 @@ func (s *Store) Stats() Stats {
 		PendingLost:     s.pendingLost.Load(),
 		ReplayApplied:   s.replayApplied.Load(),
 		ReplayConflicts: s.replayConflicts.Load(),
+		RangeSkipped:    s.rangeSkipped.Load(),
 	}
 	if s.local != nil {
 		ls := s.local.Stats()
