@@ -98,7 +98,7 @@ func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) 
 	}
 	if single {
 		opt := *c.Options()
-		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, 0
+		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, -1
 		opt.ClientName, opt.OnConnect, opt.MinIdleConns, opt.PoolSize = "sessiontier-invalidation", nil, 0, 2
 		if mode != ListenPublish {
 			opt.OnConnect = l.track

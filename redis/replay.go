@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -78,42 +79,80 @@ func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 	return err
 }
 
+// Outcome is what ReplayWrites did with one write: applied, a conflict
+// (neither Applied nor Err: the key had changed, Redis's value stays), or
+// failed with Err, a reply about that key alone (a WRONGTYPE key, for
+// example); the key is left as it was.
+type Outcome struct {
+	Applied bool
+	Err     error
+}
+
 // ReplayWrites applies writes in one pipelined round trip, each only if its
-// key is unchanged (see Replay.Base), and reports which were applied.
-func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) (applied []bool, err error) {
-	run := func(ctx context.Context, useSHA bool) ([]bool, error) {
-		cmds := make([]*goredis.Cmd, len(writes))
+// key is unchanged (see Replay.Base), and reports the outcome of each. It
+// returns an error, and no outcomes, only when the round trip itself failed
+// (see IsUnreachable); a reply refusing one write is that write's outcome.
+// The call is bounded by the tier's timeout: the caller bounds the bytes
+// it sends at once.
+func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, error) {
+	keys := make([]string, len(writes))
+	for i, w := range writes {
+		keys[i] = t.key(w.ID)
+	}
+	// run sends the writes at idx, by script digest or whole, and fills
+	// out; it returns the failed infrastructure error, if any.
+	run := func(ctx context.Context, idx []int, useSHA bool, out []Outcome) error {
+		cmds := make([]*goredis.Cmd, len(idx))
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, w := range writes {
-				keys := []string{t.key(w.ID)}
+			for n, i := range idx {
+				w := writes[i]
 				args := []any{w.bases(), w.Value, w.Expires.UnixMilli()}
 				if useSHA {
-					cmds[i] = replayScript.EvalSha(ctx, p, keys, args...)
+					cmds[n] = replayScript.EvalSha(ctx, p, keys[i:i+1], args...)
 				} else {
-					cmds[i] = replayScript.Eval(ctx, p, keys, args...)
+					cmds[n] = replayScript.Eval(ctx, p, keys[i:i+1], args...)
 				}
 			}
 			return nil
 		})
-		if err != nil {
+		if IsUnreachable(err) {
+			return err
+		}
+		for n, c := range cmds {
+			v, err := c.Int()
+			if err != nil && IsUnreachable(err) {
+				return err
+			}
+			out[idx[n]] = Outcome{Applied: err == nil && v == 1, Err: err}
+		}
+		return nil
+	}
+	return call(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
+		out := make([]Outcome, len(writes))
+		all := make([]int, len(writes))
+		for i := range all {
+			all[i] = i
+		}
+		if err := run(ctx, all, true, out); err != nil {
 			return nil, err
 		}
-		out := make([]bool, len(cmds))
-		for i, c := range cmds {
-			n, err := c.Int()
-			if err != nil {
+		var again []int // a restarted or flushed Redis lost the script
+		for i, o := range out {
+			if isNoScript(o.Err) {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if err := run(ctx, again, false, out); err != nil {
 				return nil, err
 			}
-			out[i] = n == 1
+		}
+		for i, o := range out {
+			if o.Err != nil {
+				out[i].Err = fmt.Errorf("redis: EVALSHA: %w", o.Err)
+			}
 		}
 		return out, nil
-	}
-	return call(t, ctx, "EVALSHA", func(ctx context.Context) ([]bool, error) {
-		applied, err := run(ctx, true)
-		if err != nil && isNoScript(err) { // a restarted or flushed Redis
-			return run(ctx, false)
-		}
-		return applied, err
 	})
 }
 

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,9 +13,12 @@ const scanCount = 100
 
 // Scan calls fn with every id under the prefix and its value, walking every
 // master node with SCAN (never KEYS). Each round trip is bounded by the
-// tier's timeout. A key that vanishes during the walk is skipped. The value
-// passed to fn is fn's to keep.
-func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error) error {
+// tier's timeout. A key that vanishes during the walk is passed over; a key
+// of another type (WRONGTYPE) or a value longer than Config.MaxValueBytes
+// (read no further than one byte past the limit) is skipped and counted in
+// skipped, which is valid even when err is not nil. The value passed to fn
+// is fn's to keep.
+func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error) (skipped int, err error) {
 	match := escapeGlob(t.prefix) + "*"
 	walk := func(ctx context.Context, node goredis.UniversalClient) error {
 		var cursor uint64
@@ -33,7 +37,9 @@ func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error)
 			}
 			keys := p.keys
 			cursor = p.cursor
-			if err := t.getBatch(ctx, keys, fn); err != nil {
+			n, err := t.getBatch(ctx, keys, fn)
+			skipped += n // ForEachMaster walks the nodes one at a time
+			if err != nil {
 				return err
 			}
 			if cursor == 0 {
@@ -43,46 +49,74 @@ func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error)
 	}
 	switch c := t.client.(type) {
 	case *goredis.ClusterClient:
-		return c.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error { return walk(ctx, node) })
+		err = c.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error { return walk(ctx, node) })
 	case *goredis.Ring:
-		return c.ForEachShard(ctx, func(ctx context.Context, node *goredis.Client) error { return walk(ctx, node) })
+		err = c.ForEachShard(ctx, func(ctx context.Context, node *goredis.Client) error { return walk(ctx, node) })
+	default:
+		err = walk(ctx, t.client)
 	}
-	return walk(ctx, t.client)
+	return skipped, err
 }
 
-func (t *Tier) getBatch(ctx context.Context, keys []string, fn func(id string, value []byte) error) error {
+// getBatch reads keys in one pipelined round trip, as Get does, and calls
+// fn with each string value found; it returns how many keys it skipped.
+func (t *Tier) getBatch(ctx context.Context, keys []string, fn func(id string, value []byte) error) (skipped int, err error) {
 	if len(keys) == 0 {
-		return nil
+		return 0, nil
 	}
-	cmds, err := call(t, ctx, "GET", func(ctx context.Context) ([]*goredis.StringCmd, error) {
-		cmds := make([]*goredis.StringCmd, len(keys))
+	max := t.maxValue
+	type read struct {
+		get  *goredis.StringCmd
+		pttl *goredis.DurationCmd // nil without a limit: GET tells a missing key
+	}
+	reads, err := call(t, ctx, "GET", func(ctx context.Context) ([]read, error) {
+		reads := make([]read, len(keys))
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, k := range keys {
-				cmds[i] = p.Get(ctx, k)
+				if max > 0 {
+					reads[i] = read{p.GetRange(ctx, k, 0, int64(max)), p.PTTL(ctx, k)}
+				} else {
+					reads[i].get = p.Get(ctx, k)
+				}
 			}
 			return nil
 		})
-		if errors.Is(err, goredis.Nil) {
-			err = nil
+		if err != nil && !IsUnreachable(err) {
+			err = nil // a reply about one key: looked at below
 		}
-		return cmds, err
+		return reads, err
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for i, cmd := range cmds {
-		v, err := cmd.Bytes()
-		if errors.Is(err, goredis.Nil) {
+	for i, r := range reads {
+		v, err := r.get.Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			continue
+		case isWrongType(err):
+			skipped++
+			continue
+		case err != nil:
+			return skipped, fmt.Errorf("redis: GET: %w", err)
+		case r.pttl != nil && r.pttl.Val() == -2: // vanished: GETRANGE gave ""
+			continue
+		case max > 0 && len(v) > max:
+			skipped++
 			continue
 		}
-		if err != nil {
-			return err
-		}
 		if err := fn(strings.TrimPrefix(keys[i], t.prefix), v); err != nil {
-			return err
+			return skipped, err
 		}
 	}
-	return nil
+	return skipped, nil
+}
+
+// isWrongType reports whether err is Redis's WRONGTYPE reply: the key
+// holds another type than the command works on.
+func isWrongType(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply) && strings.HasPrefix(reply.Error(), "WRONGTYPE")
 }
 
 // escapeGlob escapes the characters that SCAN's MATCH pattern treats

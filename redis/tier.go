@@ -24,6 +24,12 @@ const maxDetached = 4096
 // likely they hang on an unresponsive Redis.
 var ErrOverloaded = errors.New("redis: too many calls in flight on a client without context deadlines")
 
+// ErrTooLarge is returned by Get for a value longer than
+// Config.MaxValueBytes, of which no more than MaxValueBytes+1 bytes were
+// read. It is an answer about one key, not a failure of Redis:
+// IsUnreachable reports false for it.
+var ErrTooLarge = errors.New("redis: value too large")
+
 // Tier reads and writes the values of one key prefix. It is safe for
 // concurrent use.
 //
@@ -37,6 +43,7 @@ type Tier struct {
 	client     goredis.UniversalClient
 	prefix     string
 	timeout    time.Duration
+	maxValue   int           // > 0: the longest value Get and Scan read; otherwise no limit
 	honoursCtx bool          // the client applies context deadlines itself
 	slots      chan struct{} // calls in flight on a detached goroutine
 	detached   sync.WaitGroup
@@ -48,22 +55,37 @@ type Tier struct {
 // that ends the span with the call's error.
 type TraceFunc func(ctx context.Context, command string) (context.Context, func(error))
 
-// New returns a Tier of the keys under prefix. It makes no network call.
-// trace, if not nil, is called around every round trip.
-func New(client goredis.UniversalClient, prefix string, timeout time.Duration, trace TraceFunc) (*Tier, error) {
+// Config configures a Tier.
+type Config struct {
+	// Prefix is put before every id to make its key.
+	Prefix string
+	// Timeout bounds every call; it must be positive.
+	Timeout time.Duration
+	// MaxValueBytes is the longest value Get and Scan read: a longer one is
+	// not read past MaxValueBytes+1 bytes (Get returns ErrTooLarge, Scan
+	// skips it). 0 or less: no limit.
+	MaxValueBytes int
+	// Trace, if not nil, is called around every round trip.
+	Trace TraceFunc
+}
+
+// New returns a Tier of the keys under cfg.Prefix. It makes no network
+// call.
+func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 	if client == nil {
 		return nil, errors.New("redis: nil client")
 	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("redis: timeout %v must be positive", timeout)
+	if cfg.Timeout <= 0 {
+		return nil, fmt.Errorf("redis: timeout %v must be positive", cfg.Timeout)
 	}
 	return &Tier{
 		client:     client,
-		prefix:     prefix,
-		timeout:    timeout,
+		prefix:     cfg.Prefix,
+		timeout:    cfg.Timeout,
+		maxValue:   cfg.MaxValueBytes,
 		honoursCtx: honoursContext(client),
 		slots:      make(chan struct{}, maxDetached),
-		trace:      trace,
+		trace:      cfg.Trace,
 	}, nil
 }
 
@@ -140,9 +162,14 @@ const NoTTL time.Duration = -1
 
 // Get returns the value of id and its remaining TTL (NoTTL for a key
 // without one; 0 for a key in its last millisecond) in one round trip. A
-// missing key gives found false and no error.
+// missing key gives found false and no error. A value longer than
+// Config.MaxValueBytes is ErrTooLarge, read no further than one byte past
+// the limit (GETRANGE), so that it costs no more than a value at the
+// limit; a key of another type is an error carrying Redis's WRONGTYPE
+// reply. Neither is an unreachable error.
 func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
 	key := t.key(id)
+	max := t.maxValue
 	type reply struct {
 		value []byte
 		ttl   time.Duration
@@ -151,7 +178,13 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 		var get *goredis.StringCmd
 		var pttl *goredis.DurationCmd
 		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			get = p.Get(ctx, key)
+			if max > 0 {
+				// At most max+1 bytes; "" for a missing key, which
+				// PTTL -2 tells from an empty value.
+				get = p.GetRange(ctx, key, 0, int64(max))
+			} else {
+				get = p.Get(ctx, key)
+			}
 			pttl = p.PTTL(ctx, key)
 			return nil
 		})
@@ -166,8 +199,10 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 		return nil, 0, false, nil
 	case err != nil:
 		return nil, 0, false, err
-	case r.ttl == -2: // expired or deleted between GET and PTTL
+	case r.ttl == -2: // missing, or expired or deleted between GET and PTTL
 		return nil, 0, false, nil
+	case max > 0 && len(r.value) > max:
+		return nil, 0, false, fmt.Errorf("%w: over %d bytes", ErrTooLarge, max)
 	case r.ttl < 0:
 		r.ttl = NoTTL
 	}
@@ -209,9 +244,10 @@ func (t *Tier) Close() {
 // IsUnreachable reports whether err means that Redis could not serve the
 // call: a timeout, a refused, reset or closed connection, a pool timeout,
 // or a LOADING, READONLY, MASTERDOWN, CLUSTERDOWN or TRYAGAIN reply. A
-// missing key, a WRONGTYPE reply or any other reply means Redis is up.
+// missing key, ErrTooLarge, a WRONGTYPE reply or any other reply means
+// Redis is up.
 func IsUnreachable(err error) bool {
-	if err == nil || errors.Is(err, goredis.Nil) {
+	if err == nil || errors.Is(err, goredis.Nil) || errors.Is(err, ErrTooLarge) {
 		return false
 	}
 	var reply goredis.Error

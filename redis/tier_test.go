@@ -31,7 +31,7 @@ func (a tier) Touch(ctx context.Context, id string, ttl time.Duration) (bool, er
 
 func newTier(t *testing.T, client goredis.UniversalClient, prefix string) *redis.Tier {
 	t.Helper()
-	tr, err := redis.New(client, prefix, time.Second, nil)
+	tr, err := redis.New(client, redis.Config{Prefix: prefix, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestEveryCallIsBounded(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range clients {
 		t.Run(name, func(t *testing.T) {
-			tr, err := redis.New(c, "b:", timeout, nil)
+			tr, err := redis.New(c, redis.Config{Prefix: "b:", Timeout: timeout})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +164,7 @@ func TestEveryCallIsBounded(t *testing.T) {
 				"set":    func() error { return tr.Set(ctx, "k", []byte("v"), time.Minute) },
 				"delete": func() error { return tr.Delete(ctx, "k") },
 				"touch":  func() error { _, err := tr.Touch(ctx, "k", time.Minute); return err },
-				"scan":   func() error { return tr.Scan(ctx, func(string, []byte) error { return nil }) },
+				"scan":   func() error { _, err := tr.Scan(ctx, func(string, []byte) error { return nil }); return err },
 			}
 			for op, call := range calls {
 				start := time.Now()
@@ -202,7 +202,7 @@ func TestScan(t *testing.T) {
 	client.Set(ctx, "sX[?]\\:decoy", "other prefix", time.Minute)
 	client.Set(ctx, "unrelated", "x", time.Minute)
 	got := map[string]string{}
-	err := tr.Scan(ctx, func(id string, v []byte) error { got[id] = string(v); return nil })
+	_, err := tr.Scan(ctx, func(id string, v []byte) error { got[id] = string(v); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,12 +217,12 @@ func TestScan(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := redis.New(nil, "p:", time.Second, nil); err == nil {
+	if _, err := redis.New(nil, redis.Config{Prefix: "p:", Timeout: time.Second}); err == nil {
 		t.Error("New(nil client) succeeded")
 	}
 	c := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
-	if _, err := redis.New(c, "p:", 0, nil); err == nil {
+	if _, err := redis.New(c, redis.Config{Prefix: "p:"}); err == nil {
 		t.Error("New with timeout 0 succeeded")
 	}
 }

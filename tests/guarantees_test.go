@@ -52,6 +52,14 @@ func TestMergedEchoesDoNotHideARevocation(t *testing.T) {
 	s := e.store(t, tiered.Options{OpTimeout: 5 * time.Second})
 	mustSet(t, s, "victim", "v0")
 	settled(t, e, s, "victim", "v0")
+	// Two connections open: writes made while Redis sleeps need one each.
+	var warm sync.WaitGroup
+	warm.Add(3)
+	go func() { defer warm.Done(); e.plain.Do(bg, "DEBUG", "SLEEP", "0.2") }()
+	for _, id := range []string{"warm1", "warm2"} {
+		go func() { defer warm.Done(); mustSet(t, s, id, "w") }()
+	}
+	warm.Wait()
 	e.srv.Pause()
 	var wg sync.WaitGroup
 	for _, v := range []string{"a", "b"} {
@@ -123,18 +131,19 @@ func TestCloseWaitsForAnOutageWrite(t *testing.T) {
 	// The Set waits on the frozen server until OpTimeout: nothing to poll.
 	time.Sleep(100 * time.Millisecond)
 	closeErr := s.Close()
+	err = <-setErr
 	e.srv.Resume()
-	if err := <-setErr; err != nil {
+	if err != nil {
 		return // not acknowledged: nothing to keep
 	}
-	if errors.Is(closeErr, tiered.ErrPendingLost) {
-		if n, _ := log.total(telemetry.AlertPendingLost); n == 0 {
-			t.Fatal("Close reported the write lost without alerting")
+	st := s.Stats()
+	switch {
+	case errors.Is(closeErr, tiered.ErrPendingLost):
+		if n, _ := log.total(telemetry.AlertPendingLost); n == 0 || st.PendingLost == 0 {
+			t.Fatalf("Close reported the write lost without counting or alerting it: %+v", st)
 		}
-		return
-	}
-	if v, err := e.plain.Get(bg, "session:late").Result(); err != nil || v != "v" {
-		t.Fatalf("Set acknowledged during Close, Close = %v, and Redis holds %q, %v: the write was lost silently", closeErr, v, err)
+	case st.PendingWrites > 0:
+		t.Fatalf("Close = %v, yet the acknowledged write is still pending: accepted after the final replay, lost silently", closeErr)
 	}
 }
 

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 
 // counter is a go-redis hook that counts the data commands sent (not the
 // handshake of a new connection), and can hold the replies of pipelines
-// (GET+PTTL) until released.
+// (GET or GETRANGE, and PTTL) until released.
 type counter struct {
 	cmds atomic.Int64
 
@@ -54,7 +54,7 @@ func (c *counter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.
 		c.mu.Lock()
 		hold, held := c.hold, c.held
 		c.mu.Unlock()
-		if hold != nil && cmds[0].Name() == "get" { // not a connection's handshake
+		if name := cmds[0].Name(); hold != nil && (name == "get" || name == "getrange") { // not a connection's handshake
 			held <- struct{}{}
 			<-hold
 		}

@@ -18,8 +18,9 @@ var (
 	ErrInvalidID = errors.New("tiered: invalid session id")
 	// ErrInvalidTTL: the TTL is not positive. Nothing was written.
 	ErrInvalidTTL = errors.New("tiered: invalid ttl")
-	// ErrTooLarge: the data is longer than Options.MaxValueBytes. Nothing
-	// was written.
+	// ErrTooLarge: the data is longer than Options.MaxValueBytes. From
+	// Set: nothing was written. From Get: the session in Redis (written by
+	// another client) is longer; it was read no further than the limit.
 	ErrTooLarge = errors.New("tiered: session data too large")
 	// ErrUnavailable: Redis could not be reached in time, or the circuit
 	// breaker is open. The error wraps the cause.

@@ -6,12 +6,20 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
 )
 
 const (
-	// replayBatch is the number of deletes or writes sent in one pipeline.
+	// replayBatch is the largest number of deletes or writes sent in one
+	// pipeline.
 	replayBatch = 256
+	// replayBatchBytes bounds the values of the writes sent in one
+	// pipeline; a longer write goes alone. Each pipeline is bounded by
+	// OpTimeout, which is honest because it then carries no more than
+	// 512 KiB or one value Set may send (at most MaxValueBytes): a Redis
+	// that takes such a Set in time takes each replay batch in time.
+	replayBatchBytes = 512 << 10
 	// minProbeGap keeps the recovery loop from spinning on a breaker that
 	// refuses a probe.
 	minProbeGap = 10 * time.Millisecond
@@ -98,9 +106,12 @@ func (s *Store) step(last *watched) time.Duration {
 }
 
 // replay applies the outage tier to Redis: every delete, then every
-// write, each pipelined in batches of replayBatch, each write only if
-// Redis still holds what it replaces; then again for what came meanwhile. final (from Close) bypasses the breaker. It reports whether the
-// tier was drained.
+// write, pipelined in batches of at most replayBatch (writes also of at
+// most replayBatchBytes), each write only if Redis still holds what it
+// replaces; then again for what came meanwhile. A write that Redis
+// refuses alone (a key of another type) is dropped, counted and alerted as
+// lost; only a failure of Redis stops the replay. final (from Close)
+// bypasses the breaker. It reports whether the tier was drained.
 func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	start := time.Now()
 	ctx, end := s.tel.Task(ctx, "replay")
@@ -151,25 +162,46 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		if len(ids) == 0 && len(writes) == 0 {
 			break
 		}
-		for i := 0; i < len(writes) && ctx.Err() == nil; i += replayBatch {
-			batch, seqs := writes[i:min(i+replayBatch, len(writes))], wseqs[i:min(i+replayBatch, len(writes))]
-			var ok []bool
-			if err := do(func() (err error) { ok, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
-				return false
+		for i, j := 0, 0; i < len(writes) && ctx.Err() == nil; i = j {
+			j = writeBatchEnd(writes, i)
+			batch, seqs := writes[i:j], wseqs[i:j]
+			var out []redis.Outcome
+			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
+				return false // Redis failed: the whole batch waits for the next try
 			}
-			s.out.writesDone(batch, seqs, ok)
+			done := make([]bool, len(out)) // applied; conflicts and failures are dropped alike
+			var failed []lostWrite
 			for k, w := range batch {
-				if ok[k] {
+				switch {
+				case out[k].Applied:
+					done[k] = true
 					applied++
 					s.announce(ctx, w.ID)
 					continue
+				case out[k].Err != nil: // Redis refused this write alone (a key of another type)
+					failed = append(failed, lostWrite{bytes: int64(len(w.Value))})
+				default:
+					conflicts++ // Redis's value won
 				}
-				conflicts++
-				s.dropLocal(w.ID) // Redis's value won: drop ours
+				s.dropLocal(w.ID)
 			}
+			s.out.writesDone(batch, seqs, done)
+			s.lose(ctx, failed, false)
 		}
 	}
 	return !s.out.active()
+}
+
+// writeBatchEnd returns the end of the replay batch of writes that starts
+// at i: at most replayBatch writes and replayBatchBytes of values, or one
+// longer write alone.
+func writeBatchEnd(writes []redis.Replay, i int) int {
+	j, bytes := i+1, len(writes[i].Value)
+	for j < len(writes) && j-i < replayBatch && bytes+len(writes[j].Value) <= replayBatchBytes {
+		bytes += len(writes[j].Value)
+		j++
+	}
+	return j
 }
 
 // lose counts and alerts writes dropped before they reached Redis;

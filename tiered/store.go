@@ -66,6 +66,7 @@ type Store struct {
 	pendingLost     atomic.Uint64
 	replayApplied   atomic.Uint64
 	replayConflicts atomic.Uint64
+	rangeSkipped    atomic.Uint64
 	fallbackHigh    atomic.Bool // AlertFallbackHigh fired and not re-armed
 }
 
@@ -86,6 +87,10 @@ type Stats struct {
 	ReplayConflicts  uint64 // pending writes dropped because Redis changed meanwhile
 	Invalidation     string // "tracking", "publish", "connecting" (local tier bypassed) or "off"
 	Invalidations    uint64 // invalidations received from other instances or Redis
+	// RangeSkipped counts the keys under the prefix that Range passed
+	// over: keys of another type than string (WRONGTYPE), and values
+	// longer than MaxValueBytes.
+	RangeSkipped uint64
 }
 
 // New returns a Store over client, which the caller keeps and closes after
@@ -112,7 +117,8 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	traceCall := func(ctx context.Context, command string) (context.Context, func(error)) {
 		return s.tel.RedisCall(ctx, command)
 	}
-	if s.remote, err = redis.New(client, opts.Prefix, opts.OpTimeout, traceCall); err != nil {
+	s.remote, err = redis.New(client, redis.Config{Prefix: opts.Prefix, Timeout: opts.OpTimeout, MaxValueBytes: opts.MaxValueBytes, Trace: traceCall})
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	if s.brk, err = breaker.New(opts.Breaker, redis.IsUnreachable); err != nil {
@@ -173,7 +179,10 @@ func (s *Store) enter() bool {
 // Get returns a copy of the session's data, or ErrNotFound. A fresh local
 // copy answers without a network call; otherwise the value and its
 // remaining TTL are read from Redis in one round trip, and concurrent
-// misses of one id share that read.
+// misses of one id share that read. A session in Redis longer than
+// MaxValueBytes (written by another client) is ErrTooLarge, read no
+// further than the limit; neither it nor a key of another type counts as
+// a Redis failure.
 //
 // While Redis is unreachable, Get answers from the outage tier, then from
 // the local tier even past Local.TTL (up to the session's own expiry);
@@ -299,6 +308,12 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 		return err
 	})
 	if err != nil {
+		if s.local != nil && !s.unreachable(ctx, err) {
+			s.local.FillAbsent(token, id) // Redis holds something else now
+		}
+		if errors.Is(err, redis.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: get: %w", ErrTooLarge, err)
+		}
 		return nil, s.failure(ctx, "get", err)
 	}
 	if !found {
@@ -318,7 +333,9 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 
 // Range calls fn with every session in Redis under the prefix, walking
 // every master node with SCAN; it stops at fn's first error and returns
-// it. fn owns the data it is given.
+// it. fn owns the data it is given. Keys under the prefix that are not
+// strings, or whose value is longer than MaxValueBytes, are skipped and
+// counted in Stats.RangeSkipped.
 func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error) error {
 	if !s.enter() {
 		return ErrClosed
@@ -326,12 +343,13 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error
 	defer s.ops.Done()
 	var fnErr error
 	err := s.brk.Do(ctx, func() error {
-		err := s.remote.Scan(ctx, func(id string, v []byte) error {
+		skipped, err := s.remote.Scan(ctx, func(id string, v []byte) error {
 			if fnErr = fn(id, v); fnErr != nil {
 				return errStopRange
 			}
 			return nil
 		})
+		s.rangeSkipped.Add(uint64(skipped))
 		if fnErr != nil {
 			return nil // the caller's error says nothing about Redis
 		}
@@ -355,6 +373,7 @@ func (s *Store) Stats() Stats {
 		PendingLost:     s.pendingLost.Load(),
 		ReplayApplied:   s.replayApplied.Load(),
 		ReplayConflicts: s.replayConflicts.Load(),
+		RangeSkipped:    s.rangeSkipped.Load(),
 	}
 	if s.local != nil {
 		ls := s.local.Stats()
