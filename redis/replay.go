@@ -54,8 +54,8 @@ func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 	for i, id := range ids {
 		keys[i] = t.key(id)
 	}
-	_, err := call(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
-		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err := write(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
+		_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, k := range keys {
 				p.Del(ctx, k)
 			}
@@ -71,7 +71,7 @@ func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) (applied []bool, err error) {
 	run := func(ctx context.Context, useSHA bool) ([]bool, error) {
 		cmds := make([]*goredis.Cmd, len(writes))
-		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, w := range writes {
 				keys := []string{t.key(w.ID)}
 				args := []any{w.Base, w.Value, w.Expires.UnixMilli()}
@@ -96,7 +96,7 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) (applied []boo
 		}
 		return out, nil
 	}
-	return call(t, ctx, "EVALSHA", func(ctx context.Context) ([]bool, error) {
+	return write(t, ctx, "EVALSHA", func(ctx context.Context) ([]bool, error) {
 		applied, err := run(ctx, true)
 		if err != nil && isNoScript(err) { // a restarted or flushed Redis
 			return run(ctx, false)
