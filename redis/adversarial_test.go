@@ -61,9 +61,9 @@ func TestReplayWritesReportsEachWrite(t *testing.T) {
 	client.HSet(ctx, "r:hash", "f", "v")
 	exp := time.Now().Add(time.Minute)
 	batch := []redis.Replay{
-		{ID: "new", Value: []byte("a"), Expires: exp},
-		{ID: "hash", Value: []byte("b"), Expires: exp},
-		{ID: "taken", Value: []byte("c"), Expires: exp},
+		{ID: "new", Bases: []string{""}, Value: []byte("a"), Expires: exp},
+		{ID: "hash", Bases: []string{""}, Value: []byte("b"), Expires: exp},
+		{ID: "taken", Bases: []string{""}, Value: []byte("c"), Expires: exp},
 	}
 	for _, round := range []string{"first", "after SCRIPT FLUSH"} {
 		client.Del(ctx, "r:new")

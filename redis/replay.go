@@ -67,8 +67,8 @@ func (t *Tier) DeleteMany(ctx context.Context, ids []string) error {
 	for i, id := range ids {
 		keys[i] = t.key(id)
 	}
-	_, err := call(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
-		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err := write(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
+		_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, k := range keys {
 				p.Del(ctx, k)
 			}
@@ -89,7 +89,7 @@ type Outcome struct {
 }
 
 // ReplayWrites applies writes in one pipelined round trip, each only if its
-// key is unchanged (see Replay.Base), and reports the outcome of each. It
+// key is unchanged (see Replay.Bases), and reports the outcome of each. It
 // returns an error, and no outcomes, only when the round trip itself failed
 // (see IsUnreachable); a reply refusing one write is that write's outcome.
 // The call is bounded by the tier's timeout: the caller bounds the bytes
@@ -103,7 +103,7 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 	// out; it returns the failed infrastructure error, if any.
 	run := func(ctx context.Context, idx []int, useSHA bool, out []Outcome) error {
 		cmds := make([]*goredis.Cmd, len(idx))
-		_, err := t.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for n, i := range idx {
 				w := writes[i]
 				args := []any{w.bases(), w.Value, w.Expires.UnixMilli()}
@@ -127,7 +127,7 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 		}
 		return nil
 	}
-	return call(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
+	return write(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
 		out := make([]Outcome, len(writes))
 		all := make([]int, len(writes))
 		for i := range all {

@@ -39,6 +39,9 @@ var ErrTooLarge = errors.New("redis: value too large")
 // context deadlines on its sockets, so each call runs on a goroutine of its
 // own and the caller stops waiting at the deadline; the goroutine ends when
 // the client's own timeouts end the call, and Close waits for it.
+//
+// On a *goredis.Client, writes go through a client of the Tier's own, with
+// the same options, so that Fence can close their connections.
 type Tier struct {
 	client     goredis.UniversalClient
 	prefix     string
@@ -48,6 +51,7 @@ type Tier struct {
 	slots      chan struct{} // calls in flight on a detached goroutine
 	detached   sync.WaitGroup
 	trace      TraceFunc // nil: no spans
+	fence      *fence    // nil: writes on client, not fenced (see Fence)
 }
 
 // TraceFunc starts a span for one round trip to Redis, given the command
@@ -86,6 +90,7 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 		honoursCtx: honoursContext(client),
 		slots:      make(chan struct{}, maxDetached),
 		trace:      cfg.Trace,
+		fence:      newFence(client),
 	}, nil
 }
 
@@ -212,8 +217,8 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
 	key := t.key(id)
-	_, err := call(t, ctx, "SET", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, t.client.Set(ctx, key, value, ttl).Err()
+	_, err := write(t, ctx, "SET", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.writes().Set(ctx, key, value, ttl).Err()
 	})
 	return err
 }
@@ -221,8 +226,8 @@ func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Durati
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
 	key := t.key(id)
-	_, err := call(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, t.client.Del(ctx, key).Err()
+	_, err := write(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, t.writes().Del(ctx, key).Err()
 	})
 	return err
 }
@@ -230,15 +235,17 @@ func (t *Tier) Delete(ctx context.Context, id string) error {
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
 	key := t.key(id)
-	return call(t, ctx, "PEXPIRE", func(ctx context.Context) (bool, error) {
-		return t.client.PExpire(ctx, key, ttl).Result()
+	return write(t, ctx, "PEXPIRE", func(ctx context.Context) (bool, error) {
+		return t.writes().PExpire(ctx, key, ttl).Result()
 	})
 }
 
 // Close waits for calls that outlived their deadline on a client that
-// ignores context deadlines. It does not close the client.
+// ignores context deadlines, then closes the Tier's own write client. It
+// does not close the client given to New.
 func (t *Tier) Close() {
 	t.detached.Wait()
+	t.fence.close()
 }
 
 // IsUnreachable reports whether err means that Redis could not serve the

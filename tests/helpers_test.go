@@ -15,6 +15,9 @@ import (
 	"github.com/redis/go-redis/v9/logging"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 )
 
@@ -25,9 +28,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// counter is a go-redis hook that counts the data commands sent (not the
-// handshake of a new connection), and can hold the replies of pipelines
-// (GET or GETRANGE, and PTTL) until released.
+// counter is a go-redis hook that counts the data commands sent on the
+// env's client (not the handshake of a new connection), and can hold the
+// replies of pipelines (GET or GETRANGE, and PTTL) until released. A store
+// sends its writes on a client of its own, which the hook does not see:
+// count them with redisCalls.
 type counter struct {
 	cmds atomic.Int64
 
@@ -150,4 +155,24 @@ func goroutinesIn(fn string) int {
 		}
 	}
 	return n
+}
+
+// redisCalls makes a store built with opts trace its Redis calls, and
+// returns how many it has started so far, on whichever client they run
+// (the caller's, or the store's own write client), leaving out the
+// breaker's probes (PING).
+func redisCalls(t *testing.T, opts *tiered.Options) func() int {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(bg) })
+	opts.Telemetry.TracerProvider = tp
+	return func() int {
+		n := 0
+		for _, s := range rec.Started() {
+			if s.SpanKind() == trace.SpanKindClient && s.Name() != "PING" {
+				n++
+			}
+		}
+		return n
+	}
 }

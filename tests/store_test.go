@@ -282,7 +282,9 @@ func TestEmptyData(t *testing.T) {
 
 func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{MaxValueBytes: 10})
+	opts := tiered.Options{MaxValueBytes: 10}
+	calls := redisCalls(t, &opts)
+	s := e.store(t, opts)
 	ok := []byte("fine")
 	cases := []struct {
 		name string
@@ -307,14 +309,14 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 		{"touch bad id", func() error { return s.Touch(bg, "a\nb", time.Minute) }, tiered.ErrInvalidID},
 		{"touch zero TTL", func() error { return s.Touch(bg, "a", 0) }, tiered.ErrInvalidTTL},
 	}
-	before := e.count.cmds.Load()
+	before := calls()
 	for _, c := range cases {
 		if err := c.call(); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v; want %v", c.name, err, c.want)
 		}
 	}
-	if n := e.count.cmds.Load() - before; n != 0 {
-		t.Errorf("bad input sent %d commands to Redis; want 0", n)
+	if n := calls() - before; n != 0 {
+		t.Errorf("bad input made %d Redis calls; want 0", n)
 	}
 	if n := e.plain.DBSize(bg).Val(); n != 0 {
 		t.Errorf("Redis holds %d keys after bad input; want 0", n)
@@ -332,6 +334,16 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 
 func TestNewRejectsBadOptions(t *testing.T) {
 	e := newEnv(t)
+	connections := func() string { // accepted by Redis so far, from any client
+		info := e.plain.Info(bg, "stats").Val()
+		_, v, _ := strings.Cut(info, "total_connections_received:")
+		v, _, _ = strings.Cut(v, "\r\n")
+		if v == "" {
+			t.Fatal("INFO stats has no total_connections_received")
+		}
+		return v
+	}
+	conns := connections()
 	if _, err := tiered.New(nil, tiered.Options{}); !errors.Is(err, tiered.ErrInvalidOptions) {
 		t.Errorf("New(nil) = %v; want ErrInvalidOptions", err)
 	}
@@ -348,6 +360,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 	if n := e.count.cmds.Load(); n != 0 {
 		t.Errorf("New sent %d commands; want none", n)
+	}
+	if now := connections(); now != conns {
+		t.Errorf("New opened connections: %s accepted before, %s after; want none", conns, now)
 	}
 }
 
@@ -411,11 +426,13 @@ func TestCallerCancellationDoesNotTrip(t *testing.T) {
 // fast with ErrUnavailable while the breaker is open.
 func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{
+	opts := tiered.Options{
 		Breaker:     breaker.Settings{Failures: 3, OpenTimeout: 50 * time.Millisecond},
 		Fallback:    lru.Limits{MaxEntries: -1},
 		StrictReads: true,
-	})
+	}
+	calls := redisCalls(t, &opts)
+	s := e.store(t, opts)
 	s.Set(bg, "a", []byte("alpha"), time.Minute)
 	settled(t, e, s, "a", "alpha")
 	e.srv.Kill()
@@ -427,14 +444,14 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	if st := s.Stats(); st.Breaker != "open" {
 		t.Fatalf("breaker %s after 3 failures; want open", st.Breaker)
 	}
-	before := e.count.cmds.Load()
+	before := calls()
 	for range 100 {
 		if err := s.Set(bg, "b", []byte("x"), time.Minute); !errors.Is(err, tiered.ErrUnavailable) || !errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("Set with the breaker open = %v; want ErrUnavailable wrapping breaker.ErrOpen", err)
 		}
 	}
-	if n := e.count.cmds.Load() - before; n != 0 {
-		t.Fatalf("an open breaker let %d commands through; want 0", n)
+	if n := calls() - before; n != 0 {
+		t.Fatalf("an open breaker let %d Redis calls through; want 0", n)
 	}
 	// A local hit still answers while Redis is down.
 	if v, err := s.Get(bg, "a"); err != nil || string(v) != "alpha" {

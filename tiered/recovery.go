@@ -146,6 +146,11 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	}()
 	for ctx.Err() == nil {
 		ids, seqs := s.out.tombBatch()
+		// A write abandoned before (timed out, perhaps still in the network)
+		// must not land after what is replayed now: retry later if it may.
+		if s.remote.Fence(ctx) != nil {
+			return false
+		}
 		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
 			j := min(i+replayBatch, len(ids))
 			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
@@ -161,6 +166,9 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		expired += exp
 		if len(ids) == 0 && len(writes) == 0 {
 			break
+		}
+		if s.remote.Fence(ctx) != nil {
+			return false
 		}
 		for i, j := 0, 0; i < len(writes) && ctx.Err() == nil; i = j {
 			j = writeBatchEnd(writes, i)

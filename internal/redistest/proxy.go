@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -9,17 +10,54 @@ import (
 
 // Proxy is a TCP proxy on a free loopback port in front of a server: Cut
 // cuts off whoever connects through it (a partial outage) while other
-// clients still reach the server directly.
+// clients still reach the server directly; Hold delays one packet.
 type Proxy struct {
 	Addr string
 
 	target string
 	ln     net.Listener
 	wg     sync.WaitGroup
+	closed chan struct{} // closed by Close: releases what is held
+	close  sync.Once
 
-	mu    sync.Mutex            // guards cut and conns
+	mu    sync.Mutex            // guards cut, conns and hold
 	cut   bool                  // new connections are closed at once
 	conns map[net.Conn]struct{} // open connections, both sides
+	hold  *Hold                 // not nil: the next chunk that matches is held
+}
+
+// Hold is a chunk of bytes a client sent that the proxy holds back from the
+// server until Release: a packet delayed in the network.
+type Hold struct {
+	match   []byte
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+	addr    string
+}
+
+// Held is closed once a chunk is held.
+func (h *Hold) Held() <-chan struct{} { return h.held }
+
+// Addr waits until a chunk is held and returns the address of the proxy's
+// connection to the server that will carry it, as the server sees its
+// client (the addr field of CLIENT LIST).
+func (h *Hold) Addr() string { <-h.held; return h.addr }
+
+// Release forwards the held chunk (if the connection to the server is
+// still open) and lets the connection carry on.
+func (h *Hold) Release() { h.once.Do(func() { close(h.release) }) }
+
+// Hold holds back the next chunk of bytes that a client sends through the
+// proxy and that contains match, until Release or Close. What the client
+// sends after it on that connection, its FIN included, waits behind it, as
+// in TCP.
+func (p *Proxy) Hold(match []byte) *Hold {
+	h := &Hold{match: match, held: make(chan struct{}), release: make(chan struct{})}
+	p.mu.Lock()
+	p.hold = h
+	p.mu.Unlock()
+	return h
 }
 
 // NewProxy starts a proxy to target, stopped when tb ends.
@@ -39,7 +77,7 @@ func ListenProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: make(map[net.Conn]struct{}), closed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -68,8 +106,8 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.wg.Add(2)
-		go p.pipe(c, s)
-		go p.pipe(s, c)
+		go p.pipe(c, s, false)
+		go p.pipe(s, c, true)
 	}
 }
 
@@ -88,15 +126,56 @@ func (p *Proxy) track(conns ...net.Conn) bool {
 	return true
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst; toServer: from a client, where Hold applies.
+func (p *Proxy) pipe(dst, src net.Conn, toServer bool) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	if toServer {
+		p.forward(dst, src)
+	} else {
+		io.Copy(dst, src)
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+func (p *Proxy) forward(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if h := p.holds(buf[:n]); h != nil {
+				h.addr = dst.LocalAddr().String()
+				close(h.held)
+				select {
+				case <-h.release:
+				case <-p.closed:
+					return
+				}
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// holds returns the Hold that chunk answers, if any, and clears it.
+func (p *Proxy) holds(chunk []byte) *Hold {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.hold
+	if h == nil || !bytes.Contains(chunk, h.match) {
+		return nil
+	}
+	p.hold = nil
+	return h
 }
 
 // Cut closes every connection through the proxy and refuses new ones (they
@@ -117,8 +196,10 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
-// Close stops the proxy and closes every connection through it.
+// Close stops the proxy and closes every connection through it; a chunk
+// still held is dropped.
 func (p *Proxy) Close() {
+	p.close.Do(func() { close(p.closed) })
 	p.ln.Close()
 	p.Cut()
 	p.wg.Wait()

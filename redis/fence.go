@@ -1,0 +1,188 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// A write abandoned at its deadline (a timeout, a cancellation, a broken
+// connection) may still be in the network and be executed later, after
+// commands sent since: the replayed DEL of a logout, then the late SET, and
+// the session is back. Closing the connection on the client's side does not
+// prevent it (the bytes sent before the FIN are still read and executed);
+// Redis executes nothing more from a connection it has closed itself. So,
+// on a single-node client, a Tier sends its writes on connections of its
+// own, all carrying a client name unique to the Tier, and Fence closes them
+// server-side (CLIENT KILL ID) before anything is replayed over what they
+// may carry.
+
+// ErrFence wraps the error of a Fence that could not complete: writes
+// abandoned earlier may still be executed by Redis.
+var ErrFence = errors.New("redis: abandoned writes could not be fenced")
+
+// writeNamePrefix starts the client name of a Tier's write connections.
+const writeNamePrefix = "sessiontier-w-"
+
+// fence owns a Tier's write client and counts the writes it abandoned.
+type fence struct {
+	opt    goredis.Options // the write client's
+	once   sync.Once
+	client *goredis.Client // created by the first write, or by close
+
+	abandoned atomic.Uint64 // writes that ended without a reply from Redis
+	mu        sync.Mutex    // one Fence at a time; guards fenced
+	fenced    uint64        // abandoned when the last successful Fence began
+}
+
+// newFence returns the fence of a Tier over client, or nil for a client
+// of several nodes (a cluster, a ring): their abandoned writes are not
+// fenced. A Sentinel failover client is a *goredis.Client: its write client
+// dials through the same sentinels, and a Fence reaches the current master
+// only.
+func newFence(client goredis.UniversalClient) *fence {
+	c, ok := client.(*goredis.Client)
+	if !ok {
+		return nil
+	}
+	f := &fence{opt: *c.Options()}
+	o := &f.opt
+	o.ClientName = writeNamePrefix + rand.Text()
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1 // a write retried after a timeout is one more abandoned write
+	o.MinIdleConns = 0
+	// What NewClient set up for the caller's client is not shared.
+	o.PushNotificationProcessor = nil
+	o.ClientSideCache, o.ClientSideCacheConfig = nil, nil
+	if onConnect := o.OnConnect; onConnect != nil { // it may rename the connection
+		name := o.ClientName
+		o.OnConnect = func(ctx context.Context, cn *goredis.Conn) error {
+			if err := onConnect(ctx, cn); err != nil {
+				return err
+			}
+			return cn.ClientSetName(ctx, name).Err()
+		}
+	}
+	return f
+}
+
+// writes returns the client that carries the Tier's writes: its own on a
+// single-node client, the caller's otherwise.
+func (t *Tier) writes() goredis.UniversalClient {
+	if t.fence == nil {
+		return t.client
+	}
+	t.fence.once.Do(t.fence.open)
+	return t.fence.client
+}
+
+// open creates the write client. It is created on first use, not by New:
+// a client starts goroutines that only Close stops.
+func (f *fence) open() { f.client = goredis.NewClient(&f.opt) }
+
+// close closes the write client; a write after it fails.
+func (f *fence) close() {
+	if f != nil {
+		f.once.Do(f.open)
+		f.client.Close()
+	}
+}
+
+// write is call for a command that changes Redis, sent on t.writes(): a
+// call that ended without a reply from Redis counts as abandoned, as Redis
+// may still execute it.
+func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (T, error) {
+	v, err := call(t, ctx, op, func(ctx context.Context) (T, error) {
+		v, err := fn(ctx)
+		if d, ok := ctx.Deadline(); ok && err != nil && !time.Now().Before(d) {
+			// The socket's deadline can fire a moment before the context's
+			// timer: let call see the deadline exceeded.
+			<-ctx.Done()
+		}
+		return v, err
+	})
+	if t.fence != nil && err != nil && !isReply(err) {
+		t.fence.abandoned.Add(1)
+	}
+	return v, err
+}
+
+// isReply reports whether err is an answer of Redis (goredis.Nil included).
+func isReply(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply)
+}
+
+// Fence makes sure that Redis will not execute any write of this Tier that
+// ended without a reply (a timeout, a cancellation, a broken connection)
+// before Fence was called, so that what is written after Fence returns nil
+// cannot be overwritten by such a write arriving late. If there is such a
+// write since the last successful Fence, it lists Redis's clients on a
+// connection of the caller's client and closes, server-side, every write
+// connection of this Tier (CLIENT LIST, CLIENT KILL ID); writes in flight on
+// them fail, and the next writes open new connections. Otherwise it makes
+// no call. It is bounded by the Tier's timeout; its error wraps ErrFence.
+//
+// A client other than a *goredis.Client is not fenced: Fence returns nil at
+// once. The Redis user needs CLIENT LIST and CLIENT KILL; a server that
+// refuses them (an ACL, a proxy, an in-process Redis) fails every Fence
+// that has writes to fence.
+func (t *Tier) Fence(ctx context.Context) error {
+	f := t.fence
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.abandoned.Load()
+	if n == f.fenced {
+		return nil
+	}
+	_, err := call(t, ctx, "CLIENT", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, killNamed(ctx, t.client, f.opt.ClientName)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFence, err)
+	}
+	f.fenced = n
+	return nil
+}
+
+// killNamed closes, server-side, every normal connection named name.
+func killNamed(ctx context.Context, c goredis.UniversalClient, name string) error {
+	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, line := range strings.Split(list, "\n") {
+		var id string
+		named := false
+		for _, field := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(field, "id="); ok {
+				id = v
+			}
+			named = named || field == "name="+name
+		}
+		if named && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err = c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, id := range ids {
+			p.ClientKillByFilter(ctx, "ID", id) // 0 for a client gone meanwhile
+		}
+		return nil
+	})
+	return err
+}
