@@ -56,6 +56,7 @@ const (
 	AlertReplayDone       AlertKind = "replay_done"       // the writes accepted during an outage were replayed
 	AlertTombstonesFull   AlertKind = "tombstones_full"   // a delete could not be recorded during an outage
 	AlertInvalidationLost AlertKind = "invalidation_lost" // the cross-instance invalidation stream broke
+	AlertUnfenced         AlertKind = "replay_unfenced"   // Redis refused to fence abandoned writes: replay went on without
 )
 
 // Severities of an Alert.

@@ -148,7 +148,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		ids, seqs := s.out.tombBatch()
 		// A write abandoned before (timed out, perhaps still in the network)
 		// must not land after what is replayed now: retry later if it may.
-		if s.remote.Fence(ctx) != nil {
+		if !s.fence(ctx) {
 			return false
 		}
 		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
@@ -167,7 +167,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		if len(ids) == 0 && len(writes) == 0 {
 			break
 		}
-		if s.remote.Fence(ctx) != nil {
+		if !s.fence(ctx) {
 			return false
 		}
 		for i, j := 0, 0; i < len(writes) && ctx.Err() == nil; i = j {
@@ -210,6 +210,24 @@ func writeBatchEnd(writes []redis.Replay, i int) int {
 		j++
 	}
 	return j
+}
+
+// fence makes sure that no write abandoned before it can land after what
+// replay writes next (see redis.Tier.Fence), and reports whether replay may
+// go on. A Redis that refuses the fence (an ACL without CLIENT LIST or
+// CLIENT KILL, a proxy, an in-process Redis) would otherwise stop replay
+// for good: replay then goes on unfenced, and says so.
+func (s *Store) fence(ctx context.Context) bool {
+	err := s.remote.Fence(ctx)
+	switch {
+	case err == nil:
+		return true
+	case !isReply(err):
+		return false // Redis failed: try again later
+	}
+	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertUnfenced, Severity: telemetry.SeverityWarn,
+		Message: "Redis refused CLIENT LIST or CLIENT KILL: replay went on without fencing writes abandoned at OpTimeout", Count: 1})
+	return true
 }
 
 // lose counts and alerts writes dropped before they reached Redis;
