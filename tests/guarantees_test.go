@@ -268,3 +268,31 @@ func TestStatsWhileNewRuns(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// TestOutageWriteTooLargeChangesNothing (item 7): during an outage, a Set
+// the outage tier cannot keep returns ErrUnavailable; the value served is
+// still the write accepted before it, which is still replayed, and nothing
+// is counted lost.
+func TestOutageWriteTooLargeChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	opts := outageOptions(&alertLog{})
+	opts.Fallback = lru.Limits{MaxEntries: 100, MaxBytes: 64 << 10}
+	s := e.store(t, opts)
+	e.srv.Kill()
+	openBreaker(t, s)
+	mustSet(t, s, "id", "small")
+	if err := s.Set(bg, "id", make([]byte, 100<<10), time.Hour); !errors.Is(err, tiered.ErrUnavailable) {
+		t.Fatalf("Set too large for the outage tier = %v; want ErrUnavailable", err)
+	}
+	if v, err := s.Get(bg, "id"); err != nil || string(v) != "small" {
+		t.Fatalf("Get after the refused write = %d bytes, %v; want the accepted write", len(v), err)
+	}
+	if st := s.Stats(); st.PendingLost != 0 || st.PendingWrites != 1 {
+		t.Fatalf("after a refused write: %+v; want the earlier write pending, nothing lost", st)
+	}
+	e.srv.Restart()
+	waitReplayed(t, s)
+	if v, err := e.plain.Get(bg, "session:id").Result(); err != nil || v != "small" {
+		t.Fatalf("Redis holds %q, %v after replay; want the accepted write", v, err)
+	}
+}
