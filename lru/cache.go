@@ -49,6 +49,7 @@ type cached struct {
 	fresh   int64  // clock offset (ns) until which it is served without asking Redis
 	expires int64  // clock offset (ns) after which it is never served
 	gen     uint64 // Cache.gen when stored
+	revoked bool   // never served again: kept only as what was last seen (see Seen)
 }
 
 // inflight counts the writes of one key between Begin and End.
@@ -136,6 +137,9 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 		s.mu.Unlock()
 		return nil, false, false
 	}
+	if v.revoked {
+		return nil, false, false
+	}
 	if bump {
 		s.mu.Lock()
 		if cur, ok := s.core.peek(key); ok && cur == e {
@@ -144,6 +148,22 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 		s.mu.Unlock()
 	}
 	return v.value, now < v.fresh && v.gen == c.gen.Load(), true
+}
+
+// Seen returns the last value of key stored here and not expired, even one
+// that EndRevoke or an overlapping write took out of service: what this
+// process last saw at the source or wrote there, for comparing with the
+// source later. It is never to be served. The slice is shared.
+func (c *Cache) Seen(key string) ([]byte, bool) {
+	s := c.shard(key)
+	now := c.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.core.peek(key)
+	if !ok || now >= e.value.expires {
+		return nil, false
+	}
+	return e.value.value, true
 }
 
 // Set stores value under key, served as fresh for freshFor and kept for at

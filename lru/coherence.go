@@ -45,19 +45,30 @@ func (c *Cache) end(w Write) (drop bool) {
 
 // EndSet ends w after the source accepted value: the entry takes value
 // (see Set for freshFor and expiresIn), unless the write overlapped
-// another write or an Invalidate, in which case the entry is dropped. It
-// returns the number of entries evicted to make room.
+// another write or an Invalidate, in which case value is kept out of
+// service (see Seen): its order at the source is unknown. It returns the
+// number of entries evicted to make room.
 func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
 	v := c.cached(value, freshFor, expiresIn)
 	v.gen = w.gen // an Invalidate racing with this EndSet leaves it stale
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if c.end(w) {
-		w.s.core.Remove(w.key)
-		return 0
-	}
+	v.revoked = c.end(w)
 	_, evicted = w.s.add(w.key, v)
 	return evicted
+}
+
+// EndRevoke ends w by taking the entry out of service: it is never served
+// again, fresh or stale, until a write or a read of the source replaces
+// it, but Seen still returns it. For a change made at the source by
+// someone else, whose value is unknown.
+func (c *Cache) EndRevoke(w Write) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	c.end(w)
+	if e, ok := w.s.core.peek(w.key); ok {
+		e.value.revoked = true
+	}
 }
 
 // EndTouch ends w after the source extended the key's lifetime: a present

@@ -75,9 +75,11 @@ type Listener struct {
 	channel string // publish mode's channel
 	nonce   string // marks this Listener's own announcements
 
-	mode atomic.Int32 // ListenMode; ListenAuto until decided
-	owed atomic.Bool  // an announcement failed: a flush is owed to the others
-	wake chan struct{}
+	mode   atomic.Int32 // ListenMode; ListenAuto until decided
+	owed   atomic.Bool  // an announcement failed: a flush is owed to the others
+	dialed atomic.Bool  // own has dialed: a later dial is a reconnection
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error) // own's dialer, unwrapped
+	wake   chan struct{}
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -103,12 +105,24 @@ func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) 
 		if mode != ListenPublish {
 			opt.OnConnect = l.track
 		}
+		l.dial, opt.Dialer = opt.Dialer, l.redial
 		l.own = goredis.NewClient(&opt)
 	}
 	if mode != ListenAuto {
 		l.mode.Store(int32(mode))
 	}
 	return l
+}
+
+// redial dials a connection of own. go-redis's PubSub reconnects inside
+// the Receive call that saw its connection die, before the Listener hears
+// of it, and the dial and handshake can take long: so every dial but the
+// first reports the stream lost before anything can block.
+func (l *Listener) redial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if l.dialed.Swap(true) {
+		l.h.Lost()
+	}
+	return l.dial(ctx, network, addr)
 }
 
 // track turns on broadcast tracking of the prefix on a new connection,
@@ -131,10 +145,18 @@ func (l *Listener) Start() {
 	go func() { defer l.wg.Done(); l.repay() }()
 }
 
-// Close stops the Listener and waits for its goroutines.
+// Close stops the Listener and waits for its goroutines; a flush still
+// owed to the other instances gets one last try, bounded by the timeout.
 func (l *Listener) Close() {
 	l.cancel()
 	l.wg.Wait()
+	if l.owed.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+		if l.client.Publish(ctx, l.channel, l.nonce).Err() == nil {
+			l.owed.Store(false)
+		}
+		cancel()
+	}
 	if l.own != nil {
 		l.own.Close()
 	}
@@ -156,6 +178,16 @@ func (l *Listener) Announce(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// Doubt records, in publish mode, that id may have changed here without
+// an announcement (a write that timed out may still land): the Listener
+// owes the others a flush, sent as soon as Redis takes it. It makes no
+// network call.
+func (l *Listener) Doubt() {
+	if l.Mode() != ListenTracking {
+		l.owe()
+	}
 }
 
 // Owed reports whether a flush is owed to the other instances.
@@ -218,6 +250,7 @@ func (l *Listener) run() {
 			opt := *l.own.Options()
 			opt.OnConnect = nil
 			l.own.Close()
+			l.dialed.Store(false)
 			l.own = goredis.NewClient(&opt)
 		}
 		l.mode.Store(int32(mode))
@@ -252,24 +285,35 @@ func (l *Listener) trackingWorks() bool {
 		return false
 	}
 	opt := *l.own.Options()
-	opt.OnConnect, opt.PoolSize = nil, 1
+	opt.OnConnect, opt.PoolSize, opt.Dialer = nil, 1, l.dial
 	probe := goredis.NewClient(&opt)
 	defer probe.Close()
 	for l.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.Timeout)
 		err := probe.Do(ctx, "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", l.cfg.Prefix).Err()
 		cancel()
-		var reply goredis.Error
 		switch {
 		case err == nil:
 			return true
-		case errors.As(err, &reply):
-			return false // Redis answered no: an in-process Redis, a proxy
+		case refused(err):
+			return false // Redis answered no: an in-process Redis, a proxy, an ACL
 		}
 		l.h.Lost() // not set up: nothing is reported yet
 		l.sleep(l.cfg.Timeout)
 	}
 	return false
+}
+
+// refused reports whether err is Redis refusing a command for good (an
+// unknown command, a syntax error, no permission), as opposed to a
+// failure or a passing state (BUSY, LOADING, MASTERDOWN…) worth a retry.
+func refused(err error) bool {
+	var reply goredis.Error
+	if !errors.As(err, &reply) || IsUnreachable(err) {
+		return false
+	}
+	msg := reply.Error()
+	return strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "NOPERM ") || strings.HasPrefix(msg, "WRONGPASS ")
 }
 
 // consume reads the stream until it breaks or the Listener closes.

@@ -101,7 +101,7 @@ func (c *coherence) Changed(ids []string) {
 			c.loads.Forget(id)
 			continue
 		}
-		c.local.EndDelete(c.local.Begin(id))
+		c.local.EndRevoke(c.local.Begin(id)) // never served again; still this store's last seen value
 		c.loads.Forget(id)
 		if c.wrote(id) {
 			select {
@@ -131,14 +131,7 @@ func (c *coherence) expect(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.own) >= maxOwn {
-		for k, until := range c.own {
-			if now.After(until) {
-				delete(c.own, k)
-			}
-		}
-		if len(c.own) >= maxOwn {
-			return
-		}
+		clear(c.own) // a hint: losing it costs reads, never correctness
 	}
 	c.own[id] = now.Add(ownWindow)
 }

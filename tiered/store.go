@@ -407,9 +407,6 @@ func (s *Store) Close() error {
 	s.ops.Wait() // no write can be accepted after the final replay
 	s.endLife()
 	s.bg.Wait()
-	if s.listener != nil {
-		s.listener.Close()
-	}
 	var err error
 	if s.out != nil && s.out.active() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
@@ -422,6 +419,9 @@ func (s *Store) Close() error {
 				Count:   int64(writes + tombs), Bytes: bytes})
 			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
 		}
+	}
+	if s.listener != nil { // after the final replay, which announces what it applies
+		s.listener.Close()
 	}
 	s.alerts.flush(context.Background())
 	s.remote.Close()

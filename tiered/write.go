@@ -134,6 +134,9 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
 		*tier = telemetry.TierFallback
+		if !errors.Is(err, breaker.ErrOpen) && s.listener != nil {
+			s.listener.Doubt() // it may have landed: the others revalidate once Redis is back
+		}
 		return s.pending(ctx, c, w, err)
 	}
 	s.dropWrite(w)
@@ -235,12 +238,13 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 }
 
 // lastSeen returns the digest of the value of id this instance last saw in
-// Redis (its local copy, fresh or not), or "" if it holds none.
+// Redis or wrote there (its local copy, fresh, stale or out of service
+// since an invalidation), or "" if it holds none.
 func (s *Store) lastSeen(id string) string {
 	if s.local == nil {
 		return ""
 	}
-	if v, _, ok := s.local.Get(id); ok {
+	if v, ok := s.local.Seen(id); ok {
 		return digest(v)
 	}
 	return ""
