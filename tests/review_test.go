@@ -231,3 +231,60 @@ func TestOutageUpdateOfOwnWriteIsReplayed(t *testing.T) {
 			got, st.ReplayConflicts)
 	}
 }
+
+// TestBusyRedisAtStartDoesNotDisableTracking: README: "With a single-node
+// client and a Redis that accepts it, each store keeps one connection of
+// its own with CLIENT TRACKING"; publish mode, which cannot see changes
+// made by other clients, is for where "tracking is refused (an in-process
+// Redis, a proxy)". In InvalidationAuto the Listener decides once, and
+// takes any reply to its probe for a refusal: a store started while Redis
+// answers BUSY (a long script), LOADING or MASTERDOWN stays in publish
+// mode for its whole life, blind to every change made by another client,
+// although Redis accepts tracking a moment later.
+func TestBusyRedisAtStartDoesNotDisableTracking(t *testing.T) {
+	e := newEnv(t)
+	if err := e.plain.ConfigSet(bg, "busy-reply-threshold", "10").Err(); err != nil {
+		t.Fatal(err)
+	}
+	slow := goredis.NewClient(&goredis.Options{Addr: e.srv.Addr, ReadTimeout: 20 * time.Second, MaxRetries: -1})
+	t.Cleanup(func() { slow.Close() })
+	script := make(chan error, 1)
+	go func() { // a script that keeps Redis busy for 2s
+		script <- slow.Eval(bg, `local s = tonumber(redis.call('TIME')[1])
+while tonumber(redis.call('TIME')[1]) < s + 2 do end
+return 1`, nil).Err()
+	}()
+	waitFor(t, "Redis to answer BUSY", func() bool {
+		err := e.plain.Ping(bg).Err()
+		return err != nil && strings.HasPrefix(err.Error(), "BUSY")
+	})
+	a, err := tiered.New(e.client, tiered.Options{}) // InvalidationAuto
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := <-script; err != nil {
+		t.Fatalf("script: %v", err)
+	}
+	waitStream(t, a)
+
+	if err := e.plain.Set(bg, "session:victim", "logged in", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cached(t, e, a, "victim", "logged in")
+	if err := e.plain.Del(bg, "session:victim").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		v, err := a.Get(bg, "victim")
+		if errors.Is(err, tiered.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("3s after another client deleted the session, A still serves Get = %q, %v: its stream is %q although Redis accepts tracking",
+				v, err, a.Stats().Invalidation)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+}
