@@ -75,9 +75,9 @@ type Listener struct {
 	channel string // publish mode's channel
 	nonce   string // marks this Listener's own announcements
 
-	mode   atomic.Int32 // ListenMode; ListenAuto until decided
-	owed   atomic.Bool  // an announcement failed: a flush is owed to the others
-	dialed atomic.Bool  // own has dialed: a later dial is a reconnection
+	mode   atomic.Int32                                                      // ListenMode; ListenAuto until decided
+	owed   atomic.Bool                                                       // an announcement failed: a flush is owed to the others
+	dialed atomic.Bool                                                       // own has dialed: a later dial is a reconnection
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error) // own's dialer, unwrapped
 	wake   chan struct{}
 
