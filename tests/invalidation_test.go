@@ -2,7 +2,6 @@ package tests
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,17 +108,7 @@ func TestKilledTrackingConnection(t *testing.T) {
 	mustSet(t, s, "x", "old")
 	cached(t, e, s, "x", "old")
 
-	killed := 0
-	for _, line := range strings.Split(e.plain.ClientList(bg).Val(), "\n") {
-		if strings.Contains(line, "name=sessiontier-invalidation") {
-			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
-			if err := e.plain.Do(bg, "CLIENT", "KILL", "ID", id).Err(); err != nil {
-				t.Fatal(err)
-			}
-			killed++
-		}
-	}
-	if killed != 1 {
+	if killed := killListeners(t, e); killed != 1 {
 		t.Fatalf("killed %d tracking connections; want 1", killed)
 	}
 	waitFor(t, "invalidation_lost", func() bool { n, _ := log.total(telemetry.AlertInvalidationLost); return n == 1 })
