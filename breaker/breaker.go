@@ -40,6 +40,8 @@ type Settings struct {
 	// MaxOpenTimeout caps the wait, which doubles (plus up to 20% jitter)
 	// after every failed probe. default: 30s
 	MaxOpenTimeout time.Duration
+	// Clock reads the time of every wait; for tests. default: time.Now
+	Clock func() time.Time
 }
 
 func (s Settings) withDefaults() (Settings, error) {
@@ -54,6 +56,9 @@ func (s Settings) withDefaults() (Settings, error) {
 	}
 	if s.MaxOpenTimeout == 0 {
 		s.MaxOpenTimeout = max(DefaultMaxOpenTimeout, s.OpenTimeout)
+	}
+	if s.Clock == nil {
+		s.Clock = time.Now
 	}
 	if s.MaxOpenTimeout < s.OpenTimeout {
 		return s, fmt.Errorf("%w: MaxOpenTimeout %v is below OpenTimeout %v", ErrInvalidSettings, s.MaxOpenTimeout, s.OpenTimeout)
@@ -119,11 +124,14 @@ func New(s Settings, isFailure func(error) bool) (*Breaker, error) {
 	if isFailure == nil {
 		isFailure = func(error) bool { return true }
 	}
-	b := &Breaker{isFailure: isFailure, settings: s, clock: time.Now, changes: make(chan struct{}, 1)}
+	b := &Breaker{isFailure: isFailure, settings: s, clock: s.Clock, changes: make(chan struct{}, 1)}
 	failures := s.Failures
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "redis",
-		Timeout:     s.OpenTimeout,
+		Name: "redis",
+		// gobreaker's own wait runs on the real clock: it is cut to
+		// nothing, and the wait with backoff (see waiting) is the one on
+		// Settings.Clock.
+		Timeout:     time.Nanosecond,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 		IsExcluded:  func(err error) bool { return err == errExcluded },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
@@ -226,8 +234,8 @@ func (b *Breaker) State() State {
 // that something changed since its last receive, and reads State.
 func (b *Breaker) Changes() <-chan struct{} { return b.changes }
 
-// RetryAt returns when an open breaker lets the next probe through; the
-// zero time when it is not waiting.
+// RetryAt returns when an open breaker lets the next probe through, on
+// Settings.Clock; the zero time when it is not waiting.
 func (b *Breaker) RetryAt() time.Time {
 	if until := b.openUntil.Load(); until != 0 {
 		return time.Unix(0, until)

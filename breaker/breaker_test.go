@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,21 +70,38 @@ func TestAnswersAndCancellationsDoNotOpen(t *testing.T) {
 	}
 }
 
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex // guards now
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
 func TestProbeClosesOrReopensWithBackoff(t *testing.T) {
-	b := newBreaker(t, Settings{Failures: 1, OpenTimeout: 5 * time.Millisecond, MaxOpenTimeout: time.Hour})
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := newBreaker(t, Settings{Failures: 1, OpenTimeout: time.Minute, MaxOpenTimeout: time.Hour, Clock: clock.Now})
 	fail(b, 1)
-	first := time.Until(time.Unix(0, b.openUntil.Load()))
-	waitUntilProbing(t, b)
+	first := b.RetryAt().Sub(clock.Now())
+	if first < time.Minute || !b.Rejecting() || b.State() != Open {
+		t.Fatalf("after a failure: wait %v, rejecting %v, %v; want open for OpenTimeout", first, b.Rejecting(), b.State())
+	}
+	clock.Advance(first)
+	if b.Rejecting() || b.State() == Open {
+		t.Fatal("the wait is over on the clock, yet no probe may go")
+	}
 	// A failed probe reopens with a longer wait.
 	fail(b, 1)
 	if got := b.State(); got != Open {
 		t.Fatalf("after a failed probe State = %v; want open", got)
 	}
-	second := time.Until(time.Unix(0, b.openUntil.Load()))
+	second := b.RetryAt().Sub(clock.Now())
 	if second <= first {
 		t.Fatalf("wait after a failed probe %v; want more than the first wait %v", second, first)
 	}
-	waitUntilProbing(t, b)
+	clock.Advance(second)
 	if err := b.Do(context.Background(), func() error { return nil }); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
@@ -92,17 +110,6 @@ func TestProbeClosesOrReopensWithBackoff(t *testing.T) {
 	}
 	if b.failedProbes.Load() != 0 {
 		t.Fatal("closing did not reset the backoff")
-	}
-}
-
-func waitUntilProbing(t *testing.T, b *Breaker) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.State() == Open {
-		if time.Now().After(deadline) {
-			t.Fatal("the breaker never let a probe through")
-		}
-		time.Sleep(time.Millisecond) // polling a condition on gobreaker's own clock
 	}
 }
 
@@ -120,7 +127,7 @@ func TestBackoffDoublesWithJitterUpToTheCap(t *testing.T) {
 
 func TestSettingsDefaultsAndValidation(t *testing.T) {
 	s, err := Settings{}.withDefaults()
-	if err != nil || s != (Settings{Failures: 5, OpenTimeout: time.Second, MaxOpenTimeout: 30 * time.Second}) {
+	if err != nil || s.Clock == nil || s.Failures != 5 || s.OpenTimeout != time.Second || s.MaxOpenTimeout != 30*time.Second {
 		t.Fatalf("defaults = %+v, %v", s, err)
 	}
 	for _, bad := range []Settings{{OpenTimeout: -1}, {MaxOpenTimeout: -1}, {OpenTimeout: time.Minute, MaxOpenTimeout: time.Second}} {

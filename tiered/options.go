@@ -66,8 +66,10 @@ type Options struct {
 	// Telemetry says where alerts, metrics and spans go.
 	// default: the global OpenTelemetry providers.
 	Telemetry telemetry.Options
-	// Clock reads the time for local expiry; for tests. default: the
-	// monotonic clock (nil)
+	// Clock reads the time of every time decision: local expiry, the
+	// outage tier's expiries, the breaker's waits (unless Breaker.Clock is
+	// set) and alert rate limits; for tests. default: time.Now (the local
+	// tier reads only the monotonic clock)
 	Clock func() time.Time
 }
 

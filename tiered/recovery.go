@@ -93,8 +93,8 @@ func (s *Store) step(last *watched) time.Duration {
 		}
 		return -1
 	}
-	if at := s.brk.RetryAt(); time.Now().Before(at) { // the breaker's own clock
-		return time.Until(at)
+	if wait := s.brk.RetryAt().Sub(s.now()); wait > 0 && !s.brk.RetryAt().IsZero() {
+		return wait
 	}
 	ctx, end := s.tel.Task(context.Background(), "probe")
 	err := s.brk.Do(ctx, func() error { return s.remote.Ping(ctx) })

@@ -121,6 +121,9 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
+	if opts.Breaker.Clock == nil {
+		opts.Breaker.Clock = s.now
+	}
 	if s.brk, err = breaker.New(opts.Breaker, redis.IsUnreachable); err != nil {
 		return nil, fmt.Errorf("%w: Breaker: %w", ErrInvalidOptions, err)
 	}
