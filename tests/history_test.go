@@ -1,0 +1,760 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/telemetry"
+	"github.com/sessiontier/sessiontier/tiered"
+)
+
+// This file records what the randomized fault test did (a history) and
+// checks it. Times are durations since the run began, read from the
+// monotonic clock. Every value written is unique, so a value read names
+// the write it came from.
+//
+// The checker is sound by construction: it reports only what no correct
+// store can do. Where timing is uncertain it assumes the worst:
+//
+//   - Every write or delete has an effect window [a, b] on Redis: a is when
+//     it started; b is when it ended for the plain client, and for a store
+//     the end of the first Stats() that began after it ended and found the
+//     outage tier empty (an accepted write may reach Redis only at replay).
+//     An operation that failed may or may not take effect, up to the next
+//     quiescent point (by then every abandoned command has been delivered:
+//     faults are healed and nothing runs).
+//   - An operation is definite if it surely took effect: every acknowledged
+//     delete, FLUSHDB and empty restart, every acknowledged plain write, and
+//     every acknowledged store write unless that store counted a lost write
+//     or a replay conflict (PendingLost, ReplayConflicts) between the
+//     write's start and the end of its window (plus a margin): such a
+//     write may have been dropped, which is allowed when counted.
+//   - E surely precedes F (E ≺ F) if E's window ends before F starts, or if
+//     both were acknowledged by the same instance and E ended before F
+//     started (a store keeps the order of its own writes of one id, outage
+//     or not).
+//
+// Invariants:
+//
+//  1. A plain read returns a value that may be current: the value of a
+//     write (or absence, after a delete-like operation) that is not surely
+//     followed by a definite change that ended before the read began. This
+//     catches lost acknowledged writes and resurrected values.
+//  2. A store never returns a value v after a definite change F of the id
+//     with W(v) ≺ F: on F's own instance once F ended; on another store
+//     once F's window ended plus the invalidation delay, unless that store
+//     may have been answering from its outage tier or stale-if-error (a
+//     Redis command of its own failed, until it was next seen with the
+//     breaker closed and nothing pending).
+//  3. At each quiescent point every store agrees with Redis within a short
+//     window (checked by the run), and what Redis holds passes 1.
+//  4. No tier exceeds its bounds; every lost write and conflict counted is
+//     alerted (checked by the run).
+
+type opKind uint8
+
+const (
+	opGet opKind = iota
+	opSet
+	opDelete
+	opTouch
+	opFlush // FLUSHDB from the plain client: every id deleted
+	opWipe  // Redis killed and restarted empty: every id deleted
+)
+
+func (k opKind) String() string {
+	return [...]string{"Get", "Set", "Delete", "Touch", "FLUSHDB", "RestartEmpty"}[k]
+}
+
+// forever is a window end that never comes; none is an absent maximum.
+const (
+	forever = time.Duration(math.MaxInt64)
+	none    = time.Duration(math.MinInt64)
+)
+
+func addSat(t, d time.Duration) time.Duration {
+	if t > forever-d {
+		return forever
+	}
+	return t + d
+}
+
+// op is one operation of the history.
+type op struct {
+	inst       int
+	kind       opKind
+	id         string // "" for FLUSHDB and empty restarts: every id
+	value      string // Set: the value written; Get: the value read
+	found      bool   // Get: a value was returned
+	ok         bool   // no error (a Get's not-found is ok)
+	err        string
+	start, end time.Duration
+
+	// Filled by the checker.
+	a, b     time.Duration // effect window on Redis
+	definite bool          // the effect surely happened within [a, b]
+}
+
+// observation is one call of Store.Stats.
+type observation struct {
+	store      int
+	start, end time.Duration
+	st         tiered.Stats
+}
+
+func (o observation) healthy() bool {
+	return o.st.Breaker == "closed" && o.st.PendingWrites == 0 && o.st.PendingDeletes == 0
+}
+
+// window is a time interval.
+type window struct{ start, end time.Duration }
+
+// alertRec is an alert a store raised.
+type alertRec struct {
+	store int
+	at    time.Duration
+	alert telemetry.Alert
+}
+
+// quietPoint is a quiescent point: faults healed, nothing running, every
+// store drained and agreeing with Redis; drops counts each store's
+// PendingLost+ReplayConflicts then.
+type quietPoint struct {
+	at    time.Duration
+	drops []uint64
+}
+
+// recorder collects a history from many goroutines.
+type recorder struct {
+	base time.Time
+
+	mu         sync.Mutex // guards what follows
+	ops        []op
+	obs        []observation
+	fails      [][]window // per store: its Redis commands that failed
+	alerts     []alertRec
+	quiet      []quietPoint
+	faults     []faultRec // what the fault goroutine did, for failure reports
+	violations []string   // found while running
+	disagreed  []*op      // the last store reads that disagreed with Redis at a quiescent point
+}
+
+func newRecorder(stores int) *recorder {
+	return &recorder{base: time.Now(), fails: make([][]window, stores)}
+}
+
+func (r *recorder) now() time.Duration { return time.Since(r.base) }
+
+func (r *recorder) add(o op) {
+	r.mu.Lock()
+	r.ops = append(r.ops, o)
+	r.mu.Unlock()
+}
+
+func (r *recorder) observe(o observation) {
+	r.mu.Lock()
+	r.obs = append(r.obs, o)
+	r.mu.Unlock()
+}
+
+func (r *recorder) alert(store int, a telemetry.Alert) {
+	at := r.now()
+	r.mu.Lock()
+	r.alerts = append(r.alerts, alertRec{store, at, a})
+	r.mu.Unlock()
+}
+
+// faultRec is a fault injected, for failure reports.
+type faultRec struct {
+	start, end time.Duration
+	what       string
+}
+
+func (r *recorder) fault(start time.Duration, format string, args ...any) {
+	end := r.now()
+	r.mu.Lock()
+	r.faults = append(r.faults, faultRec{start, end, fmt.Sprintf(format, args...)})
+	r.mu.Unlock()
+}
+
+func (r *recorder) violation(format string, args ...any) {
+	r.mu.Lock()
+	r.violations = append(r.violations, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+// failed records a Redis command of a store that failed: from then until
+// the store is seen healthy, it may answer from its outage tier or serve
+// stale copies. A missing key and the caller's own cancellation are not
+// failures (the store ignores cancellation for reads and never degrades
+// on it).
+func (r *recorder) failed(store int, start time.Duration, err error) {
+	if err == nil || errors.Is(err, goredis.Nil) || errors.Is(err, context.Canceled) {
+		return
+	}
+	end := r.now()
+	r.mu.Lock()
+	r.fails[store] = append(r.fails[store], window{start, end})
+	r.mu.Unlock()
+}
+
+// failHook is a go-redis hook that reports a store's failed commands.
+type failHook struct {
+	rec   *recorder
+	store int
+}
+
+func (f failHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (f failHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		start := f.rec.now()
+		err := next(ctx, cmd)
+		f.rec.failed(f.store, start, err)
+		return err
+	}
+}
+
+func (f failHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		start := f.rec.now()
+		err := next(ctx, cmds)
+		f.rec.failed(f.store, start, err)
+		return err
+	}
+}
+
+// checker checks a finished history.
+type checker struct {
+	seed   uint64
+	names  []string        // of the instances: the stores, then plain, then redis
+	stores int             // instances 0..stores-1 are stores
+	grace  []time.Duration // per instance: how late other stores may see its changes
+	ops    []*op
+	obs    [][]observation // per store, by start
+	quiet  []quietPoint
+	faults []faultRec
+
+	degraded  [][]window // per store, merged, by start
+	byValue   map[string]*op
+	ids       map[string]*idIndex
+	found     []string
+	seen      map[string]bool // violations already reported, by key
+	disagreed []op
+}
+
+// idIndex holds the definite changes of one id, per instance, sorted two
+// ways with the running maximum of their start: byEnd by end (the change
+// is visible on its own instance), byB by b (it is in Redis).
+type idIndex struct {
+	byEnd, byB [][]keyed
+	deletes    []*op // delete-like operations, definite or not
+	plainReads []*op // by start
+	all        []*op // every operation on the id, for reports
+}
+
+type keyed struct {
+	key, maxA time.Duration
+	op        *op
+}
+
+func newChecker(seed uint64, names []string, stores int, grace []time.Duration, rec *recorder) *checker {
+	c := &checker{seed: seed, names: names, stores: stores, grace: grace, quiet: rec.quiet,
+		faults: rec.faults, byValue: make(map[string]*op), ids: make(map[string]*idIndex), seen: make(map[string]bool)}
+	for i := range rec.ops {
+		c.ops = append(c.ops, &rec.ops[i])
+	}
+	for _, o := range rec.disagreed {
+		c.disagreed = append(c.disagreed, *o)
+	}
+	sort.SliceStable(c.ops, func(i, j int) bool { return c.ops[i].start < c.ops[j].start })
+	c.obs = make([][]observation, stores)
+	for _, o := range rec.obs {
+		c.obs[o.store] = append(c.obs[o.store], o)
+	}
+	for _, l := range c.obs {
+		sort.Slice(l, func(i, j int) bool { return l[i].start < l[j].start })
+	}
+	for s := range stores {
+		c.degraded = append(c.degraded, c.degradedWindows(s, rec.fails[s]))
+	}
+	return c
+}
+
+// healthyAfter returns the end of the first Stats of store that began at
+// or after t and found it healthy, or forever.
+func (c *checker) healthyAfter(store int, t time.Duration) time.Duration {
+	l := c.obs[store]
+	for i := sort.Search(len(l), func(i int) bool { return l[i].start >= t }); i < len(l); i++ {
+		if l[i].healthy() {
+			return l[i].end
+		}
+	}
+	return forever
+}
+
+// drainedAfter is healthyAfter for the outage tier only.
+func (c *checker) drainedAfter(store int, t time.Duration) time.Duration {
+	l := c.obs[store]
+	for i := sort.Search(len(l), func(i int) bool { return l[i].start > t }); i < len(l); i++ {
+		if l[i].st.PendingWrites == 0 && l[i].st.PendingDeletes == 0 {
+			return l[i].end
+		}
+	}
+	return forever
+}
+
+// dropsBefore returns the store's lost writes and conflicts counted by the
+// last Stats that ended before t.
+func (c *checker) dropsBefore(store int, t time.Duration) uint64 {
+	var n uint64
+	for _, o := range c.obs[store] {
+		if o.start >= t {
+			break
+		}
+		if o.end < t {
+			n = o.st.PendingLost + o.st.ReplayConflicts
+		}
+	}
+	return n
+}
+
+// dropsUnchanged reports whether w's store counted no lost write and no
+// replay conflict from before w began until w surely could not be dropped
+// any more: w's window ended (it was replayed, dropped or superseded), a
+// margin passed for the count that follows a drop, and the store was seen
+// healthy; or else until the next quiescent point.
+func (c *checker) dropsUnchanged(w *op) bool {
+	before := c.dropsBefore(w.inst, w.start)
+	if w.b != forever {
+		l := c.obs[w.inst]
+		t := w.b + dropMargin
+		for i := sort.Search(len(l), func(i int) bool { return l[i].start >= t }); i < len(l); i++ {
+			if l[i].healthy() {
+				return l[i].st.PendingLost+l[i].st.ReplayConflicts == before
+			}
+		}
+	}
+	q := c.nextQuiet(w.end)
+	return q != nil && q.drops[w.inst] == before
+}
+
+// dropMargin bounds the time between a store dropping a pending write and
+// counting it (the count follows in the same goroutine).
+const dropMargin = 200 * time.Millisecond
+
+// nextQuiet returns the first quiescent point after t, or nil.
+func (c *checker) nextQuiet(t time.Duration) *quietPoint {
+	for i := range c.quiet {
+		if c.quiet[i].at > t {
+			return &c.quiet[i]
+		}
+	}
+	return nil
+}
+
+// degradedWindows turns a store's failed commands into the windows in
+// which it may serve from its outage tier or stale-if-error: from each
+// failure until it is seen healthy (breaker closed, nothing pending) at
+// least 100 ms after the failure ended (so that a breaker that opens just
+// after the command returned is not missed).
+func (c *checker) degradedWindows(store int, fails []window) []window {
+	sort.Slice(fails, func(i, j int) bool { return fails[i].start < fails[j].start })
+	var ws []window
+	for _, f := range fails {
+		w := window{f.start, c.healthyAfter(store, f.end+100*time.Millisecond)}
+		if n := len(ws); n > 0 && w.start <= ws[n-1].end {
+			ws[n-1].end = max(ws[n-1].end, w.end)
+			continue
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+func (c *checker) degradedDuring(store int, r *op) bool {
+	ws := c.degraded[store]
+	i := sort.Search(len(ws), func(i int) bool { return ws[i].start >= r.end })
+	return i > 0 && ws[i-1].end > r.start
+}
+
+// windows sets a, b and definite of every write-like operation.
+func (c *checker) windows() {
+	for _, o := range c.ops {
+		switch o.kind {
+		case opGet, opTouch:
+			continue
+		case opWipe:
+			o.a, o.b, o.definite = o.start, o.end, true
+			continue
+		}
+		o.a, o.b = o.start, forever
+		switch {
+		case !o.ok:
+			if q := c.nextQuiet(o.end); q != nil {
+				o.b = q.at
+			}
+		case o.inst >= c.stores: // the plain client: linearizable
+			o.b, o.definite = o.end, true
+		default:
+			o.b = c.drainedAfter(o.inst, o.end)
+			o.definite = o.kind == opDelete || (o.kind == opSet && c.dropsUnchanged(o))
+		}
+	}
+}
+
+// index builds the per-id indexes.
+func (c *checker) index() {
+	insts := len(c.names)
+	var all []*op // FLUSHDB and empty restarts apply to every id
+	for _, o := range c.ops {
+		if o.kind == opFlush || o.kind == opWipe {
+			all = append(all, o)
+		}
+	}
+	perID := map[string][]*op{}
+	for _, o := range c.ops {
+		if o.id == "" {
+			continue
+		}
+		perID[o.id] = append(perID[o.id], o)
+		if o.kind == opSet {
+			c.byValue[o.value] = o
+		}
+	}
+	for id, ops := range perID {
+		x := &idIndex{byEnd: make([][]keyed, insts), byB: make([][]keyed, insts)}
+		x.all = append(append([]*op{}, ops...), all...)
+		sort.SliceStable(x.all, func(i, j int) bool { return x.all[i].start < x.all[j].start })
+		for _, o := range x.all {
+			if o.kind == opGet && o.ok && o.inst >= c.stores {
+				x.plainReads = append(x.plainReads, o)
+			}
+			if o.kind == opDelete || o.kind == opFlush || o.kind == opWipe {
+				x.deletes = append(x.deletes, o)
+			}
+			if o.definite {
+				x.byEnd[o.inst] = append(x.byEnd[o.inst], keyed{key: o.end, op: o})
+				x.byB[o.inst] = append(x.byB[o.inst], keyed{key: o.b, op: o})
+			}
+		}
+		for i := range insts {
+			prefixMax(x.byEnd[i])
+			prefixMax(x.byB[i])
+		}
+		c.ids[id] = x
+	}
+}
+
+func prefixMax(ks []keyed) {
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
+	m := none
+	for i := range ks {
+		m = max(m, ks[i].op.a)
+		ks[i].maxA = m
+	}
+}
+
+// threshold is the time after which a change of inst surely follows e:
+// e's window end, or e's end for an acknowledged operation of the same
+// instance.
+func threshold(e *op, inst int) time.Duration {
+	if e.ok && e.inst == inst && e.kind != opWipe {
+		return e.end
+	}
+	return e.b
+}
+
+// follower returns a definite change among ks whose key is before t and
+// that surely follows e, or nil.
+func follower(ks []keyed, t time.Duration, e *op, inst int) *op {
+	n := sort.Search(len(ks), func(i int) bool { return ks[i].key >= t })
+	if n == 0 || ks[n-1].maxA <= threshold(e, inst) {
+		return nil
+	}
+	var best *op
+	for _, k := range ks[:n] {
+		if k.op.a > threshold(e, inst) && (best == nil || k.op.a > best.a) {
+			best = k.op
+		}
+	}
+	return best
+}
+
+// check runs every check of the history and returns the violations.
+func (c *checker) check() []string {
+	c.windows()
+	c.index()
+	for _, r := range c.ops {
+		if r.kind != opGet || !r.ok {
+			continue
+		}
+		x := c.ids[r.id]
+		if r.found {
+			w := c.byValue[r.value]
+			switch {
+			case w == nil || w.id != r.id:
+				c.report("unknown:"+r.value, "%s read %q for %s, a value never written to it", c.names[r.inst], r.value, r.id)
+				continue
+			case w.start >= r.end:
+				c.report("early:"+r.value, "%s read %q before its write began", c.names[r.inst], r.value)
+				continue
+			}
+			if r.inst >= c.stores {
+				c.plainValue(r, w, x)
+			} else {
+				c.storeValue(r, w, x)
+			}
+		} else if r.inst >= c.stores {
+			c.plainAbsent(r, x)
+		}
+	}
+	for _, d := range c.disagreed {
+		x := c.ids[d.id]
+		var r, w *op
+		for _, o := range x.all {
+			if o.inst == d.inst && o.kind == opGet && o.start == d.start {
+				r = o
+			}
+		}
+		if r == nil {
+			continue
+		}
+		if r.found {
+			w = c.byValue[r.value]
+		}
+		c.report("disagreed:"+d.id+c.names[d.inst], "trace of %s's last read of %s at the quiescent point where it disagreed with Redis:\n%s", c.names[d.inst], d.id, c.trace(x, r, w, nil))
+	}
+	return c.found
+}
+
+// plainValue: invariant 1 for a value read by the plain client.
+func (c *checker) plainValue(r, w *op, x *idIndex) {
+	for i := range c.names {
+		if f := follower(x.byB[i], r.start, w, i); f != nil {
+			c.report("plain:"+w.value, "plain read of %s returned %q although a definite %s replaced it before the read began (an acknowledged write or delete lost, or a value back from the dead)\n%s",
+				r.id, w.value, f.kind, c.trace(x, r, w, f))
+			return
+		}
+	}
+}
+
+// plainAbsent: invariant 1 for a read that found nothing.
+func (c *checker) plainAbsent(r *op, x *idIndex) {
+	for _, e := range x.deletes {
+		if e.a >= r.end {
+			break
+		}
+		if c.candidate(e, r.start, x) {
+			return
+		}
+	}
+	if c.candidate(nil, r.start, x) { // the initial state, absent
+		return
+	}
+	var last *op
+	for _, ks := range x.byB {
+		for _, k := range ks {
+			if k.key < r.start && k.op.kind == opSet && (last == nil || k.op.a > last.a) {
+				last = k.op
+			}
+		}
+	}
+	c.report(fmt.Sprintf("absent:%s:%d", r.id, r.start/time.Second), "plain read of %s found nothing although every delete was surely followed by a definite write: an acknowledged write was lost\n%s",
+		r.id, c.trace(x, r, last, nil))
+}
+
+// candidate reports whether e (nil: the initial absence) may be the last
+// change of the id seen by a read beginning at t.
+func (c *checker) candidate(e *op, t time.Duration, x *idIndex) bool {
+	for i := range c.names {
+		ks := x.byB[i]
+		n := sort.Search(len(ks), func(j int) bool { return ks[j].key >= t })
+		if n == 0 {
+			continue
+		}
+		if e == nil || ks[n-1].maxA > threshold(e, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// storeValue: invariant 2 for a value a store returned.
+func (c *checker) storeValue(r, w *op, x *idIndex) {
+	if f := follower(x.byEnd[r.inst], r.start, w, r.inst); f != nil {
+		c.report("own:"+w.value+c.names[r.inst], "%s returned %q for %s after its own definite %s of it had ended\n%s",
+			c.names[r.inst], w.value, r.id, f.kind, c.trace(x, r, w, f))
+		return
+	}
+	if c.degradedDuring(r.inst, r) {
+		return
+	}
+	if p := gone(x, w, r.start-invalidDelay); p != nil {
+		c.report("gone:"+w.value+c.names[r.inst], "%s returned %q for %s more than %v after Redis was seen not to hold it any more, while it was not degraded (an invalidation missed: a stale or revoked session served)\n  P> %s\n%s",
+			c.names[r.inst], w.value, r.id, invalidDelay, c.describe(p), c.trace(x, r, w, nil))
+		return
+	}
+	for i := range c.names {
+		if i == r.inst {
+			continue
+		}
+		if f := follower(x.byB[i], r.start-c.grace[i], w, i); f != nil {
+			c.report("stale:"+w.value+c.names[r.inst], "%s returned %q for %s more than %v after a definite %s on %s replaced it in Redis, while it was not degraded (a stale or revoked session served)\n%s",
+				c.names[r.inst], w.value, r.id, c.grace[i], f.kind, c.names[i], c.trace(x, r, w, f))
+			return
+		}
+	}
+}
+
+// gone returns a plain read that ended before t and shows that Redis no
+// longer held the value of w: w surely took effect (definite) and ended
+// its window before the read began, and the read returned something else.
+// Values being unique, the value never comes back, and whatever replaced
+// it was pushed to every store with a working stream.
+func gone(x *idIndex, w *op, t time.Duration) *op {
+	if !w.definite {
+		return nil
+	}
+	ps := x.plainReads
+	for i := sort.Search(len(ps), func(i int) bool { return ps[i].start > w.b }); i < len(ps) && ps[i].start < t; i++ {
+		if p := ps[i]; p.end < t && (!p.found || p.value != w.value) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *checker) report(key, format string, args ...any) {
+	if c.seen[key] {
+		return
+	}
+	c.seen[key] = true
+	c.found = append(c.found, fmt.Sprintf("seed=%d: ", c.seed)+fmt.Sprintf(format, args...))
+}
+
+// trace prints the operations of the id around W and F (every write and
+// delete, and the reads of R's instance), then R, the faults and the
+// states of the stores involved.
+func (c *checker) trace(x *idIndex, r, w, f *op) string {
+	from, to := r.start-time.Second, r.end
+	if w != nil {
+		from = w.start - 100*time.Millisecond
+	}
+	if f != nil {
+		from, to = min(from, f.start-100*time.Millisecond), max(w.end, f.end)+100*time.Millisecond
+	}
+	reads := to // R's instance's reads are shown until then
+	if w != nil {
+		reads = min(to, max(w.end, from)+500*time.Millisecond)
+	}
+	var lines []string
+	context := 0 // lines not marked
+	for _, o := range x.all {
+		mark := "   "
+		switch o {
+		case r:
+			mark = "R> "
+		case w:
+			mark = "W> "
+		case f:
+			mark = "F> "
+		default:
+			if o.end < from-300*time.Millisecond || o.start > to || (o.end < from && o.inst != r.inst) || // R's instance: a little more
+				(o.kind == opGet && (o.inst != r.inst || o.start > reads)) {
+				continue
+			}
+			context++
+		}
+		lines = append(lines, mark+c.describe(o))
+	}
+	var b strings.Builder
+	skipped := 0
+	for i, l := range lines {
+		if context > 80 && !strings.HasSuffix(l[:3], "> ") && i >= 20 && i < len(lines)-60 {
+			skipped++
+			continue
+		}
+		if skipped > 0 {
+			fmt.Fprintf(&b, "     … %d operations\n", skipped)
+			skipped = 0
+		}
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	for _, fr := range c.faults {
+		if fr.end >= from-time.Second && fr.start <= r.end {
+			fmt.Fprintf(&b, "  fault [%v, %v] %s\n", ms(fr.start), ms(fr.end), fr.what)
+		}
+	}
+	if r.inst < c.stores {
+		c.transitions(&b, r.inst, from-time.Second, to)
+	}
+	if f != nil && f.inst < c.stores && f.inst != r.inst {
+		c.transitions(&b, f.inst, from-time.Second, to)
+	}
+	return b.String()
+}
+
+// transitions prints how a store's breaker, outage tier and stream changed
+// between from and to, as its Stats saw them.
+func (c *checker) transitions(b *strings.Builder, store int, from, to time.Duration) {
+	last := ""
+	for _, o := range c.obs[store] {
+		if o.end < from || o.start > to {
+			continue
+		}
+		now := fmt.Sprintf("breaker %s, pending %v, stream %s", o.st.Breaker, o.st.PendingWrites+o.st.PendingDeletes > 0, o.st.Invalidation)
+		if now != last {
+			fmt.Fprintf(b, "  %s at %v: %s\n", c.names[store], ms(o.start), now)
+			last = now
+		}
+	}
+	for _, w := range c.degraded[store] {
+		if w.end >= from && w.start <= to {
+			fmt.Fprintf(b, "  %s degraded [%v, %v]\n", c.names[store], ms(w.start), ms(w.end))
+		}
+	}
+}
+
+func (c *checker) describe(o *op) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "%-6s %s", c.names[o.inst], o.kind)
+	if o.id != "" {
+		fmt.Fprintf(&s, "(%s", o.id)
+		if o.kind == opSet || o.found {
+			fmt.Fprintf(&s, "=%s", short(o.value))
+		}
+		s.WriteString(")")
+	}
+	fmt.Fprintf(&s, " [%v, %v]", ms(o.start), ms(o.end))
+	if !o.ok {
+		fmt.Fprintf(&s, " err=%q", o.err)
+	} else if o.kind == opGet && !o.found {
+		s.WriteString(" not found")
+	}
+	if o.kind != opGet && o.kind != opTouch {
+		fmt.Fprintf(&s, " window [%v, %v] definite=%v", ms(o.a), ms(o.b), o.definite)
+	}
+	return s.String()
+}
+
+func ms(d time.Duration) string {
+	if d == forever {
+		return "∞"
+	}
+	return d.Round(100 * time.Microsecond).String()
+}
+
+func short(v string) string {
+	if i := strings.IndexByte(v, '|'); i >= 0 {
+		return v[:i] + "|…"
+	}
+	return v
+}
