@@ -34,10 +34,11 @@ import (
 //	SESSIONTIER_FAULT_DURATION=20s    how long (at most 60s under CI=true)
 
 const (
-	faultIDs      = 8
+	faultIDs      = 8      // ids in constant use, and one written by C only:
+	rareID        = "rare" // a list put there by another client stays a while
 	faultWorkers  = 4
 	faultPrefix   = "session:"
-	largeValue    = 2000                   // bytes: more than C's outage tier holds
+	largeValue    = 5000                   // bytes: more than A's and C's outage tiers hold
 	plainTimeout  = 250 * time.Millisecond // bound of the plain client's commands
 	invalidDelay  = time.Second            // how late an invalidation may reach a store
 	healTimeout   = 20 * time.Second       // for every store to recover after the faults
@@ -78,15 +79,17 @@ type faultRun struct {
 	publish bool // InvalidationPublish; the plain client then only reads
 	ttl     time.Duration
 
-	srv    *redistest.Server
-	proxy  *redistest.Proxy
-	aofDir string
-	plain  *goredis.Client
-	opts   []tiered.Options
-	stores []*tiered.Store
-	ids    []string
-	rec    *recorder
-	seq    atomic.Uint64 // makes every value unique
+	srv      *redistest.Server
+	proxy    *redistest.Proxy
+	aofDir   string
+	plain    *goredis.Client
+	opts     []tiered.Options
+	stores   []*tiered.Store
+	ids      []string
+	rec      *recorder
+	seq      atomic.Uint64   // makes every value unique
+	reported map[string]bool // disagreements at quiescent points already reported
+	stuck    bool            // the run ended without a quiescent point
 }
 
 func (r *faultRun) plainInst() int { return len(r.stores) }
@@ -95,7 +98,8 @@ func (r *faultRun) faultInst() int { return len(r.stores) + 1 }
 func TestRandomFaults(t *testing.T) {
 	seed, d := faultParams(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	r := &faultRun{t: t, seed: seed, publish: rng.IntN(3) == 0, ttl: max(10*time.Minute, 3*d), rec: newRecorder(len(storeNames))}
+	r := &faultRun{t: t, seed: seed, publish: rng.IntN(3) == 0, ttl: max(10*time.Minute, 3*d),
+		rec: newRecorder(len(storeNames)), reported: make(map[string]bool)}
 	localOffB := rng.IntN(3) == 0
 	t.Logf("seed=%d duration=%v publish=%v localOffB=%v (replay: SESSIONTIER_FAULT_SEED=%d)", seed, d, r.publish, localOffB, seed)
 
@@ -107,6 +111,7 @@ func TestRandomFaults(t *testing.T) {
 	for i := range faultIDs {
 		r.ids = append(r.ids, fmt.Sprintf("f%d", i))
 	}
+	r.ids = append(r.ids, rareID)
 	for i, name := range storeNames {
 		addr := r.srv.Addr
 		if i == cutStore {
@@ -144,25 +149,32 @@ func TestRandomFaults(t *testing.T) {
 }
 
 // storeOptions: small timeouts and breaker settings so that outages are
-// found and healed fast; small tiers so that their bounds are reached.
-// C, which is cut off most, has a tiny outage tier and few tombstones.
+// found and healed fast. A's tiers hold fewer entries than the ids in use,
+// so that their bounds are reached and outage writes are lost (counted).
+// B and C hold every id, so that an outage write replays onto what they
+// saw; C, which is cut off alone, cannot hold a large value in its outage
+// tier and keeps few tombstones.
 func (r *faultRun) storeOptions(i int, localOff bool) tiered.Options {
 	o := tiered.Options{
 		OpTimeout: 50 * time.Millisecond,
 		Breaker:   breaker.Settings{Failures: 2, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 500 * time.Millisecond},
-		Local:     lru.Limits{MaxEntries: 6, MaxBytes: 8 << 10, TTL: time.Minute},
+		Local:     lru.Limits{MaxEntries: 16, MaxBytes: 16 << 10, TTL: time.Minute},
 		Fallback:  lru.Limits{MaxEntries: 64, MaxBytes: 64 << 10},
 		Telemetry: telemetry.Options{OnAlert: func(a telemetry.Alert) { r.rec.alert(i, a) }},
 	}
 	if r.publish {
 		o.Invalidation = tiered.InvalidationPublish
 	}
+	switch i {
+	case 0:
+		o.Local.MaxEntries = 6
+		o.Fallback = lru.Limits{MaxEntries: 4, MaxBytes: 4 * (lru.EntryOverhead + 40)}
+	case cutStore:
+		o.Fallback = lru.Limits{MaxEntries: 16, MaxBytes: 16 * (lru.EntryOverhead + 40)}
+		o.MaxTombstones = 3
+	}
 	if localOff {
 		o.Local = lru.Limits{MaxEntries: -1}
-	}
-	if i == cutStore {
-		o.Fallback = lru.Limits{MaxEntries: 6, MaxBytes: 6 * (lru.EntryOverhead + 40)}
-		o.MaxTombstones = 3
 	}
 	return o
 }
@@ -243,17 +255,25 @@ func (r *faultRun) chaos(rng *rand.Rand, phase int, d time.Duration) {
 			}
 		})
 	}
-	defer wg.Wait()
-	defer close(stop) // also on t.Fatal in a fault
+	var once sync.Once
+	stopWorkers := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopWorkers() // also on t.Fatal in a fault
 	until := time.Now().Add(d)
 	for {
 		gap := time.Duration(20+rng.IntN(300)) * time.Millisecond
 		if time.Now().Add(gap).After(until) {
 			time.Sleep(time.Until(until)) // the chaos phase's length
+			if rng.IntN(2) == 0 {
+				// The phase ends during a fault, healed once the workers
+				// stopped: what recovery does (a replay) is the last
+				// change before the quiescent check, not hidden by later
+				// writes.
+				r.randomFault(rng, stopWorkers)
+			}
 			return
 		}
 		time.Sleep(gap) // time between faults
-		r.randomFault(rng)
+		r.randomFault(rng, func() {})
 	}
 }
 
@@ -277,8 +297,14 @@ func (r *faultRun) instName(i int) string {
 
 func (r *faultRun) randomOp(rng *rand.Rand) {
 	inst := rng.IntN(len(r.stores) + 1)
-	id := r.ids[rng.IntN(len(r.ids))]
-	p := rng.IntN(100)
+	id := r.ids[rng.IntN(faultIDs)]
+	p := rng.IntN(100) // < 45 reads
+	if rng.IntN(100) < 3 {
+		id = rareID
+		if inst != cutStore {
+			p = 0 // only C, which is cut off most, writes it
+		}
+	}
 	if inst == r.plainInst() {
 		if r.publish {
 			p = 0 // stores in publish mode cannot see other clients' writes
@@ -321,7 +347,7 @@ func (r *faultRun) randomOp(rng *rand.Rand) {
 	r.done(&o, err)
 }
 
-func (r *faultRun) plainOp(id string, p int) {
+func (r *faultRun) plainOp(id string, p int) op {
 	ctx, cancel := context.WithTimeout(context.Background(), plainTimeout)
 	defer cancel()
 	key := faultPrefix + id
@@ -348,6 +374,7 @@ func (r *faultRun) plainOp(id string, p int) {
 	}
 	o.end = r.rec.now()
 	r.done(&o, err)
+	return o
 }
 
 func (r *faultRun) done(o *op, err error) {
@@ -366,12 +393,15 @@ const (
 	faultCut
 	faultKillStream
 	faultFlush
+	faultWrongType
 	faultHold
 	numFaults
 )
 
-func (r *faultRun) randomFault(rng *rand.Rand) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// randomFault injects a fault and heals it, calling beforeHeal just
+// before it heals.
+func (r *faultRun) randomFault(rng *rand.Rand, beforeHeal func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	hold := func(lo, hi int) time.Duration { return time.Duration(lo+rng.IntN(hi-lo)) * time.Millisecond }
 	start := r.rec.now()
@@ -385,6 +415,7 @@ func (r *faultRun) randomFault(rng *rand.Rand) {
 				r.t.Fatalf("seed=%d: removing the append-only file: %v", r.seed, err)
 			}
 		}
+		beforeHeal()
 		wiped := r.rec.now() // nothing is served before the new process starts
 		r.srv.Restart()
 		if empty {
@@ -394,33 +425,62 @@ func (r *faultRun) randomFault(rng *rand.Rand) {
 	case faultPause:
 		r.srv.Pause()
 		time.Sleep(hold(20, 400)) // Redis stays frozen
+		beforeHeal()
 		r.srv.Resume()
 		r.rec.fault(start, "SIGSTOP, SIGCONT")
 	case faultCut:
 		r.proxy.Cut()
 		time.Sleep(hold(20, 800)) // C stays cut off
+		if !r.publish && rng.IntN(2) == 0 {
+			r.wrongType(ctx, rareID) // what C wrote of it meanwhile replays onto a list
+			time.Sleep(hold(10, 200))
+		}
+		beforeHeal()
 		r.proxy.Restore()
 		r.rec.fault(start, "C cut off")
 	case faultKillStream:
+		beforeHeal()
 		err := r.plain.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
 		r.rec.fault(start, "CLIENT KILL TYPE pubsub: %v", err)
 	case faultFlush:
 		if r.publish {
 			return // stores in publish mode cannot see it
 		}
+		beforeHeal()
 		err := r.plain.FlushDB(ctx).Err()
 		r.rec.add(op{inst: r.plainInst(), kind: opFlush, ok: err == nil, err: fmt.Sprint(err), start: start, end: r.rec.now()})
 		r.rec.fault(start, "FLUSHDB: %v", err)
+	case faultWrongType:
+		if r.publish {
+			return // stores in publish mode cannot see it
+		}
+		beforeHeal()
+		r.wrongType(ctx, r.ids[rng.IntN(len(r.ids))])
 	case faultHold:
 		// FAULT HOOK (lead): hold one packet of C's past OpTimeout, then
 		// release it (issue 9, item 3), once internal/redistest/proxy.go
 		// can do it, e.g.:
-		//	r.proxy.HoldNext(); time.Sleep(hold(60, 400)); r.proxy.Release()
+		//	r.proxy.HoldNext(); time.Sleep(hold(60, 400)); beforeHeal(); r.proxy.Release()
 		//	r.rec.fault(start, "held a packet of C's")
 		// The checker needs no change: a command landing late is what it
 		// must catch, and a held packet is delivered before the next
 		// quiescent point.
 	}
+}
+
+// wrongType makes another client keep a list under the prefix: a key of
+// another type for id, until a store or a worker sets or deletes it. It is
+// a write whose value no read can return (reads fail with WRONGTYPE).
+func (r *faultRun) wrongType(ctx context.Context, id string) {
+	o := op{inst: r.plainInst(), kind: opSet, id: id, value: fmt.Sprintf("list%d", r.seq.Add(1)), start: r.rec.now()}
+	_, err := r.plain.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Del(ctx, faultPrefix+o.id) // RPUSH fails on a string
+		p.RPush(ctx, faultPrefix+o.id, o.value)
+		return nil
+	})
+	o.end = r.rec.now()
+	r.done(&o, err)
+	r.rec.fault(o.start, "DEL+RPUSH %s (a list: WRONGTYPE for GET): %v", o.id, err)
 }
 
 // quiesce waits for every store to recover (breaker closed, nothing
@@ -441,25 +501,37 @@ func (r *faultRun) quiesce(phase int) bool {
 			break
 		}
 		if time.Now().After(deadline) {
-			r.rec.violation("seed=%d: after chaos phase %d the faults were healed, yet within %v these stores did not recover (breaker closed, nothing pending, stream confirmed):\n  %s",
-				r.seed, phase, healTimeout, strings.Join(sick, "\n  "))
+			r.rec.violation("seed=%d: after chaos phase %d the faults were healed, yet within %v these stores did not recover (breaker closed, nothing pending, stream confirmed):\n  %s\n  keys in Redis: %s",
+				r.seed, phase, healTimeout, strings.Join(sick, "\n  "), r.keyTypes())
+			r.stuck = true
 			return false
 		}
 		time.Sleep(5 * time.Millisecond) // polling the stores' recovery
 	}
 	deadline = time.Now().Add(agreeTimeout)
 	for {
-		r.rec.mu.Lock()
-		r.rec.disagreed = nil // only the last round's are reported
-		r.rec.mu.Unlock()
-		diff := r.compare()
+		diff, reads := r.compare()
 		if len(diff) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			r.rec.violation("seed=%d: after chaos phase %d, with every store recovered, these reads still disagreed with Redis after %v (a stale or revoked session served):\n  %s",
-				r.seed, phase, agreeTimeout, strings.Join(diff, "\n  "))
-			return false
+			var fresh []string // each disagreement is reported once: a stale copy may live for Local.TTL
+			for i, d := range diff {
+				if !r.reported[d] {
+					r.reported[d] = true
+					fresh = append(fresh, d)
+					if reads[i] != nil {
+						r.rec.mu.Lock()
+						r.rec.disagreed = append(r.rec.disagreed, reads[i])
+						r.rec.mu.Unlock()
+					}
+				}
+			}
+			if len(fresh) > 0 {
+				r.rec.violation("seed=%d: after chaos phase %d, with every store recovered, these reads still disagreed with Redis after %v (a stale or revoked session served):\n  %s",
+					r.seed, phase, agreeTimeout, strings.Join(fresh, "\n  "))
+			}
+			break // still a quiescent point: faults healed, nothing running, nothing pending
 		}
 		time.Sleep(10 * time.Millisecond) // polling for the stores to agree
 	}
@@ -476,14 +548,24 @@ func (r *faultRun) quiesce(phase int) bool {
 }
 
 // compare reads every id from Redis and from every store, recording the
-// reads, and returns the disagreements.
-func (r *faultRun) compare() []string {
-	var diff []string
+// reads, and returns the disagreements with the store reads concerned.
+func (r *faultRun) compare() (diff []string, reads []*op) {
 	for _, id := range r.ids {
-		r.plainOp(id, 0)
-		want := r.lastOp()
+		want := r.plainOp(id, 0)
+		if strings.HasPrefix(want.err, "WRONGTYPE") { // a list: every store must fail too
+			for i, s := range r.stores {
+				o := op{inst: i, kind: opGet, id: id, start: r.rec.now()}
+				v, err := s.Get(context.Background(), id)
+				o.end, o.value, o.found = r.rec.now(), string(v), err == nil
+				r.done(&o, err)
+				if o.ok {
+					diff, reads = append(diff, fmt.Sprintf("%s Get(%s) = %q, nil; Redis holds a list", storeNames[i], id, short(o.value))), append(reads, &o)
+				}
+			}
+			continue
+		}
 		if !want.ok {
-			diff = append(diff, fmt.Sprintf("plain GET %s failed: %s", id, want.err))
+			diff, reads = append(diff, fmt.Sprintf("plain GET %s failed: %s", id, want.err)), append(reads, nil)
 			continue
 		}
 		for i, s := range r.stores {
@@ -495,27 +577,30 @@ func (r *faultRun) compare() []string {
 			}
 			r.done(&o, err)
 			if !o.ok || o.found != want.found || o.value != want.value {
-				r.rec.mu.Lock()
-				r.rec.disagreed = append(r.rec.disagreed, &o)
-				r.rec.mu.Unlock()
+				reads = append(reads, &o)
 				diff = append(diff, fmt.Sprintf("%s Get(%s) = %q found=%v err=%q; Redis holds %q found=%v", storeNames[i], id, short(o.value), o.found, o.err, short(want.value), want.found))
 			}
 		}
 	}
-	return diff
+	return diff, reads
 }
 
-func (r *faultRun) lastOp() op {
-	r.rec.mu.Lock()
-	defer r.rec.mu.Unlock()
-	return r.rec.ops[len(r.rec.ops)-1]
+// keyTypes lists the type of every id's key in Redis.
+func (r *faultRun) keyTypes() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var types []string
+	for _, id := range r.ids {
+		types = append(types, id+"="+r.plain.Type(ctx, faultPrefix+id).Val())
+	}
+	return strings.Join(types, " ")
 }
 
 // close closes the stores: after the last quiescent point nothing is
 // pending, so Close must report no loss.
 func (r *faultRun) close() {
 	for i, s := range r.stores {
-		if err := s.Close(); err != nil {
+		if err := s.Close(); err != nil && !r.stuck {
 			r.rec.violation("seed=%d: %s.Close() = %v; want nil: nothing was pending", r.seed, storeNames[i], err)
 		}
 	}
@@ -554,7 +639,7 @@ func (r *faultRun) finish() {
 	}
 	c := newChecker(r.seed, names, len(r.stores), grace, r.rec)
 	violations := append(r.rec.violations, c.check()...)
-	t.Logf("seed=%d: %d operations, %d quiescent points, %d faults", r.seed, len(r.rec.ops), len(r.rec.quiet), len(r.rec.faults))
+	t.Logf("seed=%d: %d operations, %d quiescent points, %d faults; definite acknowledged store writes: %s", r.seed, len(r.rec.ops), len(r.rec.quiet), len(r.rec.faults), c.strength())
 	for i, v := range violations {
 		if i == 20 {
 			t.Errorf("seed=%d: %d more violations", r.seed, len(violations)-i)

@@ -535,6 +535,25 @@ func (c *checker) check() []string {
 	return c.found
 }
 
+// strength says how many acknowledged store writes the checker could
+// count on (definite), per store.
+func (c *checker) strength() string {
+	var b strings.Builder
+	for s := range c.stores {
+		acked, definite := 0, 0
+		for _, o := range c.ops {
+			if o.inst == s && o.kind == opSet && o.ok {
+				acked++
+				if o.definite {
+					definite++
+				}
+			}
+		}
+		fmt.Fprintf(&b, "%s %d/%d ", c.names[s], definite, acked)
+	}
+	return strings.TrimSpace(b.String())
+}
+
 // plainValue: invariant 1 for a value read by the plain client.
 func (c *checker) plainValue(r, w *op, x *idIndex) {
 	for i := range c.names {
@@ -637,8 +656,15 @@ func (c *checker) report(key, format string, args ...any) {
 		return
 	}
 	c.seen[key] = true
-	c.found = append(c.found, fmt.Sprintf("seed=%d: ", c.seed)+fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if len(c.found) >= maxTraces { // the headline only
+		msg, _, _ = strings.Cut(msg, "\n")
+	}
+	c.found = append(c.found, fmt.Sprintf("seed=%d: ", c.seed)+msg)
 }
+
+// maxTraces is how many violations are reported with their trace.
+const maxTraces = 6
 
 // trace prints the operations of the id around W and F (every write and
 // delete, and the reads of R's instance), then R, the faults and the
@@ -678,7 +704,7 @@ func (c *checker) trace(x *idIndex, r, w, f *op) string {
 	var b strings.Builder
 	skipped := 0
 	for i, l := range lines {
-		if context > 80 && !strings.HasSuffix(l[:3], "> ") && i >= 20 && i < len(lines)-60 {
+		if context > 150 && !strings.HasSuffix(l[:3], "> ") && i >= 20 && i < len(lines)-130 {
 			skipped++
 			continue
 		}
