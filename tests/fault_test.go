@@ -22,15 +22,23 @@ import (
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
-// The randomized fault test (issue 9, section G). Three stores (C reaches
-// Redis through a proxy that can cut it off alone) and a plain go-redis
-// client run random Get/Set/Delete/Touch on a few ids while faults are
-// injected at random: kill -9 and restart (with its data, or empty),
-// SIGSTOP/SIGCONT, C cut off, the invalidation connections killed,
-// FLUSHDB. Chaos phases alternate with quiescent checks; history_test.go
-// checks the whole history at the end.
+// The randomized fault test (issue 9, section G). Three stores and a plain
+// go-redis client run random Get/Set/Delete/Touch on a few ids from
+// faultWorkers goroutines, while faults are injected at random, one at a
+// time: kill -9 and restart (with its data, or empty), SIGSTOP/SIGCONT,
+// store C cut off alone by a proxy, the invalidation connections killed
+// (CLIENT KILL TYPE pubsub), FLUSHDB, a list put under the prefix by
+// another client (WRONGTYPE), and later a packet held past OpTimeout
+// (see faultHold). Chaos phases of a few seconds, some ending in the middle
+// of a fault, alternate with quiescent checks; history_test.go checks the
+// whole history at the end.
 //
-//	SESSIONTIER_FAULT_SEED=n          replay a run (the seed is printed)
+// A seed chooses the variant (tracking or publish invalidation, B's local
+// tier on or off) and every random choice: the sequence of faults and of
+// operations, not their timing, so a seed narrows a failure down but may
+// not replay it exactly. Every failure message starts with the seed.
+//
+//	SESSIONTIER_FAULT_SEED=n          replay a run's choices
 //	SESSIONTIER_FAULT_DURATION=20s    how long (at most 60s under CI=true)
 
 const (
@@ -95,6 +103,7 @@ type faultRun struct {
 func (r *faultRun) plainInst() int { return len(r.stores) }
 func (r *faultRun) faultInst() int { return len(r.stores) + 1 }
 
+// TestRandomFaults is the randomized fault test described above.
 func TestRandomFaults(t *testing.T) {
 	seed, d := faultParams(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -220,7 +229,7 @@ func (r *faultRun) monitor() (stop func()) {
 func (r *faultRun) observe(i int) tiered.Stats {
 	start := r.rec.now()
 	st := r.stores[i].Stats()
-	r.rec.observe(observation{store: i, start: start, end: r.rec.now(), st: st})
+	r.rec.observe(newObservation(i, start, r.rec.now(), st))
 	o := r.opts[i]
 	tombs := o.MaxTombstones
 	if tombs == 0 {
@@ -228,11 +237,11 @@ func (r *faultRun) observe(i int) tiered.Stats {
 	}
 	switch {
 	case !o.Local.Disabled() && (st.LocalEntries > o.Local.MaxEntries || st.LocalBytes > o.Local.MaxBytes):
-		r.rec.violation("seed=%d: %s's local tier exceeds its bounds: %d entries, %d bytes; limits %d, %d", r.seed, storeNames[i], st.LocalEntries, st.LocalBytes, o.Local.MaxEntries, o.Local.MaxBytes)
+		r.rec.violationOnce("local"+storeNames[i], "seed=%d: %s's local tier exceeds its bounds: %d entries, %d bytes; limits %d, %d", r.seed, storeNames[i], st.LocalEntries, st.LocalBytes, o.Local.MaxEntries, o.Local.MaxBytes)
 	case st.FallbackEntries > o.Fallback.MaxEntries || st.FallbackBytes > o.Fallback.MaxBytes:
-		r.rec.violation("seed=%d: %s's outage tier exceeds its bounds: %d entries, %d bytes; limits %d, %d", r.seed, storeNames[i], st.FallbackEntries, st.FallbackBytes, o.Fallback.MaxEntries, o.Fallback.MaxBytes)
+		r.rec.violationOnce("outage"+storeNames[i], "seed=%d: %s's outage tier exceeds its bounds: %d entries, %d bytes; limits %d, %d", r.seed, storeNames[i], st.FallbackEntries, st.FallbackBytes, o.Fallback.MaxEntries, o.Fallback.MaxBytes)
 	case st.PendingDeletes > tombs:
-		r.rec.violation("seed=%d: %s holds %d tombstones; limit %d", r.seed, storeNames[i], st.PendingDeletes, tombs)
+		r.rec.violationOnce("tombs"+storeNames[i], "seed=%d: %s holds %d tombstones; limit %d", r.seed, storeNames[i], st.PendingDeletes, tombs)
 	}
 	return st
 }
