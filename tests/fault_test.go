@@ -322,15 +322,15 @@ func (r *faultRun) randomOp(rng *rand.Rand) {
 		return
 	}
 	ctx := context.Background()
-	if rng.IntN(100) < 3 { // the caller gives up: a cancelled write
+	o := op{inst: inst, id: id}
+	if rng.IntN(100) < 3 { // the caller gives up
 		c, cancel := context.WithCancel(ctx)
 		timer := time.AfterFunc(time.Duration(rng.IntN(2000))*time.Microsecond, cancel)
 		defer timer.Stop()
 		defer cancel()
-		ctx = c
+		ctx, o.cancel = c, true
 	}
 	s := r.stores[inst]
-	o := op{inst: inst, id: id}
 	var err error
 	switch {
 	case p < 45:

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -108,6 +109,7 @@ type op struct {
 	found      bool   // Get: a value was returned
 	ok         bool   // no error (a Get's not-found is ok)
 	err        string
+	cancel     bool // run with a context cancelled after 0-2 ms
 	start, end time.Duration
 
 	// Filled by the checker.
@@ -276,12 +278,13 @@ type checker struct {
 	quiet  []quietPoint
 	faults []faultRec
 
-	degraded  [][]window // per store, merged, by start
-	byValue   map[string]*op
-	ids       map[string]*idIndex
-	found     []string
-	seen      map[string]bool // violations already reported, by key
-	disagreed []op
+	nextHealthy, nextDrained [][]int    // per store: index of the first such Stats at or after each, or len
+	degraded                 [][]window // per store, merged, by start
+	byValue                  map[string]*op
+	ids                      map[string]*idIndex
+	found                    []string
+	seen                     map[string]bool // violations already reported, by key
+	disagreed                []op
 }
 
 // idIndex holds the definite changes of one id, per instance, sorted two
@@ -315,6 +318,18 @@ func newChecker(seed uint64, names []string, stores int, grace []time.Duration, 
 	}
 	for _, l := range c.obs {
 		sort.Slice(l, func(i, j int) bool { return l[i].start < l[j].start })
+		healthy, drained := make([]int, len(l)+1), make([]int, len(l)+1)
+		healthy[len(l)], drained[len(l)] = len(l), len(l)
+		for i := len(l) - 1; i >= 0; i-- {
+			healthy[i], drained[i] = healthy[i+1], drained[i+1]
+			if l[i].healthy() {
+				healthy[i] = i
+			}
+			if l[i].pending == 0 {
+				drained[i] = i
+			}
+		}
+		c.nextHealthy, c.nextDrained = append(c.nextHealthy, healthy), append(c.nextDrained, drained)
 	}
 	for s := range stores {
 		c.degraded = append(c.degraded, c.degradedWindows(s, rec.fails[s]))
@@ -326,38 +341,33 @@ func newChecker(seed uint64, names []string, stores int, grace []time.Duration, 
 // or after t and found it healthy, or forever.
 func (c *checker) healthyAfter(store int, t time.Duration) time.Duration {
 	l := c.obs[store]
-	for i := sort.Search(len(l), func(i int) bool { return l[i].start >= t }); i < len(l); i++ {
-		if l[i].healthy() {
-			return l[i].end
-		}
+	if i := c.nextHealthy[store][sort.Search(len(l), func(i int) bool { return l[i].start >= t })]; i < len(l) {
+		return l[i].end
 	}
 	return forever
 }
 
-// drainedAfter is healthyAfter for the outage tier only.
+// drainedAfter returns the end of the first Stats of store that began
+// after t and found its outage tier empty, or forever.
 func (c *checker) drainedAfter(store int, t time.Duration) time.Duration {
 	l := c.obs[store]
-	for i := sort.Search(len(l), func(i int) bool { return l[i].start > t }); i < len(l); i++ {
-		if l[i].pending == 0 {
-			return l[i].end
-		}
+	if i := c.nextDrained[store][sort.Search(len(l), func(i int) bool { return l[i].start > t })]; i < len(l) {
+		return l[i].end
 	}
 	return forever
 }
 
-// dropsBefore returns the store's lost writes and conflicts counted by the
-// last Stats that ended before t.
+// dropsBefore returns the store's lost writes and conflicts counted by a
+// Stats that ended before t (the latest begun), or 0.
 func (c *checker) dropsBefore(store int, t time.Duration) uint64 {
-	var n uint64
-	for _, o := range c.obs[store] {
-		if o.start >= t {
-			break
-		}
-		if o.end < t {
-			n = o.drops
-		}
+	l := c.obs[store]
+	i := sort.Search(len(l), func(i int) bool { return l[i].start >= t }) - 1
+	for ; i >= 0 && l[i].end >= t; i-- {
 	}
-	return n
+	if i < 0 {
+		return 0
+	}
+	return l[i].drops
 }
 
 // dropsUnchanged reports whether w's store counted no lost write and no
@@ -370,10 +380,8 @@ func (c *checker) dropsUnchanged(w *op) bool {
 	if w.b != forever {
 		l := c.obs[w.inst]
 		t := w.b + dropMargin
-		for i := sort.Search(len(l), func(i int) bool { return l[i].start >= t }); i < len(l); i++ {
-			if l[i].healthy() {
-				return l[i].drops == before
-			}
+		if i := c.nextHealthy[w.inst][sort.Search(len(l), func(i int) bool { return l[i].start >= t })]; i < len(l) {
+			return l[i].drops == before
 		}
 	}
 	q := c.nextQuiet(w.end)
@@ -601,11 +609,9 @@ func (c *checker) plainValue(r, w *op, x *idIndex) {
 
 // plainAbsent: invariant 1 for a read that found nothing.
 func (c *checker) plainAbsent(r *op, x *idIndex) {
-	for _, e := range x.deletes {
-		if e.a >= r.end {
-			break
-		}
-		if c.candidate(e, r.start, x) {
+	ds := x.deletes // by start: the latest are the likeliest
+	for i := sort.Search(len(ds), func(i int) bool { return ds[i].a >= r.end }) - 1; i >= 0; i-- {
+		if c.candidate(ds[i], r.start, x) {
 			return
 		}
 	}
@@ -794,6 +800,9 @@ func (c *checker) describe(o *op) string {
 		s.WriteString(")")
 	}
 	fmt.Fprintf(&s, " [%v, %v]", ms(o.start), ms(o.end))
+	if o.cancel {
+		s.WriteString(" (its ctx cancelled within 2 ms)")
+	}
 	if !o.ok {
 		fmt.Fprintf(&s, " err=%q", o.err)
 	} else if o.kind == opGet && !o.found {
@@ -817,4 +826,95 @@ func short(v string) string {
 		return v[:i] + "|…"
 	}
 	return v
+}
+
+// TestHistoryChecker runs the checker on small histories: those that no
+// correct store can produce must be reported, those that a correct store
+// can produce (concurrency, replay after an outage, failed writes, stale
+// reads while degraded) must not. Stores A and B, the plain client, Redis.
+func TestHistoryChecker(t *testing.T) {
+	const (
+		A, B, plain, redis = 0, 1, 2, 3
+	)
+	s := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	set := func(inst int, v string, start, end float64) op {
+		return op{inst: inst, kind: opSet, id: "x", value: v, ok: true, start: s(start), end: s(end)}
+	}
+	del := func(inst int, start, end float64) op {
+		return op{inst: inst, kind: opDelete, id: "x", ok: true, start: s(start), end: s(end)}
+	}
+	get := func(inst int, v string, start, end float64) op {
+		return op{inst: inst, kind: opGet, id: "x", value: v, found: v != "", ok: true, start: s(start), end: s(end)}
+	}
+	failed := func(o op) op { o.ok, o.err = false, "i/o timeout"; return o }
+	type pending struct {
+		store    int
+		from, to float64 // the store's outage tier holds something
+	}
+	type failure struct {
+		store    int
+		from, to float64
+	}
+	for _, tc := range []struct {
+		name    string
+		ops     []op
+		pending []pending
+		fails   []failure
+		want    string // a word of the violation, "" for none
+	}{
+		{name: "an acknowledged write lost", want: "found nothing",
+			ops: []op{set(plain, "v1", 1, 2), get(plain, "", 3, 4)}},
+		{name: "a delete concurrent with the write", ops: []op{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "", 4, 5)}},
+		{name: "a write concurrent with the delete", ops: []op{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "v1", 4, 5)}},
+		{name: "a deleted value back", want: "replaced it before the read began",
+			ops: []op{set(plain, "v1", 1, 2), del(plain, 2.5, 3), get(plain, "v1", 4, 5)}},
+		{name: "a failed write may land", ops: []op{set(plain, "v1", 1, 2), failed(set(plain, "v2", 3, 4)), get(plain, "v2", 5, 6), get(plain, "v1", 7, 8)}},
+		{name: "an outage write replayed after another's delete",
+			ops:     []op{set(A, "v1", 1, 2), del(plain, 3, 3.5), get(plain, "v1", 6, 7)},
+			pending: []pending{{A, 1.5, 5}}},
+		{name: "a write of a store followed by its own delete comes back", want: "replaced it before the read began",
+			ops:     []op{set(A, "v1", 1, 2), del(A, 3, 3.5), get(plain, "v1", 6, 7)},
+			pending: []pending{{A, 1.5, 5}}},
+		{name: "a store serves its own deleted value", want: "its own definite Delete",
+			ops: []op{set(plain, "v1", 0.5, 0.8), del(A, 1, 2), get(A, "v1", 2.5, 2.6)}},
+		{name: "a store serves a value replaced elsewhere", want: "more than 1s after a definite Set on plain",
+			ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)}},
+		{name: "within the invalidation delay", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 4.5, 4.6)}},
+		{name: "stale while degraded", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
+			fails: []failure{{B, 5.4, 5.45}}},
+		{name: "stale until healthy again", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
+			fails: []failure{{B, 4.5, 4.6}}, pending: []pending{{B, 4.5, 5.7}}},
+		{name: "an unknown change missed", want: "seen not to hold it",
+			ops:     []op{set(A, "v1", 1, 2), del(B, 0.9, 1.2), get(plain, "", 3, 3.1), get(A, "v1", 4.5, 4.6)},
+			pending: []pending{{B, 1, 2.5}}},
+		{name: "a value never written", want: "never written", ops: []op{get(B, "v9", 1, 2)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorder(2)
+			rec.ops = append([]op{{inst: redis, kind: opWipe, ok: true}}, tc.ops...)
+			for store := range 2 {
+				for at := 0.0; at < 10; at += 0.05 {
+					o := observation{store: store, start: s(at), end: s(at + 0.001), breaker: "closed", stream: "tracking"}
+					for _, p := range tc.pending {
+						if p.store == store && at >= p.from && at < p.to {
+							o.pending, o.breaker = 1, "open"
+						}
+					}
+					rec.obs = append(rec.obs, o)
+				}
+			}
+			for _, f := range tc.fails {
+				rec.fails[f.store] = append(rec.fails[f.store], window{s(f.from), s(f.to)})
+			}
+			rec.quiet = []quietPoint{{at: s(9.5), drops: []uint64{0, 0}}}
+			grace := []time.Duration{time.Second, time.Second, time.Second, time.Second}
+			found := newChecker(1, []string{"A", "B", "plain", "redis"}, 2, grace, rec).check()
+			switch {
+			case tc.want == "" && len(found) > 0:
+				t.Errorf("a correct history was reported:\n%s", strings.Join(found, "\n"))
+			case tc.want != "" && (len(found) == 0 || !strings.Contains(found[0], tc.want)):
+				t.Errorf("found %q; want a violation saying %q", found, tc.want)
+			}
+		})
+	}
 }
