@@ -87,21 +87,14 @@ func (k opKind) String() string {
 	return [...]string{"Get", "Set", "Delete", "Touch", "FLUSHDB", "RestartEmpty"}[k]
 }
 
-// forever is a window end that never comes; none is an absent maximum.
+// forever is a window end that never comes; noTime is an absent maximum.
 const (
 	forever = time.Duration(math.MaxInt64)
-	none    = time.Duration(math.MinInt64)
+	noTime  = time.Duration(math.MinInt64)
 )
 
-func addSat(t, d time.Duration) time.Duration {
-	if t > forever-d {
-		return forever
-	}
-	return t + d
-}
-
-// op is one operation of the history.
-type op struct {
+// histOp is one operation of the history.
+type histOp struct {
 	inst       int
 	kind       opKind
 	id         string // "" for FLUSHDB and empty restarts: every id
@@ -134,8 +127,8 @@ func newObservation(store int, start, end time.Duration, st tiered.Stats) observ
 
 func (o observation) healthy() bool { return o.breaker == "closed" && o.pending == 0 }
 
-// window is a time interval.
-type window struct{ start, end time.Duration }
+// interval is a span of time.
+type interval struct{ start, end time.Duration }
 
 // alertRec is an alert a store raised.
 type alertRec struct {
@@ -157,24 +150,24 @@ type recorder struct {
 	base time.Time
 
 	mu         sync.Mutex // guards what follows
-	ops        []op
+	ops        []histOp
 	obs        []observation
-	fails      [][]window // per store: its Redis commands that failed
+	fails      [][]interval // per store: its Redis commands that failed
 	alerts     []alertRec
 	quiet      []quietPoint
 	faults     []faultRec      // what the fault goroutine did, for failure reports
 	violations []string        // found while running
 	once       map[string]bool // keys of violations reported once
-	disagreed  []*op           // the last store reads that disagreed with Redis at a quiescent point
+	disagreed  []*histOp       // the last store reads that disagreed with Redis at a quiescent point
 }
 
 func newRecorder(stores int) *recorder {
-	return &recorder{base: time.Now(), fails: make([][]window, stores)}
+	return &recorder{base: time.Now(), fails: make([][]interval, stores)}
 }
 
 func (r *recorder) now() time.Duration { return time.Since(r.base) }
 
-func (r *recorder) add(o op) {
+func (r *recorder) add(o histOp) {
 	r.mu.Lock()
 	r.ops = append(r.ops, o)
 	r.mu.Unlock()
@@ -237,7 +230,7 @@ func (r *recorder) failed(store int, start time.Duration, err error) {
 	}
 	end := r.now()
 	r.mu.Lock()
-	r.fails[store] = append(r.fails[store], window{start, end})
+	r.fails[store] = append(r.fails[store], interval{start, end})
 	r.mu.Unlock()
 }
 
@@ -273,18 +266,18 @@ type checker struct {
 	names  []string        // of the instances: the stores, then plain, then redis
 	stores int             // instances 0..stores-1 are stores
 	grace  []time.Duration // per instance: how late other stores may see its changes
-	ops    []*op
+	ops    []*histOp
 	obs    [][]observation // per store, by start
 	quiet  []quietPoint
 	faults []faultRec
 
-	nextHealthy, nextDrained [][]int    // per store: index of the first such Stats at or after each, or len
-	degraded                 [][]window // per store, merged, by start
-	byValue                  map[string]*op
+	nextHealthy, nextDrained [][]int      // per store: index of the first such Stats at or after each, or len
+	degraded                 [][]interval // per store, merged, by start
+	byValue                  map[string]*histOp
 	ids                      map[string]*idIndex
 	found                    []string
 	seen                     map[string]bool // violations already reported, by key
-	disagreed                []op
+	disagreed                []histOp
 }
 
 // idIndex holds the definite changes of one id, per instance, sorted two
@@ -292,19 +285,19 @@ type checker struct {
 // is visible on its own instance), byB by b (it is in Redis).
 type idIndex struct {
 	byEnd, byB [][]keyed
-	deletes    []*op // delete-like operations, definite or not
-	plainReads []*op // by start
-	all        []*op // every operation on the id, for reports
+	deletes    []*histOp // delete-like operations, definite or not
+	plainReads []*histOp // by start
+	all        []*histOp // every operation on the id, for reports
 }
 
 type keyed struct {
 	key, maxA time.Duration
-	op        *op
+	op        *histOp
 }
 
 func newChecker(seed uint64, names []string, stores int, grace []time.Duration, rec *recorder) *checker {
 	c := &checker{seed: seed, names: names, stores: stores, grace: grace, quiet: rec.quiet,
-		faults: rec.faults, byValue: make(map[string]*op), ids: make(map[string]*idIndex), seen: make(map[string]bool)}
+		faults: rec.faults, byValue: make(map[string]*histOp), ids: make(map[string]*idIndex), seen: make(map[string]bool)}
 	for i := range rec.ops {
 		c.ops = append(c.ops, &rec.ops[i])
 	}
@@ -375,7 +368,7 @@ func (c *checker) dropsBefore(store int, t time.Duration) uint64 {
 // any more: w's window ended (it was replayed, dropped or superseded), a
 // margin passed for the count that follows a drop, and the store was seen
 // healthy; or else until the next quiescent point.
-func (c *checker) dropsUnchanged(w *op) bool {
+func (c *checker) dropsUnchanged(w *histOp) bool {
 	before := c.dropsBefore(w.inst, w.start)
 	if w.b != forever {
 		l := c.obs[w.inst]
@@ -407,11 +400,11 @@ func (c *checker) nextQuiet(t time.Duration) *quietPoint {
 // failure until it is seen healthy (breaker closed, nothing pending) at
 // least 100 ms after the failure ended (so that a breaker that opens just
 // after the command returned is not missed).
-func (c *checker) degradedWindows(store int, fails []window) []window {
+func (c *checker) degradedWindows(store int, fails []interval) []interval {
 	sort.Slice(fails, func(i, j int) bool { return fails[i].start < fails[j].start })
-	var ws []window
+	var ws []interval
 	for _, f := range fails {
-		w := window{f.start, c.healthyAfter(store, f.end+100*time.Millisecond)}
+		w := interval{f.start, c.healthyAfter(store, f.end+100*time.Millisecond)}
 		if n := len(ws); n > 0 && w.start <= ws[n-1].end {
 			ws[n-1].end = max(ws[n-1].end, w.end)
 			continue
@@ -421,7 +414,7 @@ func (c *checker) degradedWindows(store int, fails []window) []window {
 	return ws
 }
 
-func (c *checker) degradedDuring(store int, r *op) bool {
+func (c *checker) degradedDuring(store int, r *histOp) bool {
 	ws := c.degraded[store]
 	i := sort.Search(len(ws), func(i int) bool { return ws[i].start >= r.end })
 	return i > 0 && ws[i-1].end > r.start
@@ -455,13 +448,13 @@ func (c *checker) windows() {
 // index builds the per-id indexes.
 func (c *checker) index() {
 	insts := len(c.names)
-	var all []*op // FLUSHDB and empty restarts apply to every id
+	var all []*histOp // FLUSHDB and empty restarts apply to every id
 	for _, o := range c.ops {
 		if o.kind == opFlush || o.kind == opWipe {
 			all = append(all, o)
 		}
 	}
-	perID := map[string][]*op{}
+	perID := map[string][]*histOp{}
 	for _, o := range c.ops {
 		if o.id == "" {
 			continue
@@ -473,7 +466,7 @@ func (c *checker) index() {
 	}
 	for id, ops := range perID {
 		x := &idIndex{byEnd: make([][]keyed, insts), byB: make([][]keyed, insts)}
-		x.all = append(append([]*op{}, ops...), all...)
+		x.all = append(append([]*histOp{}, ops...), all...)
 		sort.SliceStable(x.all, func(i, j int) bool { return x.all[i].start < x.all[j].start })
 		for _, o := range x.all {
 			if o.kind == opGet && o.ok && o.inst >= c.stores {
@@ -497,7 +490,7 @@ func (c *checker) index() {
 
 func prefixMax(ks []keyed) {
 	sort.SliceStable(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
-	m := none
+	m := noTime
 	for i := range ks {
 		m = max(m, ks[i].op.a)
 		ks[i].maxA = m
@@ -507,7 +500,7 @@ func prefixMax(ks []keyed) {
 // threshold is the time after which a change of inst surely follows e:
 // e's window end, or e's end for an acknowledged operation of the same
 // instance.
-func threshold(e *op, inst int) time.Duration {
+func threshold(e *histOp, inst int) time.Duration {
 	if e.ok && e.inst == inst && e.kind != opWipe {
 		return e.end
 	}
@@ -516,12 +509,12 @@ func threshold(e *op, inst int) time.Duration {
 
 // follower returns a definite change among ks whose key is before t and
 // that surely follows e, or nil.
-func follower(ks []keyed, t time.Duration, e *op, inst int) *op {
+func follower(ks []keyed, t time.Duration, e *histOp, inst int) *histOp {
 	n := sort.Search(len(ks), func(i int) bool { return ks[i].key >= t })
 	if n == 0 || ks[n-1].maxA <= threshold(e, inst) {
 		return nil
 	}
-	var best *op
+	var best *histOp
 	for _, k := range ks[:n] {
 		if k.op.a > threshold(e, inst) && (best == nil || k.op.a > best.a) {
 			best = k.op
@@ -560,7 +553,7 @@ func (c *checker) check() []string {
 	}
 	for _, d := range c.disagreed {
 		x := c.ids[d.id]
-		var r, w *op
+		var r, w *histOp
 		for _, o := range x.all {
 			if o.inst == d.inst && o.kind == opGet && o.start == d.start {
 				r = o
@@ -597,7 +590,7 @@ func (c *checker) strength() string {
 }
 
 // plainValue: invariant 1 for a value read by the plain client.
-func (c *checker) plainValue(r, w *op, x *idIndex) {
+func (c *checker) plainValue(r, w *histOp, x *idIndex) {
 	for i := range c.names {
 		if f := follower(x.byB[i], r.start, w, i); f != nil {
 			c.report("plain:"+w.value, "plain read of %s returned %q although a definite %s replaced it before the read began (an acknowledged write or delete lost, or a value back from the dead)\n%s",
@@ -608,7 +601,7 @@ func (c *checker) plainValue(r, w *op, x *idIndex) {
 }
 
 // plainAbsent: invariant 1 for a read that found nothing.
-func (c *checker) plainAbsent(r *op, x *idIndex) {
+func (c *checker) plainAbsent(r *histOp, x *idIndex) {
 	ds := x.deletes // by start: the latest are the likeliest
 	for i := sort.Search(len(ds), func(i int) bool { return ds[i].a >= r.end }) - 1; i >= 0; i-- {
 		if c.candidate(ds[i], r.start, x) {
@@ -618,7 +611,7 @@ func (c *checker) plainAbsent(r *op, x *idIndex) {
 	if c.candidate(nil, r.start, x) { // the initial state, absent
 		return
 	}
-	var last *op
+	var last *histOp
 	for _, ks := range x.byB {
 		for _, k := range ks {
 			if k.key < r.start && k.op.kind == opSet && (last == nil || k.op.a > last.a) {
@@ -632,7 +625,7 @@ func (c *checker) plainAbsent(r *op, x *idIndex) {
 
 // candidate reports whether e (nil: the initial absence) may be the last
 // change of the id seen by a read beginning at t.
-func (c *checker) candidate(e *op, t time.Duration, x *idIndex) bool {
+func (c *checker) candidate(e *histOp, t time.Duration, x *idIndex) bool {
 	for i := range c.names {
 		ks := x.byB[i]
 		n := sort.Search(len(ks), func(j int) bool { return ks[j].key >= t })
@@ -647,7 +640,7 @@ func (c *checker) candidate(e *op, t time.Duration, x *idIndex) bool {
 }
 
 // storeValue: invariant 2 for a value a store returned.
-func (c *checker) storeValue(r, w *op, x *idIndex) {
+func (c *checker) storeValue(r, w *histOp, x *idIndex) {
 	if f := follower(x.byEnd[r.inst], r.start, w, r.inst); f != nil {
 		c.report("own:"+w.value+c.names[r.inst], "%s returned %q for %s after its own definite %s of it had ended\n%s",
 			c.names[r.inst], w.value, r.id, f.kind, c.trace(x, r, w, f))
@@ -678,7 +671,7 @@ func (c *checker) storeValue(r, w *op, x *idIndex) {
 // its window before the read began, and the read returned something else.
 // Values being unique, the value never comes back, and whatever replaced
 // it was pushed to every store with a working stream.
-func gone(x *idIndex, w *op, t time.Duration) *op {
+func gone(x *idIndex, w *histOp, t time.Duration) *histOp {
 	if !w.definite {
 		return nil
 	}
@@ -709,7 +702,7 @@ const maxTraces = 6
 // trace prints the operations of the id around W and F (every write and
 // delete, and the reads of R's instance), then R, the faults and the
 // states of the stores involved.
-func (c *checker) trace(x *idIndex, r, w, f *op) string {
+func (c *checker) trace(x *idIndex, r, w, f *histOp) string {
 	from, to := r.start-time.Second, r.end
 	if w != nil {
 		from = w.start - 100*time.Millisecond
@@ -756,7 +749,7 @@ func (c *checker) trace(x *idIndex, r, w, f *op) string {
 	}
 	for _, fr := range c.faults {
 		if fr.end >= from-time.Second && fr.start <= r.end {
-			fmt.Fprintf(&b, "  fault [%v, %v] %s\n", ms(fr.start), ms(fr.end), fr.what)
+			fmt.Fprintf(&b, "  fault [%v, %v] %s\n", fmtDur(fr.start), fmtDur(fr.end), fr.what)
 		}
 	}
 	if r.inst < c.stores {
@@ -778,28 +771,28 @@ func (c *checker) transitions(b *strings.Builder, store int, from, to time.Durat
 		}
 		now := fmt.Sprintf("breaker %s, pending %v, stream %s", o.breaker, o.pending > 0, o.stream)
 		if now != last {
-			fmt.Fprintf(b, "  %s at %v: %s\n", c.names[store], ms(o.start), now)
+			fmt.Fprintf(b, "  %s at %v: %s\n", c.names[store], fmtDur(o.start), now)
 			last = now
 		}
 	}
 	for _, w := range c.degraded[store] {
 		if w.end >= from && w.start <= to {
-			fmt.Fprintf(b, "  %s degraded [%v, %v]\n", c.names[store], ms(w.start), ms(w.end))
+			fmt.Fprintf(b, "  %s degraded [%v, %v]\n", c.names[store], fmtDur(w.start), fmtDur(w.end))
 		}
 	}
 }
 
-func (c *checker) describe(o *op) string {
+func (c *checker) describe(o *histOp) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "%-6s %s", c.names[o.inst], o.kind)
 	if o.id != "" {
 		fmt.Fprintf(&s, "(%s", o.id)
 		if o.kind == opSet || o.found {
-			fmt.Fprintf(&s, "=%s", short(o.value))
+			fmt.Fprintf(&s, "=%s", shortValue(o.value))
 		}
 		s.WriteString(")")
 	}
-	fmt.Fprintf(&s, " [%v, %v]", ms(o.start), ms(o.end))
+	fmt.Fprintf(&s, " [%v, %v]", fmtDur(o.start), fmtDur(o.end))
 	if o.cancel {
 		s.WriteString(" (its ctx cancelled within 2 ms)")
 	}
@@ -809,19 +802,19 @@ func (c *checker) describe(o *op) string {
 		s.WriteString(" not found")
 	}
 	if o.kind != opGet && o.kind != opTouch {
-		fmt.Fprintf(&s, " window [%v, %v] definite=%v", ms(o.a), ms(o.b), o.definite)
+		fmt.Fprintf(&s, " window [%v, %v] definite=%v", fmtDur(o.a), fmtDur(o.b), o.definite)
 	}
 	return s.String()
 }
 
-func ms(d time.Duration) string {
+func fmtDur(d time.Duration) string {
 	if d == forever {
 		return "∞"
 	}
 	return d.Round(100 * time.Microsecond).String()
 }
 
-func short(v string) string {
+func shortValue(v string) string {
 	if i := strings.IndexByte(v, '|'); i >= 0 {
 		return v[:i] + "|…"
 	}
@@ -837,16 +830,16 @@ func TestHistoryChecker(t *testing.T) {
 		A, B, plain, redis = 0, 1, 2, 3
 	)
 	s := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
-	set := func(inst int, v string, start, end float64) op {
-		return op{inst: inst, kind: opSet, id: "x", value: v, ok: true, start: s(start), end: s(end)}
+	set := func(inst int, v string, start, end float64) histOp {
+		return histOp{inst: inst, kind: opSet, id: "x", value: v, ok: true, start: s(start), end: s(end)}
 	}
-	del := func(inst int, start, end float64) op {
-		return op{inst: inst, kind: opDelete, id: "x", ok: true, start: s(start), end: s(end)}
+	del := func(inst int, start, end float64) histOp {
+		return histOp{inst: inst, kind: opDelete, id: "x", ok: true, start: s(start), end: s(end)}
 	}
-	get := func(inst int, v string, start, end float64) op {
-		return op{inst: inst, kind: opGet, id: "x", value: v, found: v != "", ok: true, start: s(start), end: s(end)}
+	get := func(inst int, v string, start, end float64) histOp {
+		return histOp{inst: inst, kind: opGet, id: "x", value: v, found: v != "", ok: true, start: s(start), end: s(end)}
 	}
-	failed := func(o op) op { o.ok, o.err = false, "i/o timeout"; return o }
+	failed := func(o histOp) histOp { o.ok, o.err = false, "i/o timeout"; return o }
 	type pending struct {
 		store    int
 		from, to float64 // the store's outage tier holds something
@@ -857,41 +850,41 @@ func TestHistoryChecker(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
-		ops     []op
+		ops     []histOp
 		pending []pending
 		fails   []failure
-		want    string // a word of the violation, "" for none
+		want    string // a word of the violation, "" for noTime
 	}{
 		{name: "an acknowledged write lost", want: "found nothing",
-			ops: []op{set(plain, "v1", 1, 2), get(plain, "", 3, 4)}},
-		{name: "a delete concurrent with the write", ops: []op{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "", 4, 5)}},
-		{name: "a write concurrent with the delete", ops: []op{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "v1", 4, 5)}},
+			ops: []histOp{set(plain, "v1", 1, 2), get(plain, "", 3, 4)}},
+		{name: "a delete concurrent with the write", ops: []histOp{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "", 4, 5)}},
+		{name: "a write concurrent with the delete", ops: []histOp{set(plain, "v1", 1, 2), del(plain, 1.5, 3), get(plain, "v1", 4, 5)}},
 		{name: "a deleted value back", want: "replaced it before the read began",
-			ops: []op{set(plain, "v1", 1, 2), del(plain, 2.5, 3), get(plain, "v1", 4, 5)}},
-		{name: "a failed write may land", ops: []op{set(plain, "v1", 1, 2), failed(set(plain, "v2", 3, 4)), get(plain, "v2", 5, 6), get(plain, "v1", 7, 8)}},
+			ops: []histOp{set(plain, "v1", 1, 2), del(plain, 2.5, 3), get(plain, "v1", 4, 5)}},
+		{name: "a failed write may land", ops: []histOp{set(plain, "v1", 1, 2), failed(set(plain, "v2", 3, 4)), get(plain, "v2", 5, 6), get(plain, "v1", 7, 8)}},
 		{name: "an outage write replayed after another's delete",
-			ops:     []op{set(A, "v1", 1, 2), del(plain, 3, 3.5), get(plain, "v1", 6, 7)},
+			ops:     []histOp{set(A, "v1", 1, 2), del(plain, 3, 3.5), get(plain, "v1", 6, 7)},
 			pending: []pending{{A, 1.5, 5}}},
 		{name: "a write of a store followed by its own delete comes back", want: "replaced it before the read began",
-			ops:     []op{set(A, "v1", 1, 2), del(A, 3, 3.5), get(plain, "v1", 6, 7)},
+			ops:     []histOp{set(A, "v1", 1, 2), del(A, 3, 3.5), get(plain, "v1", 6, 7)},
 			pending: []pending{{A, 1.5, 5}}},
 		{name: "a store serves its own deleted value", want: "its own definite Delete",
-			ops: []op{set(plain, "v1", 0.5, 0.8), del(A, 1, 2), get(A, "v1", 2.5, 2.6)}},
+			ops: []histOp{set(plain, "v1", 0.5, 0.8), del(A, 1, 2), get(A, "v1", 2.5, 2.6)}},
 		{name: "a store serves a value replaced elsewhere", want: "more than 1s after a definite Set on plain",
-			ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)}},
-		{name: "within the invalidation delay", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 4.5, 4.6)}},
-		{name: "stale while degraded", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
+			ops: []histOp{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)}},
+		{name: "within the invalidation delay", ops: []histOp{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 4.5, 4.6)}},
+		{name: "stale while degraded", ops: []histOp{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
 			fails: []failure{{B, 5.4, 5.45}}},
-		{name: "stale until healthy again", ops: []op{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
+		{name: "stale until healthy again", ops: []histOp{set(plain, "v1", 1, 2), set(plain, "v2", 3, 4), get(B, "v1", 5.5, 5.6)},
 			fails: []failure{{B, 4.5, 4.6}}, pending: []pending{{B, 4.5, 5.7}}},
 		{name: "an unknown change missed", want: "seen not to hold it",
-			ops:     []op{set(A, "v1", 1, 2), del(B, 0.9, 1.2), get(plain, "", 3, 3.1), get(A, "v1", 4.5, 4.6)},
+			ops:     []histOp{set(A, "v1", 1, 2), del(B, 0.9, 1.2), get(plain, "", 3, 3.1), get(A, "v1", 4.5, 4.6)},
 			pending: []pending{{B, 1, 2.5}}},
-		{name: "a value never written", want: "never written", ops: []op{get(B, "v9", 1, 2)}},
+		{name: "a value never written", want: "never written", ops: []histOp{get(B, "v9", 1, 2)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder(2)
-			rec.ops = append([]op{{inst: redis, kind: opWipe, ok: true}}, tc.ops...)
+			rec.ops = append([]histOp{{inst: redis, kind: opWipe, ok: true}}, tc.ops...)
 			for store := range 2 {
 				for at := 0.0; at < 10; at += 0.05 {
 					o := observation{store: store, start: s(at), end: s(at + 0.001), breaker: "closed", stream: "tracking"}
@@ -904,7 +897,7 @@ func TestHistoryChecker(t *testing.T) {
 				}
 			}
 			for _, f := range tc.fails {
-				rec.fails[f.store] = append(rec.fails[f.store], window{s(f.from), s(f.to)})
+				rec.fails[f.store] = append(rec.fails[f.store], interval{s(f.from), s(f.to)})
 			}
 			rec.quiet = []quietPoint{{at: s(9.5), drops: []uint64{0, 0}}}
 			grace := []time.Duration{time.Second, time.Second, time.Second, time.Second}
