@@ -466,19 +466,16 @@ func (r *faultRun) randomFault(rng *rand.Rand, beforeHeal func()) {
 		beforeHeal()
 		r.wrongType(ctx, r.ids[rng.IntN(len(r.ids))])
 	case faultHold:
-		// FAULT HOOK (lead): hold a command of C's in the network past
-		// OpTimeout, then deliver it (issue 9, item 3). This branch's
-		// proxy cannot yet; with main's Proxy.Hold it is:
-		//	h := r.proxy.Hold([]byte("\r\nset\r\n")) // C's next SET
-		//	time.Sleep(hold(60, 400))                  // C gives up on it
-		//	beforeHeal()
-		//	h.Release() // it lands now, possibly after newer writes
-		//	r.rec.fault(start, "held a SET of C's")
-		// The checker needs no change: a write landing late is what it
-		// must catch (as a value back after a newer definite change), and
-		// a held command is delivered before the next quiescent point.
-		// (Without it, a loaded machine already delays C's commands in
-		// the proxy's goroutines: seed 104 caught one landing late.)
+		// A command of C's held in the network past OpTimeout, then
+		// delivered (issue 9, item 3): C gives up on its next SET, which
+		// lands later, possibly after newer writes. The checker needs no
+		// change: a write landing late is what it must catch, as a value
+		// back after a newer definite change.
+		h := r.proxy.Hold([]byte("\r\nset\r\n"))
+		time.Sleep(hold(60, 400))
+		beforeHeal()
+		h.Release()
+		r.rec.fault(start, "held a SET of C's")
 	}
 }
 
