@@ -7,6 +7,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Client defaults of NewClient, for settings the URL does not give.
@@ -58,4 +59,15 @@ func NewClient(rawURL string) (*goredis.Client, error) {
 		opt.ContextTimeoutEnabled = true
 	}
 	return goredis.NewClient(opt), nil
+}
+
+// copyOptions returns a copy of a client's options for a client of the
+// tier's own. go-redis shares, and writes while connecting, the options'
+// maintenance-notification config: the copy gets its own, turned off (a
+// feature of RESP3 connections to Redis Enterprise, which the tier's
+// connections do not use).
+func copyOptions(o *goredis.Options) goredis.Options {
+	c := *o
+	c.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return c
 }

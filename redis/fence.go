@@ -52,7 +52,7 @@ func newFence(client goredis.UniversalClient) *fence {
 	if !ok {
 		return nil
 	}
-	f := &fence{opt: *c.Options()}
+	f := &fence{opt: copyOptions(c.Options())}
 	o := &f.opt
 	o.ClientName = writeNamePrefix + rand.Text()
 	o.ContextTimeoutEnabled = true

@@ -99,7 +99,7 @@ func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) 
 		mode = ListenPublish // tracking needs one node
 	}
 	if single {
-		opt := *c.Options()
+		opt := copyOptions(c.Options())
 		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, -1
 		opt.ClientName, opt.OnConnect, opt.MinIdleConns, opt.PoolSize = "sessiontier-invalidation", nil, 0, 2
 		if mode != ListenPublish {
@@ -247,7 +247,7 @@ func (l *Listener) run() {
 			return
 		}
 		if mode == ListenPublish {
-			opt := *l.own.Options()
+			opt := copyOptions(l.own.Options())
 			opt.OnConnect = nil
 			l.own.Close()
 			l.dialed.Store(false)
@@ -284,7 +284,7 @@ func (l *Listener) trackingWorks() bool {
 	if l.own == nil {
 		return false
 	}
-	opt := *l.own.Options()
+	opt := copyOptions(l.own.Options())
 	opt.OnConnect, opt.PoolSize, opt.Dialer = nil, 1, l.dial
 	probe := goredis.NewClient(&opt)
 	defer probe.Close()
