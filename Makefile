@@ -37,8 +37,12 @@ deps:
 	@redis-server --version
 	@promtool --version 2>&1 | head -1
 
+# The randomized fault test runs on its own, verbose, so that its seed is
+# printed whether it passes or fails (SESSIONTIER_FAULT_SEED replays it,
+# SESSIONTIER_FAULT_DURATION runs it longer).
 test: deps rules
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -skip '^TestRandomFaults$$' ./...
+	$(GO) test -race -count=1 -v -run '^TestRandomFaults$$' ./tests
 	cd $(EXAMPLES) && $(GO) test -race -count=1 ./...
 
 # rules checks and unit-tests the Prometheus alerting rules of the example.
