@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
@@ -294,5 +295,46 @@ func TestOutageWriteTooLargeChangesNothing(t *testing.T) {
 	waitReplayed(t, s)
 	if v, err := e.plain.Get(bg, "session:id").Result(); err != nil || v != "small" {
 		t.Fatalf("Redis holds %q, %v after replay; want the accepted write", v, err)
+	}
+}
+
+// TestTouchDoesNotKeepAStaleCopyFresh (item 5): without invalidation, a
+// copy is served for at most Local.TTL after it was read; touching it
+// extends its expiry, not that.
+func TestTouchDoesNotKeepAStaleCopyFresh(t *testing.T) {
+	e := newEnv(t)
+	clock := tiertest.NewClock()
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationOff, Local: lru.Limits{TTL: time.Minute}, Clock: clock.Now})
+	mustSet(t, s, "id", "v0")
+	wantGet(t, s, "id", "v0")
+	e.plain.Set(bg, "session:id", "v1", time.Hour) // another client; nobody is told
+	clock.Advance(50 * time.Second)
+	if err := s.Touch(bg, "id", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(20 * time.Second)
+	wantGet(t, s, "id", "v1")
+}
+
+// TestTouchDoesNotReviveAnExpiredOutageWrite (item 4): a write accepted
+// during an outage expires as it would in Redis; a later Touch does not
+// bring it back.
+func TestTouchDoesNotReviveAnExpiredOutageWrite(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t, outageOptions(&alertLog{}))
+	e.srv.Kill()
+	openBreaker(t, s)
+	if err := s.Set(bg, "id", []byte("v"), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the outage write to expire", func() bool {
+		_, err := s.Get(bg, "id")
+		return errors.Is(err, tiered.ErrNotFound)
+	})
+	if err := s.Touch(bg, "id", time.Hour); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("Touch of an expired outage write = %v; want ErrNotFound", err)
+	}
+	if v, err := s.Get(bg, "id"); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("after Touch Get = %q, %v; want the expired write to stay expired", v, err)
 	}
 }
