@@ -25,7 +25,14 @@ func (r *Report) Write(dir, command string) error {
 	fmt.Fprintf(&b, "- command: `%s`\n- date: %s\n- machine: %s\n- Redis: %s (%s)\n- took: %s\n",
 		command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
 	c := r.Config
-	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
+	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
+	fmt.Fprintf(&b, "- every key under `%s`; before each workload on each target, Redis is reset to the %d sessions alone (FLUSHALL on a server the suite started, the keys under the prefix on yours) and the target order is drawn anew (seed %d):", Prefix, c.Sessions, c.Seed)
+	for _, w := range c.Workloads {
+		if order := r.Orders[w]; len(order) > 0 {
+			fmt.Fprintf(&b, " %s %s;", w, strings.Join(order, ", "))
+		}
+	}
+	b.WriteString("\n\n")
 	b.WriteString("Fairness: every target gets the same memory budget for its local cache")
 	fmt.Fprintf(&b, " (%d MiB and %d entries, enough for every session) and the same warm-up (each session read once before timing; the in-process golang-lru gets each written once).", c.Budget>>20, 2*c.Sessions)
 	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")

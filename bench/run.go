@@ -25,6 +25,8 @@ type Config struct {
 	OutagePart time.Duration // W4: each of before, during and after
 	Trials     int           // W5 revocations per target
 	Budget     int64         // bytes every local cache may hold
+	Seed       int64         // orders the targets of each workload
+	CheckState bool          // hash what Redis holds at each start (see State), not only count it
 }
 
 // Result is one target under one workload.
@@ -36,6 +38,7 @@ type Result struct {
 	CmdsPerOp        float64 // -1: unknown
 	AllocsPerOp      float64
 	PeakHeap         uint64
+	Start            State // what Redis held when the target started
 }
 
 // Throughput returns operations per second.

@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,7 +27,8 @@ type Report struct {
 	Results     []Result
 	Timelines   []Timeline
 	Revocations []Revocation
-	Skipped     []string // targets not run, with why
+	Skipped     []string            // targets not run, with why
+	Orders      map[string][]string // workload → the order its targets ran in
 }
 
 // Run runs the suite against s.
@@ -44,26 +47,41 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 		}
 		targets = append(targets, info)
 	}
-	if err := populate(ctx, s, cfg); err != nil {
-		return nil, fmt.Errorf("bench: writing the sessions: %w", err)
-	}
+	defer s.Cleanup(context.WithoutCancel(ctx))
+	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
+	rep.Orders = make(map[string][]string)
 	for _, w := range cfg.Workloads {
+		// Every target of a workload starts from the same Redis, in an
+		// order drawn anew for each workload.
+		order := slices.Clone(targets)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, info := range order {
+			rep.Orders[w] = append(rep.Orders[w], info.Name)
+		}
 		switch w {
 		case "W1", "W2", "W3":
-			for _, info := range targets {
+			for _, info := range order {
 				p.Step(w + " " + info.Name)
+				start, err := s.reset(ctx, cfg)
+				if err != nil {
+					return nil, err
+				}
 				r, err := runOne(ctx, s, info, w, cfg, p.Tick)
 				if err != nil {
 					return nil, fmt.Errorf("bench: %s %s: %w", w, info.Name, err)
 				}
+				r.Start = start
 				rep.Results = append(rep.Results, r)
 			}
 		case "W4":
-			for _, info := range targets {
+			for _, info := range order {
 				if info.Name != "sessiontier" && info.Name != "go-redis" {
 					continue
 				}
 				p.Step("W4 " + info.Name)
+				if _, err := s.reset(ctx, cfg); err != nil {
+					return nil, err
+				}
 				t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
 				if err != nil {
 					return nil, err
@@ -78,16 +96,16 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 					return nil, fmt.Errorf("bench: W4 %s: %w", info.Name, err)
 				}
 				rep.Timelines = append(rep.Timelines, tl)
-				if err := populate(ctx, s, cfg); err != nil { // the restarted Redis is empty
-					return nil, err
-				}
 			}
 		case "W5":
-			for _, info := range targets {
+			for _, info := range order {
 				if info.Name == "golang-lru" {
 					continue // nothing shared between instances
 				}
 				p.Step("W5 " + info.Name)
+				if _, err := s.reset(ctx, cfg); err != nil {
+					return nil, err
+				}
 				r, err := revocation(ctx, info, s.Addr, cfg, p.Tick)
 				if err != nil {
 					return nil, fmt.Errorf("bench: W5 %s: %w", info.Name, err)
@@ -98,6 +116,18 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 			return nil, fmt.Errorf("bench: unknown workload %q", w)
 		}
 	}
+	// The report lists targets in Targets order, whatever order they ran in.
+	rank := func(name string) int {
+		return slices.IndexFunc(Targets, func(t TargetInfo) bool { return t.Name == name })
+	}
+	slices.SortStableFunc(rep.Results, func(a, b Result) int {
+		if a.Workload != b.Workload {
+			return strings.Compare(a.Workload, b.Workload)
+		}
+		return rank(a.Target) - rank(b.Target)
+	})
+	slices.SortStableFunc(rep.Timelines, func(a, b Timeline) int { return rank(a.Target) - rank(b.Target) })
+	slices.SortStableFunc(rep.Revocations, func(a, b Revocation) int { return rank(a.Target) - rank(b.Target) })
 	rep.Took = time.Since(rep.Started)
 	return rep, nil
 }

@@ -62,6 +62,7 @@ func newSessiontier(addr string, budget int64, sessions int) (Target, error) {
 	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 128})
 	t := &sessiontierTarget{client: client}
 	s, err := tiered.New(client, tiered.Options{
+		Prefix:   Prefix,
 		Local:    lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget, TTL: localTTL},
 		Fallback: lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget},
 		Breaker:  breaker.Settings{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: time.Second},
@@ -211,10 +212,6 @@ func (t bareLRU) Set(_ context.Context, id string, v []byte, _ time.Duration) er
 
 func (t bareLRU) Delete(_ context.Context, id string) error { t.c.Remove(id); return nil }
 func (t bareLRU) Close() error                              { return nil }
-
-// key is the Redis key of a session for every target but sessiontier,
-// whose default prefix it matches.
-func key(id string) string { return "session:" + id }
 
 // TargetByName returns the target called name.
 func TargetByName(name string) (TargetInfo, error) {

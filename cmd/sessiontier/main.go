@@ -52,6 +52,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		quick     = fs.Bool("quick", false, "a smoke run in under 30 seconds: 0.5s per workload, 10,000 sessions, 5 revocations")
 		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
+		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
@@ -61,7 +62,10 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := bench.Config{Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
-		Workloads: split(*workloads), Targets: split(*targets), Trials: 100}
+		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed}
+	if cfg.Seed == 0 {
+		cfg.Seed = time.Now().UnixNano()
+	}
 	cfg.OutagePart = max(cfg.Duration/2, time.Second)
 	if *quick {
 		cfg.Duration, cfg.OutagePart, cfg.Sessions, cfg.Trials = 500*time.Millisecond, 500*time.Millisecond, min(cfg.Sessions, 10_000), 5
