@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,9 +23,11 @@ func (r *Report) Write(dir, command string) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# sessiontier benchmark report\n\n")
-	fmt.Fprintf(&b, "- command: `%s`\n- date: %s\n- machine: %s\n- Redis: %s (%s)\n- took: %s\n",
-		command, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
+	fmt.Fprintf(&b, "- command: `%s`\n- commit: %s\n- date: %s\n- machine: %s\n- Redis: %s (%s)\n- took: %s\n",
+		command, r.Commit, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
 	c := r.Config
+	fmt.Fprintf(&b, "- runs: W1..W3 %d time(s), interleaved (each run draws its own target order); W4 and W5 once\n", max(c.Runs, 1))
+	fmt.Fprintf(&b, "- budget: %d bytes; 2×sessions: %d entries\n", c.Budget, 2*c.Sessions)
 	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
 	fmt.Fprintf(&b, "- every key under `%s`; before each workload on each target, Redis is reset to the %d sessions alone (FLUSHALL on a server the suite started, the keys under the prefix on yours) and the target order is drawn anew (seed %d):", Prefix, c.Sessions, c.Seed)
 	for _, w := range c.Workloads {
@@ -33,15 +36,15 @@ func (r *Report) Write(dir, command string) error {
 		}
 	}
 	b.WriteString("\n\n")
-	b.WriteString("Fairness: every target gets the same memory budget for its local cache")
-	fmt.Fprintf(&b, " (%d MiB and %d entries, enough for every session) and the same warm-up (each session read once before timing; the in-process golang-lru gets each written once).", c.Budget>>20, 2*c.Sessions)
+	fmt.Fprintf(&b, "Budgets: every local cache can hold every session. Where a library bounds bytes it gets %d MiB (sessiontier's local tier, go-redis's client-side cache; rueidis bounds each connection's cache, so its total can be larger); where it bounds only entries it gets %d (go-redis/cache, golang-lru). The settings of each target are listed below.", c.Budget>>20, 2*c.Sessions)
+	b.WriteString(" Every target gets the same warm-up: each session read once before timing (the in-process golang-lru gets each written once).")
 	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")
 	if r.ServerKind == "miniredis" {
 		b.WriteString("**No redis-server was found: these figures are against miniredis, an in-process Redis. Compare them with each other, not with a real Redis.**\n\n")
 	}
 	b.WriteString("## Targets\n\n")
 	for _, t := range Targets {
-		fmt.Fprintf(&b, "- **%s**: %s\n", t.Name, t.Note)
+		fmt.Fprintf(&b, "- **%s**: %s. Settings: %s.\n", t.Name, t.Note, t.Settings)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintf(&b, "- skipped: %s\n", s)
@@ -59,35 +62,86 @@ func (r *Report) Write(dir, command string) error {
 }
 
 func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
-	var rows []Result
+	byTarget := map[string][]Result{}
+	var names []string
 	for _, x := range r.Results {
-		if x.Workload == w {
-			rows = append(rows, x)
+		if x.Workload != w {
+			continue
 		}
+		if _, ok := byTarget[x.Target]; !ok {
+			names = append(names, x.Target)
+		}
+		byTarget[x.Target] = append(byTarget[x.Target], x)
 	}
-	if len(rows) == 0 {
+	if len(names) == 0 {
 		return nil
 	}
-	base, hasBase := r.baseline(w)
+	base := map[int]float64{} // run → go-redis throughput
+	for _, x := range byTarget["go-redis"] {
+		base[x.Run] = x.Throughput()
+	}
+	runs := len(byTarget[names[0]])
 	fmt.Fprintf(b, "\n## %s — %s\n\n", w, Workloads[w])
+	if runs > 1 {
+		fmt.Fprintf(b, "Medians of %d interleaved runs, the range in brackets; a ratio is taken within each run.\n\n", runs)
+	}
 	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | Redis cmds/op | allocs/op | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	names, values := []string{}, plotter.Values{}
-	for _, x := range rows {
-		ratio := "—"
-		if hasBase {
-			ratio = fmt.Sprintf("%.2fx", x.Throughput()/base.Throughput())
+	values := plotter.Values{}
+	for _, name := range names {
+		xs := byTarget[name]
+		ops, ratios := make([]float64, len(xs)), []float64{}
+		var p50, p99, p999, cmds, allocs, heap []float64
+		var errs int64
+		for i, x := range xs {
+			ops[i] = x.Throughput()
+			if v, ok := base[x.Run]; ok && v > 0 {
+				ratios = append(ratios, x.Throughput()/v)
+			}
+			p50, p99, p999 = append(p50, float64(x.P50)), append(p99, float64(x.P99)), append(p999, float64(x.P999))
+			if x.CmdsPerOp >= 0 {
+				cmds = append(cmds, x.CmdsPerOp)
+			}
+			allocs, heap = append(allocs, x.AllocsPerOp), append(heap, float64(x.PeakHeap>>20))
+			errs += x.Errors
 		}
-		cmds := "—"
-		if x.CmdsPerOp >= 0 {
-			cmds = fmt.Sprintf("%.3f", x.CmdsPerOp)
+		ratio, cmd := "—", "—"
+		if len(ratios) > 0 {
+			ratio = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
 		}
-		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %s | %s | %.1f | %d MiB | %d |\n", x.Target, x.Throughput(), ratio,
-			round(x.P50), round(x.P99), round(x.P999), cmds, x.AllocsPerOp, x.PeakHeap>>20, x.Errors)
-		names, values = append(names, x.Target), append(values, x.Throughput())
+		if len(cmds) > 0 {
+			cmd = fmt.Sprintf("%.3f", median(cmds))
+		}
+		dur := func(v float64) string { return round(time.Duration(v)) }
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %d |\n", name,
+			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }), ratio,
+			dur(median(p50)), spread(p99, dur), dur(median(p999)), cmd, median(allocs), median(heap), errs)
+		values = append(values, median(ops))
 	}
 	png := "throughput-" + w + ".png"
 	fmt.Fprintf(b, "\n![%s throughput](%s)\n", w, png)
-	return barChart(filepath.Join(dir, png), w+": throughput (ops/s)", names, values)
+	return barChart(filepath.Join(dir, png), w+": throughput (ops/s, median)", names, values)
+}
+
+// median returns the median of vs (the mean of the middle two for an even
+// count).
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// spread formats the median of vs and, for more than one, their range.
+func spread(vs []float64, f func(float64) string) string {
+	if len(vs) == 1 {
+		return f(vs[0])
+	}
+	return fmt.Sprintf("%s [%s–%s]", f(median(vs)), f(slices.Min(vs)), f(slices.Max(vs)))
 }
 
 func round(d time.Duration) string {

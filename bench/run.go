@@ -26,6 +26,7 @@ type Config struct {
 	Trials     int           // W5 revocations per target
 	Budget     int64         // bytes every local cache may hold
 	Seed       int64         // orders the targets of each workload
+	Runs       int           // repetitions of W1..W3, interleaved; 0: 1
 	CheckState bool          // hash what Redis holds at each start (see State), not only count it
 }
 
@@ -39,6 +40,7 @@ type Result struct {
 	AllocsPerOp      float64
 	PeakHeap         uint64
 	Start            State // what Redis held when the target started
+	Run              int   // which repetition, from 1
 }
 
 // Throughput returns operations per second.

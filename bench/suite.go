@@ -29,6 +29,7 @@ type Report struct {
 	Revocations []Revocation
 	Skipped     []string            // targets not run, with why
 	Orders      map[string][]string // workload → the order its targets ran in
+	Commit      string              // of the code measured; set by the caller
 }
 
 // Run runs the suite against s.
@@ -50,70 +51,10 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 	defer s.Cleanup(context.WithoutCancel(ctx))
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
 	rep.Orders = make(map[string][]string)
-	for _, w := range cfg.Workloads {
-		// Every target of a workload starts from the same Redis, in an
-		// order drawn anew for each workload.
-		order := slices.Clone(targets)
-		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		for _, info := range order {
-			rep.Orders[w] = append(rep.Orders[w], info.Name)
-		}
-		switch w {
-		case "W1", "W2", "W3":
-			for _, info := range order {
-				p.Step(w + " " + info.Name)
-				start, err := s.reset(ctx, cfg)
-				if err != nil {
-					return nil, err
-				}
-				r, err := runOne(ctx, s, info, w, cfg, p.Tick)
-				if err != nil {
-					return nil, fmt.Errorf("bench: %s %s: %w", w, info.Name, err)
-				}
-				r.Start = start
-				rep.Results = append(rep.Results, r)
-			}
-		case "W4":
-			for _, info := range order {
-				if info.Name != "sessiontier" && info.Name != "go-redis" {
-					continue
-				}
-				p.Step("W4 " + info.Name)
-				if _, err := s.reset(ctx, cfg); err != nil {
-					return nil, err
-				}
-				t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
-				if err != nil {
-					return nil, err
-				}
-				if err := warm(ctx, t, info, cfg); err != nil {
-					t.Close()
-					return nil, fmt.Errorf("bench: W4 %s: warm-up: %w", info.Name, err)
-				}
-				tl, err := outageTimeline(ctx, s, t, info.Name, cfg, p.Tick)
-				t.Close()
-				if err != nil {
-					return nil, fmt.Errorf("bench: W4 %s: %w", info.Name, err)
-				}
-				rep.Timelines = append(rep.Timelines, tl)
-			}
-		case "W5":
-			for _, info := range order {
-				if info.Name == "golang-lru" {
-					continue // nothing shared between instances
-				}
-				p.Step("W5 " + info.Name)
-				if _, err := s.reset(ctx, cfg); err != nil {
-					return nil, err
-				}
-				r, err := revocation(ctx, info, s.Addr, cfg, p.Tick)
-				if err != nil {
-					return nil, fmt.Errorf("bench: W5 %s: %w", info.Name, err)
-				}
-				rep.Revocations = append(rep.Revocations, r)
-			}
-		default:
-			return nil, fmt.Errorf("bench: unknown workload %q", w)
+	runs := max(cfg.Runs, 1)
+	for run := 1; run <= runs; run++ {
+		if err := rep.runOnce(ctx, s, cfg, targets, run, rng, p); err != nil {
+			return nil, err
 		}
 	}
 	// The report lists targets in Targets order, whatever order they ran in.
@@ -132,6 +73,82 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 	return rep, nil
 }
 
+// runOnce runs every workload once: W1..W3 in every run, W4 and W5 in the
+// first only. Every target of a workload starts from the same Redis, in an
+// order drawn anew for each workload and run.
+func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets []TargetInfo, run int, rng *rand.Rand, p Progress) error {
+	for _, w := range cfg.Workloads {
+		if run > 1 && (w == "W4" || w == "W5") {
+			continue
+		}
+		order := slices.Clone(targets)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		if run == 1 {
+			for _, info := range order {
+				rep.Orders[w] = append(rep.Orders[w], info.Name)
+			}
+		}
+		switch w {
+		case "W1", "W2", "W3":
+			for _, info := range order {
+				p.Step(fmt.Sprintf("%s %s (run %d of %d)", w, info.Name, run, max(cfg.Runs, 1)))
+				start, err := s.reset(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				r, err := runOne(ctx, s, info, w, cfg, p.Tick)
+				if err != nil {
+					return fmt.Errorf("bench: %s %s: %w", w, info.Name, err)
+				}
+				r.Start, r.Run = start, run
+				rep.Results = append(rep.Results, r)
+			}
+		case "W4":
+			for _, info := range order {
+				if info.Name != "sessiontier" && info.Name != "go-redis" {
+					continue
+				}
+				p.Step("W4 " + info.Name)
+				if _, err := s.reset(ctx, cfg); err != nil {
+					return err
+				}
+				t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
+				if err != nil {
+					return err
+				}
+				if err := warm(ctx, t, info, cfg); err != nil {
+					t.Close()
+					return fmt.Errorf("bench: W4 %s: warm-up: %w", info.Name, err)
+				}
+				tl, err := outageTimeline(ctx, s, t, info.Name, cfg, p.Tick)
+				t.Close()
+				if err != nil {
+					return fmt.Errorf("bench: W4 %s: %w", info.Name, err)
+				}
+				rep.Timelines = append(rep.Timelines, tl)
+			}
+		case "W5":
+			for _, info := range order {
+				if info.Name == "golang-lru" {
+					continue // nothing shared between instances
+				}
+				p.Step("W5 " + info.Name)
+				if _, err := s.reset(ctx, cfg); err != nil {
+					return err
+				}
+				r, err := revocation(ctx, info, s.Addr, cfg, p.Tick)
+				if err != nil {
+					return fmt.Errorf("bench: W5 %s: %w", info.Name, err)
+				}
+				rep.Revocations = append(rep.Revocations, r)
+			}
+		default:
+			return fmt.Errorf("bench: unknown workload %q", w)
+		}
+	}
+	return nil
+}
+
 func runOne(ctx context.Context, s *Server, info TargetInfo, workload string, cfg Config, tick func(float64)) (Result, error) {
 	t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
 	if err != nil {
@@ -142,13 +159,4 @@ func runOne(ctx context.Context, s *Server, info TargetInfo, workload string, cf
 		return Result{}, fmt.Errorf("warm-up: %w", err)
 	}
 	return measure(ctx, s, t, info.Name, workload, cfg, tick), nil
-}
-
-// baseline returns the go-redis result of a workload, if it was run.
-func (r *Report) baseline(workload string) (Result, bool) {
-	i := slices.IndexFunc(r.Results, func(x Result) bool { return x.Workload == workload && x.Target == "go-redis" })
-	if i < 0 {
-		return Result{}, false
-	}
-	return r.Results[i], true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestEveryTargetStartsFromTheSameState(t *testing.T) {
 	defer s.Close()
 	cfg := Config{Duration: 200 * time.Millisecond, Workers: 4, Sessions: 300, ValueSize: 32,
 		Workloads: []string{"W1", "W3"}, Targets: []string{"sessiontier", "go-redis", "go-redis-cache", "golang-lru"},
-		Budget: 1 << 20, Seed: 1, CheckState: true, OutagePart: time.Second, Trials: 1}
+		Budget: 1 << 20, Seed: 1, CheckState: true, OutagePart: time.Second, Trials: 1, Runs: 2}
 	rep, err := Run(context.Background(), cfg, s, quiet{})
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +53,8 @@ func TestEveryTargetStartsFromTheSameState(t *testing.T) {
 				t.Errorf("%s: %s started from %+v, %s from %+v", w, first.Target, first.Start, r.Target, r.Start)
 			}
 		}
-		if n != len(cfg.Targets) {
-			t.Errorf("%s ran on %d targets; want %d", w, n, len(cfg.Targets))
+		if n != cfg.Runs*len(cfg.Targets) {
+			t.Errorf("%s ran %d times; want %d runs of %d targets", w, n, cfg.Runs, len(cfg.Targets))
 		}
 		if len(rep.Orders[w]) != len(cfg.Targets) {
 			t.Errorf("%s order %v; want every target", w, rep.Orders[w])
@@ -95,6 +96,21 @@ func TestOnYourRedisOnlyThePrefixIsTouched(t *testing.T) {
 	for k, want := range map[string]string{"user:keep": "mine", "session:keep": "mine too"} {
 		if v, err := user.Get(ctx, k).Result(); err != nil || v != want {
 			t.Errorf("%s = %q, %v; the suite touched a key that is not its own", k, v, err)
+		}
+	}
+}
+
+func TestMedianAndSpread(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want string
+	}{
+		{[]float64{5}, "5"},
+		{[]float64{3, 1, 2}, "2 [1–3]"},
+		{[]float64{4, 1, 2, 3}, "2.5 [1–4]"},
+	} {
+		if got := spread(c.in, func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }); got != c.want {
+			t.Errorf("spread(%v) = %q; want %q", c.in, got, c.want)
 		}
 	}
 }

@@ -34,18 +34,19 @@ type TargetInfo struct {
 	Note         string // what the report should say about it
 	NeedsTrack   bool   // needs CLIENT TRACKING (not in miniredis)
 	Invalidation bool   // drops local copies when another client changes Redis
+	Settings     string // every setting New changes from the library's defaults ("budget" and "2×sessions" as in the report header)
 	New          func(addr string, budget int64, sessions int) (Target, error)
 }
 
 // The targets, in report order; the first is the subject, the second the
 // baseline ratios are taken to.
 var Targets = []TargetInfo{
-	{Name: "sessiontier", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier},
-	{Name: "go-redis", Note: "one GET/SET per request, as scs goredisstore and gorilla's Redis stores do", Invalidation: true, New: newGoRedis},
-	{Name: "go-redis-csc", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
-	{Name: "rueidis", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
-	{Name: "go-redis-cache", Note: "go-redis/cache with a TinyLFU local cache: no cross-instance invalidation, a local copy lives until its local TTL", New: newGoRedisCache},
-	{Name: "golang-lru", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", New: newBareLRU},
+	{Name: "sessiontier", Settings: "go-redis client: ContextTimeoutEnabled, MaxRetries 1, PoolSize 128; tiered.Options: Prefix sessiontier-bench:, Local {2×sessions entries, budget bytes, TTL 1m}, Fallback {2×sessions, budget}, Breaker {OpenTimeout 100ms, MaxOpenTimeout 1s} (defaults 1s and 30s); every other option at its default (OpTimeout 100ms, MaxValueBytes 1 MiB, InvalidationAuto)", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier},
+	{Name: "go-redis", Settings: "PoolSize 128; go-redis defaults otherwise", Note: "one GET/SET per request, as scs goredisstore and gorilla's Redis stores do", Invalidation: true, New: newGoRedis},
+	{Name: "go-redis-csc", Settings: "Protocol 3, PoolSize 128, ClientSideCacheConfig {MaxEntries 2×sessions, MaxMemoryBytes budget}", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
+	{Name: "rueidis", Settings: "CacheSizeEachConn budget (per connection), DoCache TTL 1m; rueidis defaults otherwise", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
+	{Name: "go-redis-cache", Settings: "go-redis PoolSize 128; TinyLFU local cache of 2×sessions entries (no byte bound), local TTL 1m", Note: "go-redis/cache with a TinyLFU local cache: no cross-instance invalidation, a local copy lives until its local TTL", New: newGoRedisCache},
+	{Name: "golang-lru", Settings: "golang-lru/v2 Cache of 2×sessions entries (no byte bound)", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", New: newBareLRU},
 }
 
 const localTTL = time.Minute

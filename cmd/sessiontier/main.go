@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +55,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
+		runs      = fs.Int("runs", 3, "interleaved repetitions of W1..W3; the report gives medians and ranges (--quick: 1)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
@@ -62,13 +65,16 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := bench.Config{Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
-		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed}
+		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed, Runs: *runs}
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano()
 	}
 	cfg.OutagePart = max(cfg.Duration/2, time.Second)
 	if *quick {
 		cfg.Duration, cfg.OutagePart, cfg.Sessions, cfg.Trials = 500*time.Millisecond, 500*time.Millisecond, min(cfg.Sessions, 10_000), 5
+		if !flagSet(fs, "runs") {
+			cfg.Runs = 1
+		}
 	}
 	cfg.Budget = 4 * int64(cfg.Sessions) * int64(cfg.ValueSize+256) // the working set, with room
 	if err := check(cfg, fs.NArg()); err != nil {
@@ -95,6 +101,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
 		return 1
 	}
+	rep.Commit = commit()
 	command := "sessiontier bench " + strings.Join(args, " ")
 	if err := rep.Write(*out, strings.TrimSpace(command)); err != nil {
 		fmt.Fprintf(stderr, "sessiontier bench: writing the report: %v\n", err)
@@ -102,6 +109,43 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "report written to %s/README.md\n", *out)
 	return 0
+}
+
+// commit names the code measured: the VCS revision stamped in the binary,
+// else git's view of the working directory, else "unknown".
+func commit() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = " (with uncommitted changes)"
+				}
+			}
+		}
+		if rev != "" {
+			return rev + dirty
+		}
+	}
+	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += " (with uncommitted changes)"
+	}
+	return rev
+}
+
+// flagSet reports whether the command line set the flag called name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func targetNames() string {
@@ -129,6 +173,9 @@ func check(cfg bench.Config, extra int) error {
 	}
 	if cfg.Duration <= 0 {
 		errs = append(errs, errors.New("--duration must be positive"))
+	}
+	if cfg.Runs < 1 || cfg.Runs > 100 {
+		errs = append(errs, errors.New("--runs must be between 1 and 100"))
 	}
 	if cfg.Workers < 1 || cfg.Workers > 10_000 {
 		errs = append(errs, errors.New("--workers must be between 1 and 10000"))
