@@ -38,6 +38,7 @@ func (r *Report) Write(dir, command string) error {
 	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "Budgets: every local cache can hold every session. Where a library bounds bytes it gets %d MiB (sessiontier's local tier, go-redis's client-side cache; rueidis bounds each connection's cache, so its total can be larger); where it bounds only entries it gets %d (go-redis/cache, golang-lru). The settings of each target are listed below.", c.Budget>>20, 2*c.Sessions)
 	b.WriteString(" Every target gets the same warm-up: each session read once before timing (the in-process golang-lru gets each written once).")
+	b.WriteString(" Columns of W1..W3: round trips/op are writes to the target's connections per operation, counted on the client (a pipeline is one; a client that pipelines many callers' requests shares one between them); Redis cmds/op are commands Redis processed per operation (INFO commandstats); allocs/op are net of the harness's own, measured on a target that does nothing; live heap is HeapAlloc after a GC at the end, the target still open; peak heap is HeapInuse sampled every 50 ms, which also follows the allocation rate.")
 	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")
 	if r.ServerKind == "miniredis" {
 		b.WriteString("**No redis-server was found: these figures are against miniredis, an in-process Redis. Compare them with each other, not with a real Redis.**\n\n")
@@ -85,12 +86,13 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	if runs > 1 {
 		fmt.Fprintf(b, "Medians of %d interleaved runs, the range in brackets; a ratio is taken within each run.\n\n", runs)
 	}
-	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | Redis cmds/op | allocs/op | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(b, "Allocs/op net of the harness's own %.1f.\n\n", r.HarnessAllocs[w])
+	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | round trips/op | Redis cmds/op | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	values := plotter.Values{}
 	for _, name := range names {
 		xs := byTarget[name]
 		ops, ratios := make([]float64, len(xs)), []float64{}
-		var p50, p99, p999, cmds, allocs, heap []float64
+		var p50, p99, p999, cmds, trips, allocs, live, heap []float64
 		var errs int64
 		for i, x := range xs {
 			ops[i] = x.Throughput()
@@ -101,20 +103,27 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			if x.CmdsPerOp >= 0 {
 				cmds = append(cmds, x.CmdsPerOp)
 			}
-			allocs, heap = append(allocs, x.AllocsPerOp), append(heap, float64(x.PeakHeap>>20))
+			if x.RoundTripsPerOp >= 0 {
+				trips = append(trips, x.RoundTripsPerOp)
+			}
+			allocs = append(allocs, max(0, x.AllocsPerOp-r.HarnessAllocs[w]))
+			live, heap = append(live, float64(x.LiveHeap>>20)), append(heap, float64(x.PeakHeap>>20))
 			errs += x.Errors
 		}
-		ratio, cmd := "—", "—"
+		ratio, cmd, trip := "—", "—", "—"
 		if len(ratios) > 0 {
 			ratio = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
 		}
 		if len(cmds) > 0 {
 			cmd = fmt.Sprintf("%.3f", median(cmds))
 		}
+		if len(trips) > 0 {
+			trip = fmt.Sprintf("%.3f", median(trips))
+		}
 		dur := func(v float64) string { return round(time.Duration(v)) }
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %d |\n", name,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
 			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }), ratio,
-			dur(median(p50)), spread(p99, dur), dur(median(p999)), cmd, median(allocs), median(heap), errs)
+			dur(median(p50)), spread(p99, dur), dur(median(p999)), trip, cmd, median(allocs), median(live), median(heap), errs)
 		values = append(values, median(ops))
 	}
 	png := "throughput-" + w + ".png"

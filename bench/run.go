@@ -36,11 +36,13 @@ type Result struct {
 	Ops, Errors      int64
 	Elapsed          time.Duration
 	P50, P99, P999   time.Duration
-	CmdsPerOp        float64 // -1: unknown
-	AllocsPerOp      float64
-	PeakHeap         uint64
-	Start            State // what Redis held when the target started
-	Run              int   // which repetition, from 1
+	CmdsPerOp        float64 // commands Redis processed per operation; -1: unknown
+	RoundTripsPerOp  float64 // writes to the target's connections per operation; -1: unknown
+	AllocsPerOp      float64 // the harness's own included (see Report.HarnessAllocs)
+	PeakHeap         uint64  // HeapInuse, sampled every 50 ms: follows the allocation rate too
+	LiveHeap         uint64  // HeapAlloc after a GC at the end, the target still open: what it holds
+	Start            State   // what Redis held when the target started
+	Run              int     // which repetition, from 1
 }
 
 // Throughput returns operations per second.
@@ -170,6 +172,11 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cmds0 := s.Commands(ctx)
+	var trips0 int64
+	rt, counts := t.(roundTripper)
+	if counts {
+		trips0 = rt.RoundTrips()
+	}
 	heap := sampleHeap()
 	var (
 		ops, errs atomic.Int64
@@ -213,13 +220,37 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	wg.Wait()
 	elapsed := time.Since(start)
 	peak := heap.end()
+	n := float64(max(ops.Load(), 1))
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	r := Result{Target: name, Workload: workload, Ops: ops.Load(), Errors: errs.Load(), Elapsed: elapsed,
 		P50: total.quantile(0.5), P99: total.quantile(0.99), P999: total.quantile(0.999),
-		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(max(ops.Load(), 1)), PeakHeap: peak, CmdsPerOp: -1}
+		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / n, PeakHeap: peak, CmdsPerOp: -1, RoundTripsPerOp: -1}
+	if counts {
+		r.RoundTripsPerOp = float64(rt.RoundTrips()-trips0) / n
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	r.LiveHeap = after.HeapAlloc
 	if cmds1 := s.Commands(ctx); cmds0 >= 0 && cmds1 >= 0 {
-		r.CmdsPerOp = float64(cmds1-cmds0-1) / float64(max(ops.Load(), 1)) // less the INFO itself
+		r.CmdsPerOp = float64(cmds1-cmds0-1) / n // less the INFO itself
 	}
 	return r
+}
+
+// noop is a target that does nothing: measuring it gives the harness's
+// own cost per operation (building ids, timing, counting).
+type noop struct{}
+
+func (noop) Get(context.Context, string) ([]byte, error)              { return nil, nil }
+func (noop) Set(context.Context, string, []byte, time.Duration) error { return nil }
+func (noop) Delete(context.Context, string) error                     { return nil }
+func (noop) Close() error                                             { return nil }
+func (noop) RoundTrips() int64                                        { return 0 }
+
+// harnessAllocs measures the allocations per operation of the harness
+// alone for workload, on the noop target.
+func harnessAllocs(ctx context.Context, s *Server, workload string, cfg Config) float64 {
+	cfg.Duration = min(cfg.Duration, 500*time.Millisecond)
+	return measure(ctx, s, noop{}, "noop", workload, cfg, func(float64) {}).AllocsPerOp
 }

@@ -30,6 +30,10 @@ type Report struct {
 	Skipped     []string            // targets not run, with why
 	Orders      map[string][]string // workload → the order its targets ran in
 	Commit      string              // of the code measured; set by the caller
+	// HarnessAllocs is, per workload, what the harness allocates per
+	// operation on its own (measured on a target that does nothing); the
+	// report shows allocations net of it.
+	HarnessAllocs map[string]float64
 }
 
 // Run runs the suite against s.
@@ -50,7 +54,12 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 	}
 	defer s.Cleanup(context.WithoutCancel(ctx))
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
-	rep.Orders = make(map[string][]string)
+	rep.Orders, rep.HarnessAllocs = make(map[string][]string), make(map[string]float64)
+	for _, w := range cfg.Workloads {
+		if w == "W1" || w == "W2" || w == "W3" {
+			rep.HarnessAllocs[w] = harnessAllocs(ctx, s, w, cfg)
+		}
+	}
 	runs := max(cfg.Runs, 1)
 	for run := 1; run <= runs; run++ {
 		if err := rep.runOnce(ctx, s, cfg, targets, run, rng, p); err != nil {

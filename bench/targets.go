@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ const localTTL = time.Minute
 
 type sessiontierTarget struct {
 	*tiered.Store
+	*wire
 	client *goredis.Client
 
 	mu     sync.Mutex // guards alerts
@@ -60,8 +62,9 @@ type sessiontierTarget struct {
 }
 
 func newSessiontier(addr string, budget int64, sessions int) (Target, error) {
-	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 128})
-	t := &sessiontierTarget{client: client}
+	w := &wire{}
+	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 128, Dialer: w.dial})
+	t := &sessiontierTarget{client: client, wire: w}
 	s, err := tiered.New(client, tiered.Options{
 		Prefix:   Prefix,
 		Local:    lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget, TTL: localTTL},
@@ -103,15 +106,20 @@ func (t *sessiontierTarget) Get(ctx context.Context, id string) ([]byte, error) 
 
 func (t *sessiontierTarget) Close() error { return errors.Join(t.Store.Close(), t.client.Close()) }
 
-type goRedisTarget struct{ c *goredis.Client }
+type goRedisTarget struct {
+	c *goredis.Client
+	*wire
+}
 
 func newGoRedis(addr string, _ int64, _ int) (Target, error) {
-	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128})}, nil
+	w := &wire{}
+	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128, Dialer: w.dial}), w}, nil
 }
 
 func newGoRedisCSC(addr string, budget int64, sessions int) (Target, error) {
-	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 3, PoolSize: 128,
-		ClientSideCacheConfig: &goredis.ClientSideCacheConfig{MaxEntries: 2 * sessions, MaxMemoryBytes: budget}})}, nil
+	w := &wire{}
+	return goRedisTarget{goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 3, PoolSize: 128, Dialer: w.dial,
+		ClientSideCacheConfig: &goredis.ClientSideCacheConfig{MaxEntries: 2 * sessions, MaxMemoryBytes: budget}}), w}, nil
 }
 
 func (t goRedisTarget) Get(ctx context.Context, id string) ([]byte, error) {
@@ -131,14 +139,18 @@ func (t goRedisTarget) Delete(ctx context.Context, id string) error {
 }
 func (t goRedisTarget) Close() error { return t.c.Close() }
 
-type rueidisTarget struct{ c rueidis.Client }
+type rueidisTarget struct {
+	c rueidis.Client
+	*wire
+}
 
 func newRueidis(addr string, budget int64, _ int) (Target, error) {
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, CacheSizeEachConn: int(budget)})
+	w := &wire{}
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, CacheSizeEachConn: int(budget), DialCtxFn: w.dialRueidis})
 	if err != nil {
 		return nil, err
 	}
-	return rueidisTarget{c}, nil
+	return rueidisTarget{c, w}, nil
 }
 
 func (t rueidisTarget) Get(ctx context.Context, id string) ([]byte, error) {
@@ -162,11 +174,13 @@ func (t rueidisTarget) Close() error { t.c.Close(); return nil }
 type goRedisCacheTarget struct {
 	c      *rediscache.Cache
 	client *goredis.Client
+	*wire
 }
 
 func newGoRedisCache(addr string, _ int64, sessions int) (Target, error) {
-	client := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128})
-	return goRedisCacheTarget{rediscache.New(&rediscache.Options{Redis: client, LocalCache: rediscache.NewTinyLFU(2*sessions, localTTL)}), client}, nil
+	w := &wire{}
+	client := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 128, Dialer: w.dial})
+	return goRedisCacheTarget{rediscache.New(&rediscache.Options{Redis: client, LocalCache: rediscache.NewTinyLFU(2*sessions, localTTL)}), client, w}, nil
 }
 
 func (t goRedisCacheTarget) Get(ctx context.Context, id string) ([]byte, error) {
@@ -191,6 +205,9 @@ type bareLRU struct {
 	c *golanglru.Cache[string, []byte]
 }
 
+// RoundTrips is always 0: the bare cache has no Redis.
+func (bareLRU) RoundTrips() int64 { return 0 }
+
 func newBareLRU(_ string, _ int64, sessions int) (Target, error) {
 	c, err := golanglru.New[string, []byte](2 * sessions)
 	if err != nil {
@@ -207,7 +224,7 @@ func (t bareLRU) Get(_ context.Context, id string) ([]byte, error) {
 }
 
 func (t bareLRU) Set(_ context.Context, id string, v []byte, _ time.Duration) error {
-	t.c.Add(id, v)
+	t.c.Add(id, bytes.Clone(v)) // a store keeps its own copy: the memory figures count it
 	return nil
 }
 
