@@ -20,9 +20,17 @@ type Interval struct {
 	Breaker       string // sessiontier only
 }
 
-// Timeline is W4 for one target.
+// Outage kinds of W4.
+const (
+	OutageKill = "kill" // Redis killed, restarted empty (or the user's Redis cut off by a proxy)
+	OutageHang = "hang" // Redis frozen (SIGSTOP), then resumed with its data
+)
+
+// Timeline is W4 for one target and one kind of outage.
 type Timeline struct {
 	Target            string
+	Outage            string        // OutageKill or OutageHang
+	Phases            [3]PhaseStats // before, during, after the outage
 	Intervals         []Interval
 	CutAt, RestoreAt  time.Duration
 	ReplayDone        time.Duration // from RestoreAt until nothing was pending; -1: not within the run
@@ -62,24 +70,37 @@ func (h *slotHist) p99() time.Duration {
 	return 0
 }
 
-// outageTimeline runs W1 on t while Redis is cut off for the middle third
-// of the run.
-func outageTimeline(ctx context.Context, s *Server, t Target, name string, cfg Config, tick func(float64)) (Timeline, error) {
+// outageTimeline runs W1, versioned (see ledger), on t while Redis is out
+// (as outage says) for the middle third of the run; then, once a
+// sessiontier target has replayed (or OutagePart more has passed), it
+// counts what each phase's callers saw and which acknowledged writes Redis
+// does not hold.
+func outageTimeline(ctx context.Context, s *Server, t Target, name, outage string, cfg Config, tick func(float64)) (Timeline, error) {
 	total := 3 * cfg.OutagePart
 	slots := int(total/interval) + 1
 	ops, errs := make([]atomic.Int64, slots), make([]atomic.Int64, slots)
 	lat := make([]slotHist, slots)
 	var slowest atomic.Int64
-	tl := Timeline{Target: name, CutAt: cfg.OutagePart, RestoreAt: 2 * cfg.OutagePart, ReplayDone: -1}
+	tl := Timeline{Target: name, Outage: outage, CutAt: cfg.OutagePart, RestoreAt: 2 * cfg.OutagePart, ReplayDone: -1}
+	book := newLedger(cfg.Sessions, cfg.ValueSize)
 	st, isStore := t.(*sessiontierTarget)
 	if isStore {
 		tl.FallbackByteLimit = cfg.Budget
 	}
 	start := time.Now()
 	deadline := start.Add(total)
+	phaseOf := func(at time.Time) int {
+		switch d := at.Sub(start); {
+		case d < tl.CutAt:
+			return 0
+		case d < tl.RestoreAt:
+			return 1
+		}
+		return 2
+	}
 	var wg sync.WaitGroup
 	for w := range cfg.Workers {
-		run := op("W1", t, cfg, w)
+		run := book.op(t, cfg, w, phaseOf)
 		wg.Go(func() {
 			for {
 				t0 := time.Now()
@@ -106,11 +127,19 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name string, cfg C
 	for now := time.Now(); now.Before(deadline); now = time.Now() {
 		at := now.Sub(start)
 		if !cut && at >= tl.CutAt {
-			s.Cut()
+			if outage == OutageHang {
+				s.Pause()
+			} else {
+				s.Cut()
+			}
 			cut = true
 		}
 		if !restored && at >= tl.RestoreAt {
-			restoreErr = s.Restore()
+			if outage == OutageHang {
+				s.Resume()
+			} else {
+				restoreErr = s.Restore()
+			}
 			restored = true
 		}
 		slot := min(int(at/interval), slots-1)
@@ -126,6 +155,22 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name string, cfg C
 		time.Sleep(10 * time.Millisecond)
 	}
 	wg.Wait()
+	if restoreErr != nil {
+		return tl, restoreErr
+	}
+	for end := time.Now().Add(cfg.OutagePart); isStore && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if x := st.Stats(); x.PendingWrites == 0 && x.PendingDeletes == 0 && x.Breaker == "closed" {
+			if tl.ReplayDone < 0 {
+				tl.ReplayDone = time.Since(start) - tl.RestoreAt
+			}
+			break
+		}
+	}
+	phases, err := book.settle(ctx, s)
+	if err != nil {
+		return tl, err
+	}
+	tl.Phases = phases
 	for i := range slots {
 		iv := samples[i]
 		iv.At, iv.Ops, iv.Errors, iv.P99 = time.Duration(i)*interval, ops[i].Load(), errs[i].Load(), lat[i].p99()
@@ -138,5 +183,5 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name string, cfg C
 			tl.Alerts = append(tl.Alerts, string(a.Kind)+": "+a.Message)
 		}
 	}
-	return tl, restoreErr
+	return tl, nil
 }

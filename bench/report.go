@@ -181,33 +181,66 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 		return nil
 	}
 	c := r.Config
-	fmt.Fprintf(b, "\n## W4 — %s\n\nW1 traffic for %s, Redis cut off (%s) for %s, back for %s. Per 100 ms: throughput, p99 latency, errors seen by callers; for sessiontier also the outage tier's bytes, pending writes and breaker state.\n\n",
-		Workloads["W4"], c.OutagePart, map[string]string{"redis-server": "killed with SIGKILL, restarted empty", "miniredis": "closed, restarted", "external": "its connections cut by a proxy"}[r.ServerKind], c.OutagePart, c.OutagePart)
-	b.WriteString("| target | errors seen by callers | slowest call | outage tier peak / cap | replay done after Redis returned |\n|---|---:|---:|---:|---:|\n")
-	for _, t := range r.Timelines {
-		peak, replay := "—", "—"
-		if t.Target == "sessiontier" {
-			peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
-			replay = "not within the run"
-			if t.ReplayDone >= 0 {
-				replay = t.ReplayDone.Round(10 * time.Millisecond).String()
+	fmt.Fprintf(b, "\n## W4 — %s\n\n", Workloads["W4"])
+	fmt.Fprintf(b, "W1 traffic (each write a new version of its session, each session written by one worker) for %s, Redis out for %s, back for %s, on every target with a Redis. Per phase: the calls begun, the share that failed, that answered \"no such session\", that answered a version older than one acknowledged before the read began (stale), the writes acknowledged, and of those the ones Redis does not hold at the end, once sessiontier has replayed (lost; a write superseded by a later acknowledged one does not count). Each target runs with the settings listed above.\n", c.OutagePart, c.OutagePart, c.OutagePart)
+	kinds := map[string]string{
+		OutageKill: map[string]string{"redis-server": "Redis killed with SIGKILL and restarted empty: what it held before is gone for every target, and only what a target kept can come back", "miniredis": "miniredis closed and restarted empty", "external": "the targets' connections to your Redis cut by a proxy, then restored (your Redis keeps its data)"}[r.ServerKind],
+		OutageHang: "Redis frozen with SIGSTOP, then resumed with its data: connections stay open and nothing answers",
+	}
+	for _, kind := range []string{OutageKill, OutageHang} {
+		var tls []Timeline
+		for _, t := range r.Timelines {
+			if t.Outage == kind {
+				tls = append(tls, t)
 			}
 		}
-		fmt.Fprintf(b, "| %s | %d | %s | %s | %s |\n", t.Target, t.Errors, round(t.Slowest), peak, replay)
-	}
-	for _, t := range r.Timelines {
-		if len(t.Alerts) > 0 {
-			fmt.Fprintf(b, "\nAlerts raised by %s:\n\n", t.Target)
-			for _, a := range t.Alerts {
-				fmt.Fprintf(b, "- %s\n", a)
+		if len(tls) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n### W4 %s: %s\n\n", kind, kinds[kind])
+		b.WriteString("| target | phase | calls | failed | not found | stale | writes acked | acked, then lost |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, t := range tls {
+			for ph, name := range []string{"before", "during", "after"} {
+				x := t.Phases[ph]
+				pct := func(n int64) string {
+					if x.Calls == 0 {
+						return "—"
+					}
+					return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(x.Calls))
+				}
+				fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %d | %d |\n", t.Target, name, x.Calls, pct(x.Errors), pct(x.NotFound), pct(x.Stale), x.Acked, x.Lost)
 			}
 		}
+		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned |\n|---|---:|---:|---:|\n")
+		for _, t := range tls {
+			peak, replay := "—", "—"
+			if t.Target == "sessiontier" {
+				peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
+				replay = "not within the run"
+				if t.ReplayDone >= 0 {
+					replay = t.ReplayDone.Round(10 * time.Millisecond).String()
+				}
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.Target, round(t.Slowest), peak, replay)
+		}
+		for _, t := range tls {
+			if len(t.Alerts) > 0 {
+				fmt.Fprintf(b, "\nAlerts raised by %s:\n\n", t.Target)
+				for _, a := range t.Alerts {
+					fmt.Fprintf(b, "- %s\n", a)
+				}
+			}
+		}
+		png := "outage-W4-" + kind + ".png"
+		fmt.Fprintf(b, "\n![W4 %s timeline](%s)\n", kind, png)
+		if err := timelinePlot(filepath.Join(dir, png), tls); err != nil {
+			return err
+		}
 	}
-	b.WriteString("\n![W4 outage timeline](outage-W4.png)\n")
-	return r.timelinePlot(filepath.Join(dir, "outage-W4.png"))
+	return nil
 }
 
-func (r *Report) timelinePlot(path string) error {
+func timelinePlot(path string, timelines []Timeline) error {
 	panels := []struct {
 		title string
 		value func(Interval) float64
@@ -222,13 +255,14 @@ func (r *Report) timelinePlot(path string) error {
 			return map[string]float64{"open": 1, "half-open": 0.5}[iv.Breaker]
 		}, true},
 	}
-	colors := []color.Color{color.RGBA{R: 200, G: 60, B: 40, A: 255}, color.RGBA{R: 60, G: 110, B: 180, A: 255}}
+	colors := []color.Color{color.RGBA{R: 200, G: 60, B: 40, A: 255}, color.RGBA{R: 60, G: 110, B: 180, A: 255},
+		color.RGBA{R: 60, G: 160, B: 80, A: 255}, color.RGBA{R: 150, G: 80, B: 170, A: 255}, color.RGBA{R: 230, G: 150, B: 30, A: 255}}
 	plots := make([][]*plot.Plot, len(panels))
 	for i, pn := range panels {
 		p := plot.New()
 		p.Title.Text = pn.title
 		p.X.Label.Text = "seconds"
-		for k, t := range r.Timelines {
+		for k, t := range timelines {
 			if pn.store && t.Target != "sessiontier" {
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -123,6 +124,17 @@ func (s *Server) Cut() {
 		s.proxy.Cut()
 	}
 }
+
+// CanHang reports whether Pause can freeze the server: only a
+// redis-server the suite started.
+func (s *Server) CanHang() bool { return s.Kind == "redis-server" }
+
+// Pause freezes the redis-server the suite started (SIGSTOP): connections
+// stay open and nothing answers.
+func (s *Server) Pause() { s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause (SIGCONT); the server keeps its data.
+func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Restore undoes Cut (a restarted server is empty).
 func (s *Server) Restore() error {

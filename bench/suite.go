@@ -76,7 +76,12 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 		}
 		return rank(a.Target) - rank(b.Target)
 	})
-	slices.SortStableFunc(rep.Timelines, func(a, b Timeline) int { return rank(a.Target) - rank(b.Target) })
+	slices.SortStableFunc(rep.Timelines, func(a, b Timeline) int {
+		if a.Outage != b.Outage {
+			return strings.Compare(b.Outage, a.Outage) // "kill" before "hang"
+		}
+		return rank(a.Target) - rank(b.Target)
+	})
 	slices.SortStableFunc(rep.Revocations, func(a, b Revocation) int { return rank(a.Target) - rank(b.Target) })
 	rep.Took = time.Since(rep.Started)
 	return rep, nil
@@ -113,28 +118,22 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 				rep.Results = append(rep.Results, r)
 			}
 		case "W4":
-			for _, info := range order {
-				if info.Name != "sessiontier" && info.Name != "go-redis" {
-					continue
+			outages := []string{OutageKill}
+			if s.CanHang() {
+				outages = append(outages, OutageHang)
+			}
+			for _, outage := range outages {
+				for _, info := range order {
+					if info.Name == "golang-lru" {
+						continue // no Redis to lose
+					}
+					p.Step("W4 " + outage + " " + info.Name)
+					tl, err := rep.outage(ctx, s, info, outage, cfg, p)
+					if err != nil {
+						return fmt.Errorf("bench: W4 %s %s: %w", outage, info.Name, err)
+					}
+					rep.Timelines = append(rep.Timelines, tl)
 				}
-				p.Step("W4 " + info.Name)
-				if _, err := s.reset(ctx, cfg); err != nil {
-					return err
-				}
-				t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
-				if err != nil {
-					return err
-				}
-				if err := warm(ctx, t, info, cfg); err != nil {
-					t.Close()
-					return fmt.Errorf("bench: W4 %s: warm-up: %w", info.Name, err)
-				}
-				tl, err := outageTimeline(ctx, s, t, info.Name, cfg, p.Tick)
-				t.Close()
-				if err != nil {
-					return fmt.Errorf("bench: W4 %s: %w", info.Name, err)
-				}
-				rep.Timelines = append(rep.Timelines, tl)
 			}
 		case "W5":
 			for _, info := range order {
@@ -156,6 +155,22 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 		}
 	}
 	return nil
+}
+
+// outage runs W4 on a new instance of info from the common start.
+func (rep *Report) outage(ctx context.Context, s *Server, info TargetInfo, outage string, cfg Config, p Progress) (Timeline, error) {
+	if _, err := s.reset(ctx, cfg); err != nil {
+		return Timeline{}, err
+	}
+	t, err := info.New(s.Addr, cfg.Budget, cfg.Sessions)
+	if err != nil {
+		return Timeline{}, err
+	}
+	defer t.Close()
+	if err := warm(ctx, t, info, cfg); err != nil {
+		return Timeline{}, fmt.Errorf("warm-up: %w", err)
+	}
+	return outageTimeline(ctx, s, t, info.Name, outage, cfg, p.Tick)
 }
 
 func runOne(ctx context.Context, s *Server, info TargetInfo, workload string, cfg Config, tick func(float64)) (Result, error) {
