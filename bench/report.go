@@ -27,6 +27,11 @@ func (r *Report) Write(dir, command string) error {
 		command, r.Commit, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
 	c := r.Config
 	fmt.Fprintf(&b, "- runs: W1..W3 %d time(s), interleaved (each run draws its own target order); W4 and W5 once\n", max(c.Runs, 1))
+	if c.Rate > 0 {
+		fmt.Fprintf(&b, "- W1..W3 in open loop: %d requests per second in all, each timed from its intended start (a slow answer delays the ones scheduled behind it, and their latencies show it)\n", c.Rate)
+	} else {
+		b.WriteString("- W1..W3 in closed loop: each worker calls again as soon as it is answered (throughput; latencies then hide the calls a slow answer delayed: use --rate for those)\n")
+	}
 	fmt.Fprintf(&b, "- budget: %d bytes; 2×sessions: %d entries\n", c.Budget, 2*c.Sessions)
 	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
 	fmt.Fprintf(&b, "- every key under `%s`; before each workload on each target, Redis is reset to the %d sessions alone (FLUSHALL on a server the suite started, the keys under the prefix on yours) and the target order is drawn anew (seed %d):", Prefix, c.Sessions, c.Seed)
@@ -86,7 +91,8 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	if runs > 1 {
 		fmt.Fprintf(b, "Medians of %d interleaved runs, the range in brackets; a ratio is taken within each run.\n\n", runs)
 	}
-	fmt.Fprintf(b, "Allocs/op net of the harness's own %.1f.\n\n", r.HarnessAllocs[w])
+	h := r.Harness[w]
+	fmt.Fprintf(b, "Allocs/op net of the harness's own %.1f. The harness alone, on a target that does nothing, measures p50 %s and p99 %s: the floor of these latencies.\n\n", h.AllocsPerOp, round(h.P50), round(h.P99))
 	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | round trips/op | Redis cmds/op | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	values := plotter.Values{}
 	for _, name := range names {
@@ -106,7 +112,7 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			if x.RoundTripsPerOp >= 0 {
 				trips = append(trips, x.RoundTripsPerOp)
 			}
-			allocs = append(allocs, max(0, x.AllocsPerOp-r.HarnessAllocs[w]))
+			allocs = append(allocs, max(0, x.AllocsPerOp-r.Harness[w].AllocsPerOp))
 			live, heap = append(live, float64(x.LiveHeap>>20)), append(heap, float64(x.PeakHeap>>20))
 			errs += x.Errors
 		}

@@ -27,6 +27,7 @@ type Config struct {
 	Budget     int64         // bytes every local cache may hold
 	Seed       int64         // orders the targets of each workload
 	Runs       int           // repetitions of W1..W3, interleaved; 0: 1
+	Rate       int           // W1..W3 open loop at this many requests per second in all; 0: closed loop
 	CheckState bool          // hash what Redis holds at each start (see State), not only count it
 }
 
@@ -186,15 +187,34 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
+	// Open loop: each worker has a schedule of intended starts, and a call
+	// is timed from its intended start, so that a slow answer delays the
+	// calls behind it in the latencies too (no coordinated omission).
+	var period time.Duration
+	if cfg.Rate > 0 {
+		period = time.Duration(float64(time.Second) * float64(cfg.Workers) / float64(cfg.Rate))
+	}
 	for w := range cfg.Workers {
 		run := op(workload, t, cfg, w)
 		wg.Go(func() {
 			var h hist
+			next := start.Add(period * time.Duration(w) / time.Duration(cfg.Workers))
 			for n := 0; ; n++ {
-				if n%64 == 0 && time.Now().After(deadline) {
-					break
+				var t0 time.Time
+				if period > 0 {
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d) // pacing the schedule
+					}
+					t0, next = next, next.Add(period)
+					if t0.After(deadline) || ctx.Err() != nil {
+						break
+					}
+				} else {
+					if n%64 == 0 && time.Now().After(deadline) {
+						break
+					}
+					t0 = time.Now()
 				}
-				t0 := time.Now()
 				if err := run(ctx); err != nil {
 					errs.Add(1)
 				}
@@ -248,9 +268,10 @@ func (noop) Delete(context.Context, string) error                     { return n
 func (noop) Close() error                                             { return nil }
 func (noop) RoundTrips() int64                                        { return 0 }
 
-// harnessAllocs measures the allocations per operation of the harness
-// alone for workload, on the noop target.
-func harnessAllocs(ctx context.Context, s *Server, workload string, cfg Config) float64 {
+// harness measures the harness alone for workload, on the noop target:
+// its allocations per operation, and the latencies it adds (in open loop,
+// mostly the pacing timer's lateness).
+func harness(ctx context.Context, s *Server, workload string, cfg Config) Result {
 	cfg.Duration = min(cfg.Duration, 500*time.Millisecond)
-	return measure(ctx, s, noop{}, "noop", workload, cfg, func(float64) {}).AllocsPerOp
+	return measure(ctx, s, noop{}, "noop", workload, cfg, func(float64) {})
 }

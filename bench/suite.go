@@ -30,10 +30,10 @@ type Report struct {
 	Skipped     []string            // targets not run, with why
 	Orders      map[string][]string // workload → the order its targets ran in
 	Commit      string              // of the code measured; set by the caller
-	// HarnessAllocs is, per workload, what the harness allocates per
-	// operation on its own (measured on a target that does nothing); the
-	// report shows allocations net of it.
-	HarnessAllocs map[string]float64
+	// Harness is, per workload, the harness measured on a target that does
+	// nothing: the report shows allocations net of its own, and its
+	// latencies as the floor of what can be measured.
+	Harness map[string]Result
 }
 
 // Run runs the suite against s.
@@ -54,10 +54,10 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 	}
 	defer s.Cleanup(context.WithoutCancel(ctx))
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
-	rep.Orders, rep.HarnessAllocs = make(map[string][]string), make(map[string]float64)
+	rep.Orders, rep.Harness = make(map[string][]string), make(map[string]Result)
 	for _, w := range cfg.Workloads {
 		if w == "W1" || w == "W2" || w == "W3" {
-			rep.HarnessAllocs[w] = harnessAllocs(ctx, s, w, cfg)
+			rep.Harness[w] = harness(ctx, s, w, cfg)
 		}
 	}
 	runs := max(cfg.Runs, 1)

@@ -56,6 +56,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
 		runs      = fs.Int("runs", 3, "interleaved repetitions of W1..W3; the report gives medians and ranges (--quick: 1)")
+		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
@@ -65,7 +66,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := bench.Config{Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
-		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed, Runs: *runs}
+		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed, Runs: *runs, Rate: *rate}
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano()
 	}
@@ -173,6 +174,9 @@ func check(cfg bench.Config, extra int) error {
 	}
 	if cfg.Duration <= 0 {
 		errs = append(errs, errors.New("--duration must be positive"))
+	}
+	if cfg.Rate < 0 {
+		errs = append(errs, errors.New("--rate must not be negative"))
 	}
 	if cfg.Runs < 1 || cfg.Runs > 100 {
 		errs = append(errs, errors.New("--runs must be between 1 and 100"))
