@@ -51,7 +51,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		size      = fs.Int("size", 1024, "bytes per session")
 		workloads = fs.String("workloads", "W1,W2,W3,W4,W5", "workloads to run, of W1..W5")
 		targets   = fs.String("targets", targetNames(), "targets to compare")
-		quick     = fs.Bool("quick", false, "a smoke run in under 30 seconds: 0.5s per workload, 10,000 sessions, 5 revocations")
+		quick     = fs.Bool("quick", false, "a smoke run in under a minute: 0.5s per workload, 10,000 sessions, 5 revocations")
 		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
