@@ -31,6 +31,8 @@ type Timeline struct {
 	Target            string
 	Outage            string        // OutageKill or OutageHang
 	Phases            [3]PhaseStats // before, during, after the outage
+	Run               int           // which repetition, from 1
+	PendingAtEnd      int           // sessiontier: writes still waiting for replay when the run was counted
 	Intervals         []Interval
 	CutAt, RestoreAt  time.Duration
 	ReplayDone        time.Duration // from RestoreAt until nothing was pending; -1: not within the run
@@ -158,11 +160,18 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name, outage strin
 	if restoreErr != nil {
 		return tl, restoreErr
 	}
-	for end := time.Now().Add(cfg.OutagePart); isStore && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if x := st.Stats(); x.PendingWrites == 0 && x.PendingDeletes == 0 && x.Breaker == "closed" {
+	// Wait for the replay, so that a write still pending is not counted
+	// lost; one not replayed by then is reported as pending.
+	for end := time.Now().Add(max(10*time.Second, 2*cfg.OutagePart)); isStore; time.Sleep(10 * time.Millisecond) {
+		x := st.Stats()
+		if x.PendingWrites == 0 && x.PendingDeletes == 0 && x.Breaker == "closed" {
 			if tl.ReplayDone < 0 {
 				tl.ReplayDone = time.Since(start) - tl.RestoreAt
 			}
+			break
+		}
+		if time.Now().After(end) {
+			tl.PendingAtEnd = x.PendingWrites
 			break
 		}
 	}

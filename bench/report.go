@@ -194,18 +194,25 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 		OutageHang: "Redis frozen with SIGSTOP, then resumed with its data: connections stay open and nothing answers",
 	}
 	for _, kind := range []string{OutageKill, OutageHang} {
-		var tls []Timeline
+		var tls, first []Timeline
 		for _, t := range r.Timelines {
 			if t.Outage == kind {
 				tls = append(tls, t)
+				if t.Run <= 1 {
+					first = append(first, t)
+				}
 			}
 		}
 		if len(tls) == 0 {
 			continue
 		}
+		agg := aggregate(tls)
 		fmt.Fprintf(b, "\n### W4 %s: %s\n\n", kind, kinds[kind])
+		if n := len(tls) / max(len(first), 1); n > 1 {
+			fmt.Fprintf(b, "Counts summed over %d runs; slowest call: the slowest of any run; replay: the median of the runs, the range in brackets.\n\n", n)
+		}
 		b.WriteString("| target | phase | calls | failed | not found | stale | writes acked | acked, then lost |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
-		for _, t := range tls {
+		for _, t := range agg {
 			for ph, name := range []string{"before", "during", "after"} {
 				x := t.Phases[ph]
 				pct := func(n int64) string {
@@ -217,19 +224,20 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 				fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %d | %d |\n", t.Target, name, x.Calls, pct(x.Errors), pct(x.NotFound), pct(x.Stale), x.Acked, x.Lost)
 			}
 		}
-		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned |\n|---|---:|---:|---:|\n")
-		for _, t := range tls {
-			peak, replay := "—", "—"
+		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted |\n|---|---:|---:|---:|---:|\n")
+		for _, t := range agg {
+			peak, replay, pending := "—", "—", "—"
 			if t.Target == "sessiontier" {
+				pending = fmt.Sprint(t.PendingAtEnd)
 				peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
 				replay = "not within the run"
-				if t.ReplayDone >= 0 {
-					replay = t.ReplayDone.Round(10 * time.Millisecond).String()
+				if len(t.replays) > 0 {
+					replay = spread(t.replays, func(v float64) string { return time.Duration(v).Round(10 * time.Millisecond).String() })
 				}
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.Target, round(t.Slowest), peak, replay)
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", t.Target, round(t.Slowest), peak, replay, pending)
 		}
-		for _, t := range tls {
+		for _, t := range first {
 			if len(t.Alerts) > 0 {
 				fmt.Fprintf(b, "\nAlerts raised by %s:\n\n", t.Target)
 				for _, a := range t.Alerts {
@@ -238,12 +246,42 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 			}
 		}
 		png := "outage-W4-" + kind + ".png"
-		fmt.Fprintf(b, "\n![W4 %s timeline](%s)\n", kind, png)
-		if err := timelinePlot(filepath.Join(dir, png), tls); err != nil {
+		fmt.Fprintf(b, "\n![W4 %s timeline, first run](%s)\n", kind, png)
+		if err := timelinePlot(filepath.Join(dir, png), first); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// aggregated is a target's W4 over every run.
+type aggregated struct {
+	Timeline
+	replays []float64 // ReplayDone of the runs where it was within the run
+}
+
+// aggregate sums the runs of each target, in the order they come.
+func aggregate(tls []Timeline) []*aggregated {
+	var out []*aggregated
+	byTarget := map[string]*aggregated{}
+	for _, t := range tls {
+		a, ok := byTarget[t.Target]
+		if !ok {
+			a = &aggregated{Timeline: Timeline{Target: t.Target, FallbackByteLimit: t.FallbackByteLimit}}
+			byTarget[t.Target] = a
+			out = append(out, a)
+		}
+		for ph := range a.Phases {
+			p, q := &a.Phases[ph], t.Phases[ph]
+			p.Calls, p.Errors, p.NotFound, p.Stale, p.Acked, p.Lost = p.Calls+q.Calls, p.Errors+q.Errors, p.NotFound+q.NotFound, p.Stale+q.Stale, p.Acked+q.Acked, p.Lost+q.Lost
+		}
+		a.Slowest, a.MaxFallbackBytes = max(a.Slowest, t.Slowest), max(a.MaxFallbackBytes, t.MaxFallbackBytes)
+		a.PendingAtEnd += t.PendingAtEnd
+		if t.ReplayDone >= 0 {
+			a.replays = append(a.replays, float64(t.ReplayDone))
+		}
+	}
+	return out
 }
 
 func timelinePlot(path string, timelines []Timeline) error {
@@ -309,20 +347,41 @@ func (r *Report) writeRevocation(b *strings.Builder) {
 	if len(r.Revocations) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n## W5 — %s\n\nTwo instances of each target on the same Redis, W1 traffic on the first; %d times: a session is written on A and read twice on B, deleted on A, and B is polled until it answers not-found.\n\n", Workloads["W5"], r.Config.Trials)
-	b.WriteString("| target | revocations seen by B | p50 | p99 | max | notes |\n|---|---:|---:|---:|---:|---|\n")
+	byTarget, names := map[string][]Revocation{}, []string{}
 	for _, v := range r.Revocations {
-		p50, p99, mx := "—", "—", "—"
-		if v.Seen > 0 {
-			p50, p99, mx = round(v.P50), round(v.P99), round(v.Max)
+		if _, ok := byTarget[v.Target]; !ok {
+			names = append(names, v.Target)
+		}
+		byTarget[v.Target] = append(byTarget[v.Target], v)
+	}
+	runs := len(byTarget[names[0]])
+	fmt.Fprintf(b, "\n## W5 — %s\n\nTwo instances of each target on the same Redis, W1 traffic on the first; %d times per run: a session is written on A and read twice on B, deleted on A, and B is polled until it answers not-found.", Workloads["W5"], r.Config.Trials)
+	if runs > 1 {
+		fmt.Fprintf(b, " Revocations seen are summed over %d runs; latencies are the median of the runs' figures, the range in brackets.", runs)
+	}
+	b.WriteString("\n\n| target | revocations seen by B | p50 | p99 | max | notes |\n|---|---:|---:|---:|---:|---|\n")
+	for _, name := range names {
+		vs := byTarget[name]
+		var seen, trials int
+		var p50, p99, mx []float64
+		for _, v := range vs {
+			seen, trials = seen+v.Seen, trials+v.Trials
+			if v.Seen > 0 {
+				p50, p99, mx = append(p50, float64(v.P50)), append(p99, float64(v.P99)), append(mx, float64(v.Max))
+			}
+		}
+		dur := func(v float64) string { return round(time.Duration(v)) }
+		c50, c99, cmx := "—", "—", "—"
+		if len(p50) > 0 {
+			c50, c99, cmx = spread(p50, dur), spread(p99, dur), spread(mx, dur)
 		}
 		note := ""
-		if v.Seen < v.Trials {
-			note = fmt.Sprintf("%d of %d still served after %s", v.Trials-v.Seen, v.Trials, v.Timeout)
+		if seen < trials {
+			note = fmt.Sprintf("%d of %d still served after %s", trials-seen, trials, vs[0].Timeout)
 		}
-		if info, err := TargetByName(v.Target); err == nil && !info.Invalidation {
+		if info, err := TargetByName(name); err == nil && !info.Invalidation {
 			note += "; no cross-instance invalidation: a local copy lives until its local TTL (" + localTTL.String() + ")"
 		}
-		fmt.Fprintf(b, "| %s | %d/%d | %s | %s | %s | %s |\n", v.Target, v.Seen, v.Trials, p50, p99, mx, strings.TrimPrefix(note, "; "))
+		fmt.Fprintf(b, "| %s | %d/%d | %s | %s | %s | %s |\n", name, seen, trials, c50, c99, cmx, strings.TrimPrefix(note, "; "))
 	}
 }

@@ -16,6 +16,7 @@ type Revocation struct {
 	Trials, Seen  int // Seen: revocations B saw within Timeout
 	P50, P99, Max time.Duration
 	Timeout       time.Duration
+	Run           int // which repetition, from 1
 }
 
 // revocation measures W5 with W1 traffic from cfg.Workers/8 workers on A.

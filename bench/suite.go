@@ -87,14 +87,10 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 	return rep, nil
 }
 
-// runOnce runs every workload once: W1..W3 in every run, W4 and W5 in the
-// first only. Every target of a workload starts from the same Redis, in an
-// order drawn anew for each workload and run.
+// runOnce runs every workload once. Every target of a workload starts
+// from the same Redis, in an order drawn anew for each workload and run.
 func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets []TargetInfo, run int, rng *rand.Rand, p Progress) error {
 	for _, w := range cfg.Workloads {
-		if run > 1 && (w == "W4" || w == "W5") {
-			continue
-		}
 		order := slices.Clone(targets)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		if run == 1 {
@@ -127,11 +123,12 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 					if info.Name == "golang-lru" {
 						continue // no Redis to lose
 					}
-					p.Step("W4 " + outage + " " + info.Name)
+					p.Step(fmt.Sprintf("W4 %s %s (run %d)", outage, info.Name, run))
 					tl, err := rep.outage(ctx, s, info, outage, cfg, p)
 					if err != nil {
 						return fmt.Errorf("bench: W4 %s %s: %w", outage, info.Name, err)
 					}
+					tl.Run = run
 					rep.Timelines = append(rep.Timelines, tl)
 				}
 			}
@@ -140,7 +137,7 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 				if info.Name == "golang-lru" {
 					continue // nothing shared between instances
 				}
-				p.Step("W5 " + info.Name)
+				p.Step(fmt.Sprintf("W5 %s (run %d)", info.Name, run))
 				if _, err := s.reset(ctx, cfg); err != nil {
 					return err
 				}
@@ -148,6 +145,7 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 				if err != nil {
 					return fmt.Errorf("bench: W5 %s: %w", info.Name, err)
 				}
+				r.Run = run
 				rep.Revocations = append(rep.Revocations, r)
 			}
 		default:
