@@ -26,7 +26,7 @@ func (r *Report) Write(dir, command string) error {
 	fmt.Fprintf(&b, "- command: `%s`\n- commit: %s\n- date: %s\n- machine: %s\n- Redis: %s (%s)\n- took: %s\n",
 		command, r.Commit, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine, r.Server, r.ServerKind, r.Took.Round(time.Second))
 	c := r.Config
-	fmt.Fprintf(&b, "- runs: W1..W3 %d time(s), interleaved (each run draws its own target order); W4 and W5 once\n", max(c.Runs, 1))
+	fmt.Fprintf(&b, "- runs: every workload %d time(s), interleaved (each run draws its own target order)\n", max(c.Runs, 1))
 	if c.Rate > 0 {
 		fmt.Fprintf(&b, "- W1..W3 in open loop: %d requests per second in all, each timed from its intended start (a slow answer delays the ones scheduled behind it, and their latencies show it)\n", c.Rate)
 	} else {

@@ -26,7 +26,7 @@ type Config struct {
 	Trials     int           // W5 revocations per target
 	Budget     int64         // bytes every local cache may hold
 	Seed       int64         // orders the targets of each workload
-	Runs       int           // repetitions of W1..W3, interleaved; 0: 1
+	Runs       int           // repetitions of every workload, interleaved; 0: 1
 	Rate       int           // W1..W3 open loop at this many requests per second in all; 0: closed loop
 	CheckState bool          // hash what Redis holds at each start (see State), not only count it
 }

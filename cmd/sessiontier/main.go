@@ -55,7 +55,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
-		runs      = fs.Int("runs", 3, "interleaved repetitions of W1..W3; the report gives medians and ranges (--quick: 1)")
+		runs      = fs.Int("runs", 3, "interleaved repetitions of every workload; the report gives medians and ranges (--quick: 1)")
 		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
 	)
 	fs.Usage = func() {
@@ -95,6 +95,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 	if server.Kind == "miniredis" {
 		fmt.Fprintln(stderr, "sessiontier bench: no redis-server on PATH: running against miniredis, in process (install redis-server for real figures)")
 	}
+	measured := commit() // before the run: the tree may change while it runs
 	p := &progress{w: stderr, tty: isTerminal(stderr)}
 	rep, err := bench.Run(ctx, cfg, server, p)
 	p.finish()
@@ -102,7 +103,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
 		return 1
 	}
-	rep.Commit = commit()
+	rep.Commit = measured
 	command := "sessiontier bench " + strings.Join(args, " ")
 	if err := rep.Write(*out, strings.TrimSpace(command)); err != nil {
 		fmt.Fprintf(stderr, "sessiontier bench: writing the report: %v\n", err)
