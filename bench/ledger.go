@@ -106,10 +106,18 @@ func (l *ledger) op(t Target, cfg Config, worker int, phaseOf func(time.Time) in
 	}
 }
 
+// storer is a target that keeps values in Redis in a form of its own.
+type storer interface{ stored(raw []byte) []byte }
+
 // settle counts, once the run is over, the acknowledged writes Redis does
 // not hold: the last acknowledged version of a session, missing or older
-// in Redis, is lost (an earlier one was superseded by it).
-func (l *ledger) settle(ctx context.Context, s *Server) ([3]PhaseStats, error) {
+// in Redis, is lost (an earlier one was superseded by it). t decodes what
+// Redis holds, if it keeps values in a form of its own.
+func (l *ledger) settle(ctx context.Context, s *Server, t Target) ([3]PhaseStats, error) {
+	decode := func(raw []byte) []byte { return raw }
+	if st, ok := t.(storer); ok {
+		decode = st.stored
+	}
 	var out [3]PhaseStats
 	for ph := range out {
 		c := &l.cnt[ph]
@@ -133,7 +141,7 @@ func (l *ledger) settle(ctx context.Context, s *Server) ([3]PhaseStats, error) {
 				continue
 			}
 			got, _ := vals[i-from].(string)
-			if got == "" || version([]byte(got)) < v {
+			if got == "" || version(decode([]byte(got))) < v {
 				l.mu.Lock()
 				ph := l.phase[v]
 				l.mu.Unlock()

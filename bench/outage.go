@@ -175,7 +175,7 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name, outage strin
 			break
 		}
 	}
-	phases, err := book.settle(ctx, s)
+	phases, err := book.settle(ctx, s, t)
 	if err != nil {
 		return tl, err
 	}

@@ -201,6 +201,16 @@ func (t goRedisCacheTarget) Delete(ctx context.Context, id string) error {
 }
 func (t goRedisCacheTarget) Close() error { return t.client.Close() }
 
+// stored decodes a value as go-redis/cache keeps it in Redis (marshalled,
+// compressed past 64 bytes), for W4's accounting.
+func (t goRedisCacheTarget) stored(raw []byte) []byte {
+	var v []byte
+	if err := t.c.Unmarshal(raw, &v); err != nil {
+		return nil
+	}
+	return v
+}
+
 type bareLRU struct {
 	c *golanglru.Cache[string, []byte]
 }
