@@ -34,7 +34,7 @@ func (r *Report) Write(dir, command string) error {
 	}
 	fmt.Fprintf(&b, "- budget: %d bytes; 2×sessions: %d entries\n", c.Budget, 2*c.Sessions)
 	fmt.Fprintf(&b, "- %d sessions of %d bytes, %d workers, %s per workload and target\n", c.Sessions, c.ValueSize, c.Workers, c.Duration)
-	fmt.Fprintf(&b, "- every key under `%s`; before each workload on each target, Redis is reset to the %d sessions alone (FLUSHALL on a server the suite started, the keys under the prefix on yours) and the target order is drawn anew (seed %d):", Prefix, c.Sessions, c.Seed)
+	fmt.Fprintf(&b, "- every key under `%s`; before each workload on each target, Redis is reset to the %d sessions alone (FLUSHALL on a server the suite started, the keys under the prefix on yours) and the target order is drawn anew for each workload and run (seed %d; the first run's orders):", Prefix, c.Sessions, c.Seed)
 	for _, w := range c.Workloads {
 		if order := r.Orders[w]; len(order) > 0 {
 			fmt.Fprintf(&b, " %s %s;", w, strings.Join(order, ", "))
@@ -43,7 +43,7 @@ func (r *Report) Write(dir, command string) error {
 	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "Budgets: every local cache can hold every session. Where a library bounds bytes it gets %d MiB (sessiontier's local tier, go-redis's client-side cache; rueidis bounds each connection's cache, so its total can be larger); where it bounds only entries it gets %d (go-redis/cache, golang-lru). The settings of each target are listed below.", c.Budget>>20, 2*c.Sessions)
 	b.WriteString(" Every target gets the same warm-up: each session read once before timing (the in-process golang-lru gets each written once).")
-	b.WriteString(" Columns of W1..W3: round trips/op are writes to the target's connections per operation, counted on the client (a pipeline is one; a client that pipelines many callers' requests shares one between them); Redis cmds/op are commands Redis processed per operation (INFO commandstats); allocs/op are net of the harness's own, measured on a target that does nothing; live heap is HeapAlloc after a GC at the end, the target still open; peak heap is HeapInuse sampled every 50 ms, which also follows the allocation rate.")
+	b.WriteString(" Columns of W1..W3: round trips/op are writes to the target's connections per operation, counted on the client (a pipeline is one; a client that pipelines many callers' requests shares one between them); Redis cmds/op are commands Redis processed per operation (INFO commandstats); allocs/op are net of the harness's own, measured on a target that does nothing; live heap is what HeapAlloc grew by from a GC before the run to a GC at its end, the target still open (the target's data, mostly); peak heap is HeapInuse sampled every 50 ms, which also follows the allocation rate.")
 	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")
 	if r.ServerKind == "miniredis" {
 		b.WriteString("**No redis-server was found: these figures are against miniredis, an in-process Redis. Compare them with each other, not with a real Redis.**\n\n")
@@ -117,7 +117,7 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			errs += x.Errors
 		}
 		ratio, cmd, trip := "—", "—", "—"
-		if len(ratios) > 0 {
+		if len(ratios) > 0 && r.Config.Rate == 0 { // in open loop the rate sets throughput
 			ratio = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
 		}
 		if len(cmds) > 0 {
@@ -188,9 +188,9 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 	}
 	c := r.Config
 	fmt.Fprintf(b, "\n## W4 — %s\n\n", Workloads["W4"])
-	fmt.Fprintf(b, "W1 traffic (each write a new version of its session, each session written by one worker) for %s, Redis out for %s, back for %s, on every target with a Redis. Per phase: the calls begun, the share that failed, that answered \"no such session\", that answered a version older than one acknowledged before the read began (stale), the writes acknowledged, and of those the ones Redis does not hold at the end, once sessiontier has replayed (lost; a write superseded by a later acknowledged one does not count). Each target runs with the settings listed above.\n", c.OutagePart, c.OutagePart, c.OutagePart)
+	fmt.Fprintf(b, "W1 traffic (each write a new version of its session, each session written by one worker) for %s, Redis out for %s, back for %s, on every target with a Redis. Per phase: the calls begun, the share that failed, that answered \"no such session\", that answered a version older than one acknowledged before the read began (stale), the writes acknowledged, and of those the ones Redis does not hold at the end, once sessiontier has replayed (lost: a lower bound, as only the last acknowledged version of each session is checked). Phases are counted from the planned cut and restore. Each target runs with the settings listed above.\n", c.OutagePart, c.OutagePart, c.OutagePart)
 	kinds := map[string]string{
-		OutageKill: map[string]string{"redis-server": "Redis killed with SIGKILL and restarted empty: what it held before is gone for every target, and only what a target kept can come back", "miniredis": "miniredis closed and restarted empty", "external": "the targets' connections to your Redis cut by a proxy, then restored (your Redis keeps its data)"}[r.ServerKind],
+		OutageKill: map[string]string{"redis-server": "Redis killed with SIGKILL and restarted empty: what it held before is gone for every target, and only what a target kept can come back. sessiontier replays a write only onto the value it replaces; the restart erased those values, so its pending writes (and the writes queued behind them, phases being counted from the planned restore, not from when Redis answered again) are dropped as conflicts, counted and alerted", "miniredis": "miniredis closed and restarted empty", "external": "the targets' connections to your Redis cut by a proxy, then restored (your Redis keeps its data)"}[r.ServerKind],
 		OutageHang: "Redis frozen with SIGSTOP, then resumed with its data: connections stay open and nothing answers",
 	}
 	for _, kind := range []string{OutageKill, OutageHang} {
@@ -224,7 +224,7 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 				fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %d | %d |\n", t.Target, name, x.Calls, pct(x.Errors), pct(x.NotFound), pct(x.Stale), x.Acked, x.Lost)
 			}
 		}
-		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted |\n|---|---:|---:|---:|---:|\n")
+		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted (counted lost too) |\n|---|---:|---:|---:|---:|\n")
 		for _, t := range agg {
 			peak, replay, pending := "—", "—", "—"
 			if t.Target == "sessiontier" {

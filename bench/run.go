@@ -41,7 +41,7 @@ type Result struct {
 	RoundTripsPerOp  float64 // writes to the target's connections per operation; -1: unknown
 	AllocsPerOp      float64 // the harness's own included (see Report.HarnessAllocs)
 	PeakHeap         uint64  // HeapInuse, sampled every 50 ms: follows the allocation rate too
-	LiveHeap         uint64  // HeapAlloc after a GC at the end, the target still open: what it holds
+	LiveHeap         uint64  // HeapAlloc after a GC at the end, the target still open, less HeapAlloc after a GC at the start
 	Start            State   // what Redis held when the target started
 	Run              int     // which repetition, from 1
 }
@@ -206,7 +206,7 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 						time.Sleep(d) // pacing the schedule
 					}
 					t0, next = next, next.Add(period)
-					if t0.After(deadline) || ctx.Err() != nil {
+					if t0.After(deadline) || time.Now().After(deadline) || ctx.Err() != nil {
 						break
 					}
 				} else {
@@ -251,7 +251,9 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	r.LiveHeap = after.HeapAlloc
+	if after.HeapAlloc > before.HeapAlloc {
+		r.LiveHeap = after.HeapAlloc - before.HeapAlloc // what the run added: the target's, mostly
+	}
 	if cmds1 := s.Commands(ctx); cmds0 >= 0 && cmds1 >= 0 {
 		r.CmdsPerOp = float64(cmds1-cmds0-1) / n // less the INFO itself
 	}

@@ -43,6 +43,11 @@ func StartServer(url string) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: --redis: %w", err)
 		}
+		// The targets reach it through a plain proxy, with only its
+		// address: a database, credentials or TLS would not reach them.
+		if opt.DB != 0 || opt.Username != "" || opt.Password != "" || opt.TLSConfig != nil {
+			return nil, fmt.Errorf("bench: --redis: a URL with a database number, credentials or TLS is not supported: the targets connect through the suite's proxy with the address alone")
+		}
 		s.Kind = "external"
 		if s.proxy, err = redistest.ListenProxy(opt.Addr); err != nil {
 			return nil, err
