@@ -108,16 +108,10 @@ func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.C
 		}
 		return v, err
 	})
-	if t.fence != nil && err != nil && !isReply(err) {
+	if t.fence != nil && err != nil && !IsReply(err) {
 		t.fence.abandoned.Add(1)
 	}
 	return v, err
-}
-
-// isReply reports whether err is an answer of Redis (goredis.Nil included).
-func isReply(err error) bool {
-	var reply goredis.Error
-	return errors.As(err, &reply)
 }
 
 // Fence makes sure that Redis will not execute any write of this Tier that

@@ -248,6 +248,15 @@ func (t *Tier) Close() {
 	t.fence.close()
 }
 
+// IsReply reports whether err is an answer of Redis (goredis.Nil
+// included): the command was executed or refused, as opposed to a failure
+// whose outcome is unknown (a timeout, a cancellation, a broken
+// connection).
+func IsReply(err error) bool {
+	var reply goredis.Error
+	return errors.As(err, &reply)
+}
+
 // IsUnreachable reports whether err means that Redis could not serve the
 // call: a timeout, a refused, reset or closed connection, a pool timeout,
 // or a LOADING, READONLY, MASTERDOWN, CLUSTERDOWN or TRYAGAIN reply. A

@@ -222,7 +222,7 @@ func (s *Store) fence(ctx context.Context) bool {
 	switch {
 	case err == nil:
 		return true
-	case !isReply(err):
+	case !redis.IsReply(err):
 		return false // Redis failed: try again later
 	}
 	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertUnfenced, Severity: telemetry.SeverityWarn,

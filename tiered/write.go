@@ -140,7 +140,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		return s.pending(ctx, c, w, err)
 	}
 	s.dropWrite(w)
-	if !isReply(err) && !errors.Is(err, breaker.ErrOpen) {
+	if !redis.IsReply(err) && !errors.Is(err, breaker.ErrOpen) {
 		s.announce(ctx, c.id) // it may have landed: the others must not trust their copies
 	}
 	return s.failure(ctx, kindNames[c.kind], err)
@@ -155,14 +155,6 @@ func (s *Store) send(ctx context.Context, c change) (found bool, err error) {
 		return true, s.remote.Delete(ctx, c.id)
 	}
 	return s.remote.Touch(ctx, c.id, c.ttl)
-}
-
-// isReply reports whether err is Redis's answer (the command was refused
-// and did not change anything), as opposed to a failure whose outcome is
-// unknown.
-func isReply(err error) bool {
-	var reply interface{ RedisError() }
-	return errors.As(err, &reply)
 }
 
 // beginLocal, endLocal and dropWrite order a change of the local copy
