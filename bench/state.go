@@ -6,8 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/sessiontier/sessiontier/redis"
 )
 
 // Prefix is where every key of the suite lives. On a Redis the suite did
@@ -51,7 +52,7 @@ func (s *Server) clear(ctx context.Context) error {
 func (s *Server) scan(ctx context.Context, fn func(keys []string) error) error {
 	var cursor uint64
 	for {
-		keys, next, err := s.admin.Scan(ctx, cursor, escapeGlob(Prefix)+"*", 1000).Result()
+		keys, next, err := s.admin.Scan(ctx, cursor, redis.MatchPrefix(Prefix), 1000).Result()
 		if err != nil {
 			return err
 		}
@@ -105,16 +106,4 @@ func (s *Server) Cleanup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	return s.clear(ctx)
-}
-
-// escapeGlob escapes what SCAN's MATCH treats specially.
-func escapeGlob(p string) string {
-	var b strings.Builder
-	for _, r := range p {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -19,7 +19,7 @@ const scanCount = 100
 // skipped, which is valid even when err is not nil. The value passed to fn
 // is fn's to keep.
 func (t *Tier) Scan(ctx context.Context, fn func(id string, value []byte) error) (skipped int, err error) {
-	match := escapeGlob(t.prefix) + "*"
+	match := MatchPrefix(t.prefix)
 	walk := func(ctx context.Context, node goredis.UniversalClient) error {
 		var cursor uint64
 		type page struct {
@@ -119,8 +119,13 @@ func isWrongType(err error) bool {
 	return errors.As(err, &reply) && strings.HasPrefix(reply.Error(), "WRONGTYPE")
 }
 
+// MatchPrefix returns the SCAN MATCH pattern of the keys under prefix:
+// the prefix, its glob characters escaped so that it matches only itself,
+// then "*".
+func MatchPrefix(prefix string) string { return escapeGlob(prefix) + "*" }
+
 // escapeGlob escapes the characters that SCAN's MATCH pattern treats
-// specially, so that a prefix matches only itself.
+// specially.
 func escapeGlob(s string) string {
 	var b strings.Builder
 	for _, r := range s {
