@@ -100,12 +100,13 @@ func (o *outage) has(id string) bool {
 	return pendingWrite || dead
 }
 
-// write records a write of id. base, for an id that has no pending write
-// yet, is the digest of the Redis value this instance last saw, or "";
+// write records a write of id. base, asked only for an id that has no
+// pending write yet, returns the digest of the Redis value this instance
+// last saw, or "";
 // sent says the write was sent to Redis and may have landed there. It
 // returns stored false, changing nothing, for a write the tier cannot
 // keep, and the earlier writes evicted to make room for it.
-func (o *outage) write(id string, value []byte, expires time.Time, base string, sent bool) (stored bool, lost []lostWrite) {
+func (o *outage) write(id string, value []byte, expires time.Time, base func() string, sent bool) (stored bool, lost []lostWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := &pending{value: value, expires: expires, sent: sent}
@@ -122,7 +123,7 @@ func (o *outage) write(id string, value []byte, expires time.Time, base string, 
 	case o.tombs[id] != 0:
 		p.bases = []string{""} // the delete is replayed first: the key will be absent
 	default:
-		p.bases = []string{base}
+		p.bases = []string{base()}
 	}
 	o.seq++
 	p.seq = o.seq

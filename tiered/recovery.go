@@ -93,8 +93,8 @@ func (s *Store) step(last *watched) time.Duration {
 		}
 		return -1
 	}
-	if wait := s.brk.RetryAt().Sub(s.now()); wait > 0 && !s.brk.RetryAt().IsZero() {
-		return wait
+	if at := s.brk.RetryAt(); !at.IsZero() && at.After(s.now()) {
+		return at.Sub(s.now())
 	}
 	ctx, end := s.tel.Task(context.Background(), "probe")
 	err := s.brk.Do(ctx, func() error { return s.remote.Ping(ctx) })

@@ -214,7 +214,7 @@ func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error)
 // and may have landed. The local copy takes the value only if the outage
 // tier kept it.
 func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
-	base := s.lastSeen(c.id)
+	base := func() string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
 	s.lose(ctx, lost, true)
 	s.watchFallback(ctx)
