@@ -68,17 +68,7 @@ func (r *Report) Write(dir, command string) error {
 }
 
 func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
-	byTarget := map[string][]Result{}
-	var names []string
-	for _, x := range r.Results {
-		if x.Workload != w {
-			continue
-		}
-		if _, ok := byTarget[x.Target]; !ok {
-			names = append(names, x.Target)
-		}
-		byTarget[x.Target] = append(byTarget[x.Target], x)
-	}
+	names, byTarget := r.byTarget(w)
 	if len(names) == 0 {
 		return nil
 	}

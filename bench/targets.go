@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 
 	rediscache "github.com/go-redis/cache/v9"
 	golanglru "github.com/hashicorp/golang-lru/v2"
@@ -42,10 +43,10 @@ type TargetInfo struct {
 // The targets, in report order; the first is the subject, the second the
 // baseline ratios are taken to.
 var Targets = []TargetInfo{
-	{Name: "sessiontier", Settings: "go-redis client: ContextTimeoutEnabled, MaxRetries 1, PoolSize 128; tiered.Options: Prefix sessiontier-bench:, Local {2×sessions entries, budget bytes, TTL 1m}, Fallback {2×sessions, budget}, Breaker {OpenTimeout 100ms, MaxOpenTimeout 1s} (defaults 1s and 30s); every other option at its default (OpTimeout 100ms, MaxValueBytes 1 MiB, InvalidationAuto)", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier},
+	{Name: "sessiontier", Settings: "go-redis client: ContextTimeoutEnabled, MaxRetries 1, PoolSize 128; tiered.Options: Prefix sessiontier-bench:, Local {2×sessions entries, budget bytes, TTL 1m}, Fallback {2×sessions, budget}, Breaker {OpenTimeout 100ms, MaxOpenTimeout 1s} (defaults 1s and 30s); every other option at its default (OpTimeout 100ms, MaxValueBytes 1 MiB, InvalidationAuto); reads with GetShared (read-only bytes, no copy)", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier},
 	{Name: "go-redis", Settings: "PoolSize 128; go-redis defaults otherwise", Note: "one GET/SET per request, as scs goredisstore and gorilla's Redis stores do", Invalidation: true, New: newGoRedis},
 	{Name: "go-redis-csc", Settings: "Protocol 3, PoolSize 128, ClientSideCacheConfig {MaxEntries 2×sessions, MaxMemoryBytes budget}", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
-	{Name: "rueidis", Settings: "CacheSizeEachConn budget (per connection), DoCache TTL 1m; rueidis defaults otherwise", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
+	{Name: "rueidis", Settings: "CacheSizeEachConn budget (per connection), DoCache TTL 1m, reads with ToString (the cached string, no copy); rueidis defaults otherwise", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
 	{Name: "go-redis-cache", Settings: "go-redis PoolSize 128; TinyLFU local cache of 2×sessions entries (no byte bound), local TTL 1m", Note: "go-redis/cache with a TinyLFU local cache: no cross-instance invalidation, a local copy lives until its local TTL", New: newGoRedisCache},
 	{Name: "golang-lru", Settings: "golang-lru/v2 Cache of 2×sessions entries (no byte bound)", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", New: newBareLRU},
 }
@@ -97,7 +98,7 @@ func (t *sessiontierTarget) raised() []telemetry.Alert {
 }
 
 func (t *sessiontierTarget) Get(ctx context.Context, id string) ([]byte, error) {
-	v, err := t.Store.Get(ctx, id)
+	v, err := t.Store.GetShared(ctx, id) // read-only bytes, as a session manager decodes them
 	if errors.Is(err, tiered.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -154,11 +155,13 @@ func newRueidis(addr string, budget int64, _ int) (Target, error) {
 }
 
 func (t rueidisTarget) Get(ctx context.Context, id string) ([]byte, error) {
-	v, err := t.c.DoCache(ctx, t.c.B().Get().Key(key(id)).Cache(), localTTL).AsBytes()
+	// ToString hands out the cached string itself; its bytes are read-only,
+	// as sessiontier's GetShared: neither copies on a hit.
+	v, err := t.c.DoCache(ctx, t.c.B().Get().Key(key(id)).Cache(), localTTL).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, ErrNotFound
 	}
-	return v, err
+	return unsafe.Slice(unsafe.StringData(v), len(v)), err
 }
 
 func (t rueidisTarget) Set(ctx context.Context, id string, v []byte, ttl time.Duration) error {

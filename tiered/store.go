@@ -37,7 +37,7 @@ import (
 
 // Store is a session store. It is safe for concurrent use. Bytes passed to
 // Set and returned by Get belong to the caller: the Store keeps and hands
-// out copies.
+// out copies. GetShared hands out the Store's own bytes, read-only.
 type Store struct {
 	opts     Options
 	now      func() time.Time // Options.Clock or time.Now
@@ -192,6 +192,16 @@ func (s *Store) enter() bool {
 // otherwise it returns ErrNotFound, or ErrUnavailable with StrictReads. A
 // session deleted during the outage is ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
+	v, err := s.GetShared(ctx, id)
+	return bytes.Clone(v), err
+}
+
+// GetShared is Get without the copy: the returned slice is the Store's
+// own and the caller must not modify it, not even its spare capacity
+// beyond its length (the Store never does: a stored value is replaced
+// whole, never changed). It is for callers that only decode what they
+// read, as session managers do: a local hit then allocates nothing.
+func (s *Store) GetShared(ctx context.Context, id string) ([]byte, error) {
 	if !s.tel.Traced(ctx) { // the hot path: a local hit outside a traced request
 		start := s.tel.Now(ctx)
 		if v, ok := s.localHit(id); ok {
@@ -210,18 +220,19 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 	return v, err
 }
 
-// localHit returns a copy of a fresh local value of id, when nothing else
-// can answer for it: the store is open and the id has no outage state.
+// localHit returns a fresh local value of id, when nothing else can answer
+// for it: the store is open and the id has no outage state.
 func (s *Store) localHit(id string) ([]byte, bool) {
 	if s.local == nil || s.closed.Load() || (s.out != nil && s.out.active()) || !s.inv.fresh() {
 		return nil, false
 	}
 	if v, fresh, ok := s.local.Get(id); ok && fresh {
-		return bytes.Clone(v), true
+		return v, true
 	}
 	return nil, false
 }
 
+// get answers GetShared when localHit could not.
 func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byte, error) {
 	if s.out != nil && s.out.active() {
 		if err := checkID(id); err != nil {
@@ -232,7 +243,7 @@ func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byt
 			if tombstoned {
 				return nil, ErrNotFound
 			}
-			return bytes.Clone(v), nil
+			return v, nil
 		}
 	}
 	// Only valid ids enter the local tier, so a hit needs no id check.
@@ -241,7 +252,7 @@ func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byt
 		v, fresh, ok := s.local.Get(id)
 		if ok && fresh && s.inv.fresh() {
 			*tier = telemetry.TierLocal
-			return bytes.Clone(v), nil
+			return v, nil
 		}
 		stale = v
 	}
@@ -263,12 +274,12 @@ func (s *Store) get(ctx context.Context, id string, tier *telemetry.Tier) ([]byt
 	}
 	switch {
 	case err == nil:
-		return bytes.Clone(v.([]byte)), nil
+		return v.([]byte), nil
 	case !errors.Is(err, ErrUnavailable):
 		return nil, err
 	case stale != nil:
 		*tier = telemetry.TierLocal
-		return bytes.Clone(stale), nil // stale if error
+		return stale, nil // stale if error
 	case s.opts.StrictReads:
 		return nil, err
 	}

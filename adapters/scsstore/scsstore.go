@@ -39,8 +39,9 @@ func New(s *tiered.Store) *Store { return &Store{s: s} }
 // (tiered.ErrInvalidID: too long, whitespace, control characters), which
 // anyone can send in a cookie, names no session either: scs then starts a
 // new one instead of failing the request, and nothing is sent to Redis.
+// b is shared with the Store (tiered.Store.GetShared): scs only decodes it.
 func (st *Store) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
-	b, err = st.s.Get(ctx, token)
+	b, err = st.s.GetShared(ctx, token)
 	if errors.Is(err, tiered.ErrNotFound) || errors.Is(err, tiered.ErrInvalidID) {
 		return nil, false, nil
 	}

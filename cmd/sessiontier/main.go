@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -57,6 +58,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
 		runs      = fs.Int("runs", 3, "interleaved repetitions of every workload; the report gives medians and ranges (--quick: 1)")
 		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
+		cpuprof   = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (run one target and workload to profile it alone)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
@@ -96,6 +98,14 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sessiontier bench: no redis-server on PATH: running against miniredis, in process (install redis-server for real figures)")
 	}
 	measured := commit() // before the run: the tree may change while it runs
+	if *cpuprof != "" {
+		stop, err := startProfile(*cpuprof)
+		if err != nil {
+			fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	p := &progress{w: stderr, tty: isTerminal(stderr)}
 	rep, err := bench.Run(ctx, cfg, server, p)
 	p.finish()
@@ -109,8 +119,25 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessiontier bench: writing the report: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "report written to %s/README.md\n", *out)
+	fmt.Fprintln(stderr)
+	if err := rep.Summary(stderr); err != nil {
+		return 1
+	}
+	fmt.Fprintf(stderr, "\nreport written to %s/README.md\n", *out)
 	return 0
+}
+
+// startProfile starts a CPU profile written to path; stop ends it.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // commit names the code measured: the VCS revision stamped in the binary,

@@ -1,0 +1,69 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Summary writes to w, for W1..W3, each target's median throughput, its
+// median ratios to go-redis and to rueidis (each ratio taken within a run)
+// and its median p99: the table the command prints at the end of a run.
+func (r *Report) Summary(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\ttarget\tops/s\tvs go-redis\tvs rueidis\tp99\tallocs/op\t")
+	for _, wl := range []string{"W1", "W2", "W3"} {
+		names, byTarget := r.byTarget(wl)
+		for _, name := range names {
+			xs := byTarget[name]
+			ops, p99, allocs := make([]float64, len(xs)), make([]float64, len(xs)), make([]float64, len(xs))
+			for i, x := range xs {
+				ops[i], p99[i] = x.Throughput(), float64(x.P99)
+				allocs[i] = max(0, x.AllocsPerOp-r.Harness[wl].AllocsPerOp)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t\n", wl, name, median(ops),
+				r.ratio(xs, byTarget["go-redis"]), r.ratio(xs, byTarget["rueidis"]), round(time.Duration(median(p99))), median(allocs))
+		}
+	}
+	return tw.Flush()
+}
+
+// byTarget returns the results of workload wl by target, and the targets
+// in the order they first appear.
+func (r *Report) byTarget(wl string) ([]string, map[string][]Result) {
+	by := map[string][]Result{}
+	var names []string
+	for _, x := range r.Results {
+		if x.Workload != wl {
+			continue
+		}
+		if _, ok := by[x.Target]; !ok {
+			names = append(names, x.Target)
+		}
+		by[x.Target] = append(by[x.Target], x)
+	}
+	return names, by
+}
+
+// ratio formats the median, over runs, of xs's throughput divided by
+// base's in the same run; "—" without a base or in open loop.
+func (r *Report) ratio(xs, base []Result) string {
+	if r.Config.Rate > 0 {
+		return "—"
+	}
+	of := map[int]float64{}
+	for _, x := range base {
+		of[x.Run] = x.Throughput()
+	}
+	var ratios []float64
+	for _, x := range xs {
+		if v := of[x.Run]; v > 0 {
+			ratios = append(ratios, x.Throughput()/v)
+		}
+	}
+	if len(ratios) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", median(ratios))
+}
