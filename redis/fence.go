@@ -33,9 +33,11 @@ const writeNamePrefix = "sessiontier-w-"
 
 // fence owns a Tier's write client and counts the writes it abandoned.
 type fence struct {
-	opt    goredis.Options // the write client's
-	once   sync.Once
-	client *goredis.Client // created by the first write, or by close
+	opt     goredis.Options // the write client's
+	once    sync.Once
+	client  *goredis.Client // created by the first write, or by close
+	lanes   *lanes          // created with client: the flushers of Set, Delete and Touch
+	timeout time.Duration
 
 	abandoned atomic.Uint64 // writes that ended without a reply from Redis
 	mu        sync.Mutex    // one Fence at a time; guards fenced
@@ -47,13 +49,14 @@ type fence struct {
 // fenced. A Sentinel failover client is a *goredis.Client: its write client
 // dials through the same sentinels, and a Fence reaches the current master
 // only.
-func newFence(client goredis.UniversalClient) *fence {
+func newFence(client goredis.UniversalClient, timeout time.Duration) *fence {
 	c, ok := client.(*goredis.Client)
 	if !ok {
 		return nil
 	}
-	f := &fence{opt: copyOptions(c.Options())}
+	f := &fence{opt: copyOptions(c.Options()), timeout: timeout}
 	o := &f.opt
+	o.PoolSize = numLanes + 2 // a connection per lane, and the replay's
 	o.ClientName = writeNamePrefix + rand.Text()
 	o.ContextTimeoutEnabled = true
 	o.MaxRetries = -1 // a write retried after a timeout is one more abandoned write
@@ -83,14 +86,19 @@ func (t *Tier) writes() goredis.UniversalClient {
 	return t.fence.client
 }
 
-// open creates the write client. It is created on first use, not by New:
-// a client starts goroutines that only Close stops.
-func (f *fence) open() { f.client = goredis.NewClient(&f.opt) }
+// open creates the write client and its lanes. They are created on first
+// use, not by New: they start goroutines that only close stops.
+func (f *fence) open() {
+	f.client = goredis.NewClient(&f.opt)
+	f.lanes = newLanes(f.client, f.timeout)
+}
 
-// close closes the write client; a write after it fails.
+// close stops the lanes and closes the write client; a write after it
+// fails.
 func (f *fence) close() {
 	if f != nil {
 		f.once.Do(f.open)
+		f.lanes.close()
 		f.client.Close()
 	}
 }
@@ -99,7 +107,9 @@ func (f *fence) close() {
 // call that ended without a reply from Redis counts as abandoned, as Redis
 // may still execute it.
 func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (T, error) {
-	v, err := call(t, ctx, op, func(ctx context.Context) (T, error) {
+	// The Tier's own write client honours deadlines: writes need no
+	// goroutine of their own.
+	v, err := bounded(t, ctx, op, t.honoursCtx || t.fence != nil, func(ctx context.Context) (T, error) {
 		v, err := fn(ctx)
 		if d, ok := ctx.Deadline(); ok && err != nil && !time.Now().Before(d) {
 			// The socket's deadline can fire a moment before the context's

@@ -41,7 +41,10 @@ var ErrTooLarge = errors.New("redis: value too large")
 // the client's own timeouts end the call, and Close waits for it.
 //
 // On a *goredis.Client, writes go through a client of the Tier's own, with
-// the same options, so that Fence can close their connections.
+// the same options, so that Fence can close their connections; Set, Delete
+// and Touch are queued on lanes whose flushers send what is queued as one
+// pipeline (see lanes.go). A write whose caller gave up before it was sent
+// is not sent.
 type Tier struct {
 	client     goredis.UniversalClient
 	prefix     string
@@ -90,7 +93,7 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 		honoursCtx: honoursContext(client),
 		slots:      make(chan struct{}, maxDetached),
 		trace:      cfg.Trace,
-		fence:      newFence(client),
+		fence:      newFence(client, cfg.Timeout),
 	}, nil
 }
 
@@ -110,6 +113,11 @@ func honoursContext(client goredis.UniversalClient) bool {
 // shares with its caller: on a detached call it may still run after call
 // returned.
 func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Context) (T, error)) (v T, err error) {
+	return bounded(t, ctx, op, t.honoursCtx, fn)
+}
+
+// bounded is call, told whether fn honours its context's deadline itself.
+func bounded[T any](t *Tier, ctx context.Context, op string, honours bool, fn func(ctx context.Context) (T, error)) (v T, err error) {
 	if t.trace != nil {
 		var end func(error)
 		ctx, end = t.trace(ctx, op)
@@ -117,7 +125,7 @@ func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Co
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	if t.honoursCtx {
+	if honours {
 		v, err = fn(ctx)
 	} else {
 		v, err = detach(t, ctx, fn)
@@ -216,27 +224,37 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
-	key := t.key(id)
-	_, err := write(t, ctx, "SET", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, t.writes().Set(ctx, key, value, ttl).Err()
-	})
+	_, err := t.change(ctx, "SET", opSet, id, value, ttl)
 	return err
 }
 
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
-	key := t.key(id)
-	_, err := write(t, ctx, "DEL", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, t.writes().Del(ctx, key).Err()
-	})
+	_, err := t.change(ctx, "DEL", opDel, id, nil, 0)
 	return err
 }
 
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
+	return t.change(ctx, "PEXPIRE", opPExpire, id, nil, ttl)
+}
+
+// change sends one write: through the lanes on a single-node client,
+// with one call of the caller's client otherwise.
+func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration) (bool, error) {
 	key := t.key(id)
-	return write(t, ctx, "PEXPIRE", func(ctx context.Context) (bool, error) {
-		return t.writes().PExpire(ctx, key, ttl).Result()
+	return write(t, ctx, op, func(ctx context.Context) (bool, error) {
+		if t.fence != nil {
+			t.fence.once.Do(t.fence.open)
+			return t.fence.lanes.do(ctx, kind, key, value, ttl)
+		}
+		switch kind {
+		case opSet:
+			return true, t.client.Set(ctx, key, value, ttl).Err()
+		case opDel:
+			return true, t.client.Del(ctx, key).Err()
+		}
+		return t.client.PExpire(ctx, key, ttl).Result()
 	})
 }
 

@@ -283,8 +283,15 @@ func (t *Telemetry) Task(ctx context.Context, name string) (context.Context, fun
 
 // RedisCall starts a client span for one round trip to Redis, named after
 // the command; the returned function ends it. Only the command name is
-// recorded: never a key or a value.
+// recorded: never a key or a value. A call whose operation's span is not
+// recording (not sampled, or no tracing set up) gets no span: a child of
+// an unsampled span is not sampled by OpenTelemetry's default
+// (parent-based) samplers either, and this keeps the write path from
+// allocating spans nobody records.
 func (t *Telemetry) RedisCall(ctx context.Context, command string) (context.Context, func(error)) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, endNothing
+	}
 	ctx, span := t.tracer.Start(ctx, command, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("db.system.name", "redis"), attribute.String("db.operation.name", command)))
 	return ctx, func(err error) {
@@ -295,6 +302,8 @@ func (t *Telemetry) RedisCall(ctx context.Context, command string) (context.Cont
 		span.End()
 	}
 }
+
+func endNothing(error) {}
 
 // ErrorType names an error for error.type without its message, which may
 // hold anything: the type of the innermost error, or a context error's name.

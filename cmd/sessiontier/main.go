@@ -59,6 +59,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		runs      = fs.Int("runs", 3, "interleaved repetitions of every workload; the report gives medians and ranges (--quick: 1)")
 		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
 		cpuprof   = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (run one target and workload to profile it alone)")
+		memprof   = fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
@@ -105,6 +106,14 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 			return 1
 		}
 		defer stop()
+	}
+	if *memprof != "" {
+		defer func() {
+			if f, err := os.Create(*memprof); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	p := &progress{w: stderr, tty: isTerminal(stderr)}
 	rep, err := bench.Run(ctx, cfg, server, p)

@@ -1,0 +1,203 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// One round trip per write is what a client that waits for each reply can
+// do at best. On a single-node client a Tier instead sends its writes
+// through lanes: a lane is a queue and a flusher goroutine that sends
+// everything queued as one pipeline, on the Tier's own write client (see
+// fence), bounded by the Tier's timeout. The caller waits for its reply or
+// its context, whichever ends first. A key always takes the same lane, so
+// the writes of one key reach Redis in the order they were queued.
+
+const (
+	// numLanes is the number of lanes, each with a connection of its own.
+	numLanes = 4
+	// maxBatch bounds the commands of one pipeline.
+	maxBatch = 256
+	// laneQueue is each lane's queue length: past it, callers wait to queue.
+	laneQueue = 1024
+)
+
+// errLaneClosed is returned for a write queued after Close.
+var errLaneClosed = errors.New("redis: the tier is closed")
+
+// opKind is what a queued write does.
+type opKind uint8
+
+const (
+	opSet opKind = iota
+	opDel
+	opPExpire
+)
+
+// request is one queued write and its reply.
+type request struct {
+	ctx   context.Context // the caller's, with the tier's deadline
+	kind  opKind
+	key   string
+	value []byte
+	ttl   time.Duration
+	done  chan reply // capacity 1: the flusher never waits for the caller
+}
+
+// reply is the outcome of a request: found is PEXPIRE's answer.
+type reply struct {
+	found bool
+	err   error
+}
+
+var requests = sync.Pool{New: func() any { return &request{done: make(chan reply, 1)} }}
+
+// lanes owns the flushers of a Tier's writes.
+type lanes struct {
+	client  *goredis.Client // the fence's write client: numLanes connections
+	timeout time.Duration
+	seed    maphash.Seed
+	queues  [numLanes]chan *request
+	stop    chan struct{} // closed by close: the flushers drain and return
+	wg      sync.WaitGroup
+	mu      sync.RWMutex // guards closed; held for reading while queuing
+	closed  bool
+}
+
+func newLanes(client *goredis.Client, timeout time.Duration) *lanes {
+	l := &lanes{client: client, timeout: timeout, seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	for i := range l.queues {
+		l.queues[i] = make(chan *request, laneQueue)
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.flush(l.queues[i]) }()
+	}
+	return l
+}
+
+// do queues a write of key on its lane and waits for its reply or for
+// ctx, which carries the tier's deadline.
+func (l *lanes) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration) (bool, error) {
+	r := requests.Get().(*request)
+	r.ctx, r.kind, r.key, r.value, r.ttl = ctx, kind, key, value, ttl
+	q := l.queues[maphash.String(l.seed, key)%numLanes]
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		requests.Put(r)
+		return false, errLaneClosed
+	}
+	select {
+	case q <- r:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		requests.Put(r)
+		return false, ctx.Err() // never queued: it cannot land
+	}
+	select {
+	case rep := <-r.done:
+		*r = request{done: r.done}
+		requests.Put(r)
+		return rep.found, rep.err
+	case <-ctx.Done():
+		return false, ctx.Err() // the flusher still owns r: it may land
+	}
+}
+
+// flush sends what q holds, batch after batch, until close.
+func (l *lanes) flush(q chan *request) {
+	batch := make([]*request, 0, maxBatch)
+	cmds := make([]goredis.Cmder, 0, maxBatch)
+	for {
+		select {
+		case r := <-q:
+			batch = append(batch, r)
+		case <-l.stop:
+			// close queues nothing more once stop is closed: drain what is left.
+			for {
+				select {
+				case r := <-q:
+					r.done <- reply{err: errLaneClosed}
+				default:
+					return
+				}
+			}
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-q:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		l.send(batch, cmds)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// send sends batch as one pipeline and answers each request. A request
+// whose caller has already given up is not sent: it is answered with its
+// context's error, which its caller no longer reads.
+func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	p := l.client.Pipeline()
+	cmds = cmds[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			cmds = append(cmds, nil)
+			continue
+		}
+		var c goredis.Cmder
+		switch r.kind {
+		case opSet:
+			c = p.Set(ctx, r.key, r.value, r.ttl)
+		case opDel:
+			c = p.Del(ctx, r.key)
+		default:
+			c = p.PExpire(ctx, r.key, r.ttl)
+		}
+		cmds = append(cmds, c)
+	}
+	if p.Len() > 0 {
+		_, err := p.Exec(ctx)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		_ = err // every command carries it
+	}
+	for i, r := range batch {
+		c := cmds[i]
+		if c == nil {
+			r.done <- reply{err: r.ctx.Err()}
+			continue
+		}
+		rep := reply{err: c.Err()}
+		if b, ok := c.(*goredis.BoolCmd); ok && rep.err == nil {
+			rep.found = b.Val()
+		}
+		if rep.err != nil && ctx.Err() != nil && !errors.Is(rep.err, context.DeadlineExceeded) {
+			rep.err = fmt.Errorf("%w (%v)", ctx.Err(), rep.err)
+		}
+		r.done <- rep
+	}
+}
+
+// close stops the flushers once the writes queued before have been
+// answered; a write queued after fails.
+func (l *lanes) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+}
