@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,8 +150,12 @@ func (t *Tier) Fence(ctx context.Context) error {
 	if n == f.fenced {
 		return nil
 	}
+	names := []string{f.opt.ClientName}
+	if t.tracked != nil {
+		names = append(names, t.tracked.name)
+	}
 	_, err := call(t, ctx, "CLIENT", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, killNamed(ctx, t.client, f.opt.ClientName)
+		return struct{}{}, killNamed(ctx, t.client, names...)
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFence, err)
@@ -159,8 +164,9 @@ func (t *Tier) Fence(ctx context.Context) error {
 	return nil
 }
 
-// killNamed closes, server-side, every normal connection named name.
-func killNamed(ctx context.Context, c goredis.UniversalClient, name string) error {
+// killNamed closes, server-side, every normal connection named one of
+// names.
+func killNamed(ctx context.Context, c goredis.UniversalClient, names ...string) error {
 	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
 	if err != nil {
 		return err
@@ -173,7 +179,9 @@ func killNamed(ctx context.Context, c goredis.UniversalClient, name string) erro
 			if v, ok := strings.CutPrefix(field, "id="); ok {
 				id = v
 			}
-			named = named || field == "name="+name
+			if v, ok := strings.CutPrefix(field, "name="); ok {
+				named = named || slices.Contains(names, v)
+			}
 		}
 		if named && id != "" {
 			ids = append(ids, id)

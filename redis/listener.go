@@ -25,10 +25,11 @@ const (
 	// otherwise.
 	ListenAuto ListenMode = iota
 	// ListenTracking: server-assisted client tracking in broadcast mode
-	// (CLIENT TRACKING ON REDIRECT <own id> BCAST PREFIX <prefix>, RESP2)
-	// on a connection of the Listener's own, subscribed to
-	// __redis__:invalidate. It sees every change under the prefix, whoever
-	// made it, including this process's own writes.
+	// (CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP, RESP3) on a
+	// connection of the Listener's own, which also carries the Tier's Set
+	// and Delete (see tracked.go). It sees every change under the prefix
+	// made by anyone else, expiry and eviction included, and none of the
+	// writes sent on it.
 	ListenTracking
 	// ListenPublish: the instances announce their own changes on
 	// <prefix>__invalidate__ (see Announce). Changes made by other Redis
@@ -69,7 +70,8 @@ const invalidateChannel = "__redis__:invalidate"
 // Start and makes no network call before.
 type Listener struct {
 	client  goredis.UniversalClient // the caller's: publishes, and subscribes for a cluster or ring
-	own     *goredis.Client         // a connection of its own for a single node; nil otherwise
+	own     *goredis.Client         // a connection of its own for a single node (publish mode, the probe); nil otherwise
+	tracked *tracked                // tracking mode's connection, for a single node; nil otherwise
 	cfg     ListenerConfig
 	h       Handler
 	channel string // publish mode's channel
@@ -102,11 +104,11 @@ func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) 
 		opt := copyOptions(c.Options())
 		opt.Protocol, opt.ContextTimeoutEnabled, opt.MaxRetries = 2, true, -1
 		opt.ClientName, opt.OnConnect, opt.MinIdleConns, opt.PoolSize = "sessiontier-invalidation", nil, 0, 2
-		if mode != ListenPublish {
-			opt.OnConnect = l.track
-		}
 		l.dial, opt.Dialer = opt.Dialer, l.redial
 		l.own = goredis.NewClient(&opt)
+		if mode != ListenPublish {
+			l.tracked = newTracked(copyOptions(c.Options()), cfg.Prefix, cfg.Timeout, h)
+		}
 	}
 	if mode != ListenAuto {
 		l.mode.Store(int32(mode))
@@ -123,16 +125,6 @@ func (l *Listener) redial(ctx context.Context, network, addr string) (net.Conn, 
 		l.h.Lost()
 	}
 	return l.dial(ctx, network, addr)
-}
-
-// track turns on broadcast tracking of the prefix on a new connection,
-// redirected to itself.
-func (l *Listener) track(ctx context.Context, cn *goredis.Conn) error {
-	id, err := cn.ClientID(ctx).Result()
-	if err != nil {
-		return err
-	}
-	return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", l.cfg.Prefix).Err()
 }
 
 // Mode returns the mode in use: ListenAuto until it is decided.
@@ -246,20 +238,14 @@ func (l *Listener) run() {
 		if l.ctx.Err() != nil {
 			return
 		}
-		if mode == ListenPublish {
-			opt := copyOptions(l.own.Options())
-			opt.OnConnect = nil
-			l.own.Close()
-			l.dialed.Store(false)
-			l.own = goredis.NewClient(&opt)
-		}
 		l.mode.Store(int32(mode))
 	}
 	mode := l.Mode()
-	channel := invalidateChannel
-	if mode == ListenPublish {
-		channel = l.channel
+	if mode == ListenTracking {
+		l.runTracked()
+		return
 	}
+	channel := l.channel
 	var sub interface {
 		Subscribe(ctx context.Context, channels ...string) *goredis.PubSub
 	} = l.client // a cluster or ring: publish mode on the caller's client
@@ -275,6 +261,39 @@ func (l *Listener) run() {
 			l.sleep(l.cfg.Timeout)
 		}
 	}
+}
+
+// runTracked keeps tracking mode's connection up until Close: it
+// connects, reports Confirmed, serves the connection until it breaks (which
+// reports Lost), and connects again.
+func (l *Listener) runTracked() {
+	t := l.tracked
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); t.flush(l.ctx) }()
+	for l.ctx.Err() == nil {
+		c, err := t.connect(l.ctx)
+		if err != nil {
+			if l.ctx.Err() == nil {
+				l.h.Lost() // not set up: nothing is reported yet
+				l.sleep(l.cfg.Timeout)
+			}
+			continue
+		}
+		l.h.Confirmed(ListenTracking)
+		t.serve(l.ctx, c, func() {
+			if l.ctx.Err() == nil {
+				l.h.Lost()
+			}
+		})
+		l.sleep(l.cfg.Timeout) // as after any failure: a Redis that drops connections is not hammered
+	}
+}
+
+// Echoes reports whether a write of this process made now may come back as
+// an invalidation: in tracking mode, while the tracked connection is down
+// (writes then go another way), or before the mode is decided.
+func (l *Listener) Echoes() bool {
+	return l.Mode() != ListenPublish && (l.tracked == nil || !l.tracked.up.Load())
 }
 
 // trackingWorks asks Redis, on a connection of its own that it then

@@ -55,6 +55,7 @@ type Tier struct {
 	detached   sync.WaitGroup
 	trace      TraceFunc // nil: no spans
 	fence      *fence    // nil: writes on client, not fenced (see Fence)
+	tracked    *tracked  // the Listener's tracking connection; nil: none
 }
 
 // TraceFunc starts a span for one round trip to Redis, given the command
@@ -74,6 +75,11 @@ type Config struct {
 	MaxValueBytes int
 	// Trace, if not nil, is called around every round trip.
 	Trace TraceFunc
+	// Listener, if not nil, is the invalidation stream of the same client
+	// and prefix: in tracking mode, Set and Delete go on its connection
+	// while it is up, so that they come back as no invalidation (see
+	// tracked.go), and Fence closes that connection too.
+	Listener *Listener
 }
 
 // New returns a Tier of the keys under cfg.Prefix. It makes no network
@@ -85,7 +91,12 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 	if cfg.Timeout <= 0 {
 		return nil, fmt.Errorf("redis: timeout %v must be positive", cfg.Timeout)
 	}
+	var tr *tracked
+	if cfg.Listener != nil {
+		tr = cfg.Listener.tracked
+	}
 	return &Tier{
+		tracked:    tr,
 		client:     client,
 		prefix:     cfg.Prefix,
 		timeout:    cfg.Timeout,
@@ -239,11 +250,17 @@ func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found b
 	return t.change(ctx, "PEXPIRE", opPExpire, id, nil, ttl)
 }
 
-// change sends one write: through the lanes on a single-node client,
-// with one call of the caller's client otherwise.
+// change sends one write: on the tracked connection while it is up (not a
+// PEXPIRE: see tracked.go), else through the lanes on a single-node
+// client, with one call of the caller's client otherwise.
 func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration) (bool, error) {
 	key := t.key(id)
 	return write(t, ctx, op, func(ctx context.Context) (bool, error) {
+		if t.tracked != nil && kind != opPExpire {
+			if found, err := t.tracked.do(ctx, kind, key, value, ttl); !errors.Is(err, errNotSent) {
+				return found, err
+			}
+		}
 		if t.fence != nil {
 			t.fence.once.Do(t.fence.open)
 			return t.fence.lanes.do(ctx, kind, key, value, ttl)

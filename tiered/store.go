@@ -117,10 +117,6 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	traceCall := func(ctx context.Context, command string) (context.Context, func(error)) {
 		return s.tel.RedisCall(ctx, command)
 	}
-	s.remote, err = redis.New(client, redis.Config{Prefix: opts.Prefix, Timeout: opts.OpTimeout, MaxValueBytes: opts.MaxValueBytes, Trace: traceCall})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-	}
 	if opts.Breaker.Clock == nil {
 		opts.Breaker.Clock = s.now
 	}
@@ -137,6 +133,16 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Invalidation != InvalidationOff {
 		s.listener = redis.NewListener(client, redis.ListenerConfig{
 			Prefix: opts.Prefix, Mode: listenMode(opts.Invalidation), Timeout: opts.OpTimeout}, s.inv)
+	}
+	// The tier sends its writes on the listener's connection in tracking
+	// mode, so that they do not come back as invalidations.
+	s.remote, err = redis.New(client, redis.Config{Prefix: opts.Prefix, Timeout: opts.OpTimeout,
+		MaxValueBytes: opts.MaxValueBytes, Trace: traceCall, Listener: s.listener})
+	if err != nil {
+		if s.listener != nil {
+			s.listener.Close()
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	// Last: the metrics callback may call Stats from now on.

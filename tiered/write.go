@@ -115,7 +115,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		*tier = telemetry.TierFallback
 		return s.pending(ctx, c, w, nil)
 	}
-	if c.kind != kindDelete && s.listener != nil && s.listener.Mode() != redis.ListenPublish {
+	if c.kind != kindDelete && s.listener != nil && (c.kind == kindTouch || s.listener.Echoes()) {
 		s.inv.expect(c.id) // its echo will drop the copy: read it again then
 	}
 	var found bool

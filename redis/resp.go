@@ -1,0 +1,132 @@
+package redis
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// A minimal RESP3 codec for the tracked connection (see tracked.go): it
+// writes commands as arrays of bulk strings and reads any RESP3 value.
+
+// ReplyError is an error reply of Redis read by the tracked connection.
+// It satisfies go-redis's Error interface, so that IsReply and
+// IsUnreachable treat it as any other reply.
+type ReplyError string
+
+func (e ReplyError) Error() string { return string(e) }
+
+// RedisError marks ReplyError as an answer of Redis.
+func (ReplyError) RedisError() {}
+
+// errProtocol is a reply the codec cannot read: the connection is dropped.
+var errProtocol = errors.New("redis: unreadable reply on the tracked connection")
+
+// appendCommand appends args as one command.
+func appendCommand(b []byte, args ...[]byte) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(args)), 10)
+	b = append(b, '\r', '\n')
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, '\r', '\n')
+		b = append(b, a...)
+		b = append(b, '\r', '\n')
+	}
+	return b
+}
+
+// value is one RESP3 value. kind is its type byte: '+' and '$' (str),
+// '-' (err), ':' (n), '*', '~', '%' and '>' (elems; a map's keys and
+// values alternate), '_' (null). Other scalars keep their text in str.
+type value struct {
+	kind  byte
+	str   string
+	n     int64
+	err   error
+	elems []value
+}
+
+// readValue reads one value; attributes ('|') are read and dropped.
+func readValue(r *bufio.Reader) (value, error) {
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			return value{}, err
+		}
+		if len(line) == 0 {
+			return value{}, errProtocol
+		}
+		kind, rest := line[0], line[1:]
+		switch kind {
+		case '+', ',', '(', '#':
+			return value{kind: kind, str: string(rest)}, nil
+		case '-':
+			return value{kind: kind, err: ReplyError(rest)}, nil
+		case '_':
+			return value{kind: kind}, nil
+		case ':':
+			n, err := strconv.ParseInt(string(rest), 10, 64)
+			if err != nil {
+				return value{}, errProtocol
+			}
+			return value{kind: kind, n: n}, nil
+		case '$', '=', '!':
+			n, err := strconv.Atoi(string(rest))
+			if err != nil {
+				return value{}, errProtocol
+			}
+			if n < 0 {
+				return value{kind: '_'}, nil // RESP2's null bulk string
+			}
+			buf := make([]byte, n+2)
+			if _, err := io.ReadFull(r, buf); err != nil {
+				return value{}, err
+			}
+			if kind == '!' {
+				return value{kind: '-', err: ReplyError(buf[:n])}, nil
+			}
+			return value{kind: '$', str: string(buf[:n])}, nil
+		case '*', '~', '%', '>', '|':
+			n, err := strconv.Atoi(string(rest))
+			if err != nil || n > 1<<20 {
+				return value{}, errProtocol
+			}
+			if n < 0 {
+				return value{kind: '_'}, nil // RESP2's null array
+			}
+			if kind == '%' || kind == '|' {
+				n *= 2
+			}
+			v := value{kind: kind, elems: make([]value, n)}
+			for i := range v.elems {
+				if v.elems[i], err = readValue(r); err != nil {
+					return value{}, err
+				}
+			}
+			if kind == '|' {
+				continue // an attribute: the value follows
+			}
+			return v, nil
+		}
+		return value{}, fmt.Errorf("%w: type %q", errProtocol, kind)
+	}
+}
+
+// readLine reads one line without its CRLF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errProtocol
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, errProtocol
+	}
+	return line[:len(line)-2], nil
+}

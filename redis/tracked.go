@@ -1,0 +1,362 @@
+package redis
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// In tracking mode the Listener's stream and the store's writes share one
+// connection of the Listener's own, in RESP3:
+//
+//	CLIENT TRACKING ON BCAST PREFIX <prefix> NOLOOP
+//
+// Redis then pushes, in-band and in order with the replies, every change
+// of a key under the prefix made by any other connection (and expiry,
+// eviction, FLUSHDB), and none made by this one. A store's own Set and
+// Delete, sent here, come back as no invalidation at all, so its local
+// copy stays fresh, while another client's change made in the same
+// event-loop turn is still pushed when it came last (Redis keeps, per
+// key, the last connection that changed it; if this one came last, Redis
+// holds this write's outcome). A PEXPIRE sent here could hide another
+// client's change made just before it in the same turn while leaving the
+// local copy as it was, so Touch does not use this connection.
+//
+// A reader goroutine (the Listener's) reads replies and pushes for as long
+// as the connection lives, so a broken or killed connection is seen at
+// once; a request not answered within the timeout, or a PING sent after
+// pingEvery of silence not answered either, drops the connection. Every
+// drop is reported Lost before anything else, and the stream is Confirmed
+// again once a new connection has tracking on.
+
+const (
+	// pingEvery is the idle time after which the connection is PINGed, so
+	// that a silent network failure is seen within pingEvery plus the
+	// timeout.
+	pingEvery = time.Second
+	// trackedQueue bounds the writes waiting for the flusher.
+	trackedQueue = 1024
+)
+
+// errNotSent is returned by tracked.do for a write that was not sent
+// because the connection is down: the caller sends it another way.
+var errNotSent = errors.New("redis: the tracked connection is down")
+
+// tracked is the connection of tracking mode: its writer (the flusher) and
+// its state; the reader is the Listener's goroutine (serve).
+type tracked struct {
+	opt     goredis.Options // the caller's, copied
+	prefix  string
+	name    string // the connection's client name, fenced like the Tier's writes
+	timeout time.Duration
+	h       Handler
+	queue   chan *request
+
+	up   atomic.Bool // a connection is set up: do may queue
+	mu   sync.Mutex  // guards conn and its inflight
+	conn *trackConn  // nil while down
+}
+
+// trackConn is one connection of tracked.
+type trackConn struct {
+	nc       net.Conn
+	rd       *bufio.Reader
+	inflight []flight // sent, not answered yet, in order; guarded by tracked.mu
+}
+
+// flight is a command sent: r is nil for a PING.
+type flight struct {
+	r    *request
+	sent time.Time
+}
+
+func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler) *tracked {
+	return &tracked{opt: opt, prefix: prefix, name: "sessiontier-invalidation-" + rand.Text(), timeout: timeout, h: h,
+		queue: make(chan *request, trackedQueue)}
+}
+
+// do sends a SET or DEL through the connection and waits for its reply or
+// for ctx. errNotSent: the connection is down, nothing was sent.
+func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration) (bool, error) {
+	if !t.up.Load() {
+		return false, errNotSent
+	}
+	r := requests.Get().(*request)
+	r.ctx, r.kind, r.key, r.value, r.ttl = ctx, kind, key, value, ttl
+	select {
+	case t.queue <- r:
+	case <-ctx.Done():
+		requests.Put(r)
+		return false, ctx.Err()
+	}
+	select {
+	case rep := <-r.done:
+		*r = request{done: r.done}
+		requests.Put(r)
+		return rep.found, rep.err
+	case <-ctx.Done():
+		return false, ctx.Err() // the flusher or the reader still owns r
+	}
+}
+
+// flush sends what the queue holds, batch after batch, and a PING after
+// pingEvery of silence, until ctx ends; then it answers what is left with
+// errNotSent.
+func (t *tracked) flush(ctx context.Context) {
+	batch := make([]*request, 0, maxBatch)
+	var buf []byte
+	idle := time.NewTimer(pingEvery)
+	defer idle.Stop()
+	for {
+		ping := false
+		select {
+		case r := <-t.queue:
+			batch = append(batch, r)
+		case <-idle.C:
+			ping = true
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-t.queue:
+					r.done <- reply{err: errNotSent}
+				default:
+					return
+				}
+			}
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-t.queue:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		buf = t.send(buf[:0], batch, ping)
+		clear(batch)
+		batch = batch[:0]
+		idle.Reset(pingEvery)
+	}
+}
+
+// send writes batch (and a PING) on the connection; requests whose caller
+// has given up are answered with their context's error and not sent.
+func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
+	now := time.Now()
+	t.mu.Lock()
+	c := t.conn
+	if c == nil {
+		t.mu.Unlock()
+		for _, r := range batch {
+			r.done <- reply{err: errNotSent}
+		}
+		return buf
+	}
+	idle := len(c.inflight) == 0
+	var ttl [20]byte
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- reply{err: err}
+			continue
+		}
+		if r.kind == opSet {
+			ms := strconv.AppendInt(ttl[:0], max(r.ttl.Milliseconds(), 1), 10)
+			buf = appendCommand(buf, []byte("SET"), []byte(r.key), r.value, []byte("PX"), ms)
+		} else {
+			buf = appendCommand(buf, []byte("DEL"), []byte(r.key))
+		}
+		c.inflight = append(c.inflight, flight{r: r, sent: now})
+	}
+	if ping {
+		buf = appendCommand(buf, []byte("PING"))
+		c.inflight = append(c.inflight, flight{sent: now})
+	}
+	if idle && len(c.inflight) > 0 {
+		c.nc.SetReadDeadline(now.Add(t.timeout)) // the reader may be waiting without one
+	}
+	t.mu.Unlock()
+	if len(buf) == 0 {
+		return buf
+	}
+	c.nc.SetWriteDeadline(now.Add(t.timeout))
+	if _, err := c.nc.Write(buf); err != nil {
+		c.nc.Close() // the reader fails what was in flight
+	}
+	return buf
+}
+
+// connect dials and sets up a connection: RESP3, the caller's
+// credentials and database, the client name, tracking on.
+func (t *tracked) connect(ctx context.Context) (*trackConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	dial := t.opt.Dialer
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	network := t.opt.Network
+	if network == "" {
+		network = "tcp"
+	}
+	nc, err := dial(ctx, network, t.opt.Addr)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c := &trackConn{nc: nc, rd: bufio.NewReaderSize(nc, 64<<10)}
+	if err := t.handshake(ctx, c); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (t *tracked) handshake(ctx context.Context, c *trackConn) error {
+	user, pass := t.opt.Username, t.opt.Password
+	switch {
+	case t.opt.StreamingCredentialsProvider != nil:
+		return errors.New("redis: tracking mode does not support a StreamingCredentialsProvider")
+	case t.opt.CredentialsProviderContext != nil:
+		var err error
+		if user, pass, err = t.opt.CredentialsProviderContext(ctx); err != nil {
+			return err
+		}
+	case t.opt.CredentialsProvider != nil:
+		user, pass = t.opt.CredentialsProvider()
+	}
+	hello := [][]byte{[]byte("HELLO"), []byte("3")}
+	if pass != "" {
+		if user == "" {
+			user = "default"
+		}
+		hello = append(hello, []byte("AUTH"), []byte(user), []byte(pass))
+	}
+	hello = append(hello, []byte("SETNAME"), []byte(t.name))
+	buf := appendCommand(nil, hello...)
+	n := 2
+	if t.opt.DB != 0 {
+		buf = appendCommand(buf, []byte("SELECT"), []byte(strconv.Itoa(t.opt.DB)))
+		n++
+	}
+	buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("BCAST"),
+		[]byte("PREFIX"), []byte(t.prefix), []byte("NOLOOP"))
+	if _, err := c.nc.Write(buf); err != nil {
+		return err
+	}
+	for range n {
+		v, err := readValue(c.rd)
+		if err != nil {
+			return err
+		}
+		if v.err != nil {
+			return v.err
+		}
+	}
+	return nil
+}
+
+// serve publishes c and reads it until it breaks or ctx ends; then it
+// calls lost, before anything else, and fails what was in flight. Its
+// caller reports Confirmed before.
+func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
+	t.mu.Lock()
+	t.conn = c
+	t.mu.Unlock()
+	t.up.Store(true)
+	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
+	defer stop()
+	err := t.read(c)
+	t.up.Store(false)
+	lost()
+	t.mu.Lock()
+	t.conn = nil
+	flown := c.inflight
+	c.inflight = nil
+	t.mu.Unlock()
+	c.nc.Close()
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	err = fmt.Errorf("redis: tracked connection: %w", err)
+	for _, f := range flown {
+		if f.r != nil {
+			f.r.done <- reply{err: err}
+		}
+	}
+}
+
+// read reads replies and pushes until an error.
+func (t *tracked) read(c *trackConn) error {
+	for {
+		if c.rd.Buffered() == 0 {
+			t.mu.Lock()
+			var deadline time.Time // none while nothing is in flight: pushes may take their time
+			if len(c.inflight) > 0 {
+				deadline = c.inflight[0].sent.Add(t.timeout)
+			}
+			c.nc.SetReadDeadline(deadline)
+			t.mu.Unlock()
+		}
+		v, err := readValue(c.rd)
+		if err != nil {
+			return err
+		}
+		if v.kind == '>' {
+			t.push(v)
+			continue
+		}
+		t.mu.Lock()
+		if len(c.inflight) == 0 {
+			t.mu.Unlock()
+			return errProtocol // a reply to nothing
+		}
+		f := c.inflight[0]
+		c.inflight[0] = flight{}
+		c.inflight = c.inflight[1:]
+		t.mu.Unlock()
+		if f.r != nil {
+			rep := reply{err: v.err}
+			if v.kind == ':' {
+				rep.found = v.n > 0
+			}
+			f.r.done <- rep
+		}
+	}
+}
+
+// push reports an invalidation: a null payload is a flush.
+func (t *tracked) push(v value) {
+	if len(v.elems) < 2 || v.elems[0].str != "invalidate" {
+		return
+	}
+	if v.elems[1].kind == '_' {
+		t.h.Flushed()
+		return
+	}
+	ids := make([]string, 0, len(v.elems[1].elems))
+	for _, k := range v.elems[1].elems {
+		if id, ok := strings.CutPrefix(k.str, t.prefix); ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		t.h.Changed(ids)
+	}
+}
