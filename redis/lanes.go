@@ -68,6 +68,7 @@ type lanes struct {
 	wg      sync.WaitGroup
 	mu      sync.RWMutex // guards closed; held for reading while queuing
 	closed  bool
+	sending sync.RWMutex // held for reading by each send: wait waits for them
 }
 
 func newLanes(client *goredis.Client, timeout time.Duration) *lanes {
@@ -148,6 +149,8 @@ func (l *lanes) flush(q chan *request) {
 // whose caller has already given up is not sent: it is answered with its
 // context's error, which its caller no longer reads.
 func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
+	l.sending.RLock()
+	defer l.sending.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	p := l.client.Pipeline()
@@ -190,6 +193,14 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		}
 		r.done <- rep
 	}
+}
+
+// wait returns once the batches being sent have ended (each is bounded by
+// the timeout). A request whose caller had given up before wait was called
+// is then either answered or, once taken, not sent: its context is done.
+func (l *lanes) wait() {
+	l.sending.Lock()
+	l.sending.Unlock()
 }
 
 // close stops the flushers once the writes queued before have been
