@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/internal/redistest"
@@ -82,5 +84,26 @@ func TestFenceCoversAWriteStillWaitingForItsConnection(t *testing.T) {
 	}
 	if v, err := other.Get(ctx, "f:x").Result(); found || err == nil {
 		t.Fatalf("a Set abandoned before Fence landed after it, over the DEL sent after the fence: Redis holds %q (touch found %v)", v, found)
+	}
+}
+
+// A lane keeps no value once its write was answered: a burst of large
+// writes must not stay on the heap (up to 256 values a lane) after the
+// caller, and the Store's tiers, let go of them.
+func TestLanesKeepNoValueOnceAnswered(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := newTier(t, srv.Client(), "lanes:")
+	value := make([]byte, 1<<20)
+	held := weak.Make(&value[0])
+	if err := tr.Set(context.Background(), "big", value, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	value = nil
+	for deadline := time.Now().Add(2 * time.Second); held.Value() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("a lane still holds the value of a write it answered")
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond) // polling a condition
 	}
 }
