@@ -193,6 +193,7 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		}
 		r.done <- rep
 	}
+	clear(cmds) // the commands hold the values: keep none past their batch
 }
 
 // wait returns once the batches being sent have ended (each is bounded by
