@@ -17,7 +17,10 @@ import (
 // everything queued as one pipeline, on the Tier's own write client (see
 // fence), bounded by the Tier's timeout. The caller waits for its reply or
 // its context, whichever ends first. A key always takes the same lane, so
-// the writes of one key reach Redis in the order they were queued.
+// the writes of one key reach Redis in the order they were queued, as long
+// as each batch gets its replies: a batch that ended without them may still
+// be in the network on its connection and land after the next batch, sent
+// on another; only Fence orders what comes after it.
 
 const (
 	// numLanes is the number of lanes, each with a connection of its own.
