@@ -133,7 +133,9 @@ func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.C
 // connection of the caller's client and closes, server-side, every write
 // connection of this Tier (CLIENT LIST, CLIENT KILL ID); writes in flight on
 // them fail, and the next writes open new connections. Otherwise it makes
-// no call. It is bounded by the Tier's timeout; its error wraps ErrFence.
+// no call. It first waits for the lanes' batches being sent, each bounded
+// by the Tier's timeout, then is bounded by that timeout itself; its error
+// wraps ErrFence.
 //
 // A client other than a *goredis.Client is not fenced: Fence returns nil at
 // once. The Redis user needs CLIENT LIST and CLIENT KILL; a server that
@@ -150,6 +152,12 @@ func (t *Tier) Fence(ctx context.Context) error {
 	if n == f.fenced {
 		return nil
 	}
+	// A batch taken before its callers gave up may still be waiting for a
+	// connection that CLIENT LIST cannot see yet: let it end first. (The
+	// tracked connection's batches are written on a connection that
+	// exists: killing it stops them.)
+	f.once.Do(f.open)
+	f.lanes.wait()
 	names := []string{f.opt.ClientName}
 	if t.tracked != nil {
 		names = append(names, t.tracked.name)

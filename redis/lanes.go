@@ -17,7 +17,10 @@ import (
 // everything queued as one pipeline, on the Tier's own write client (see
 // fence), bounded by the Tier's timeout. The caller waits for its reply or
 // its context, whichever ends first. A key always takes the same lane, so
-// the writes of one key reach Redis in the order they were queued.
+// the writes of one key reach Redis in the order they were queued, as long
+// as each batch gets its replies: a batch that ended without them may still
+// be in the network on its connection and land after the next batch, sent
+// on another; only Fence orders what comes after it.
 
 const (
 	// numLanes is the number of lanes, each with a connection of its own.
@@ -68,6 +71,7 @@ type lanes struct {
 	wg      sync.WaitGroup
 	mu      sync.RWMutex // guards closed; held for reading while queuing
 	closed  bool
+	sending sync.RWMutex // held for reading by each send: wait waits for them
 }
 
 func newLanes(client *goredis.Client, timeout time.Duration) *lanes {
@@ -148,6 +152,8 @@ func (l *lanes) flush(q chan *request) {
 // whose caller has already given up is not sent: it is answered with its
 // context's error, which its caller no longer reads.
 func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
+	l.sending.RLock()
+	defer l.sending.RUnlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	p := l.client.Pipeline()
@@ -190,6 +196,15 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		}
 		r.done <- rep
 	}
+	clear(cmds) // the commands hold the values: keep none past their batch
+}
+
+// wait returns once the batches being sent have ended (each is bounded by
+// the timeout). A request whose caller had given up before wait was called
+// is then either answered or, once taken, not sent: its context is done.
+func (l *lanes) wait() {
+	l.sending.Lock()
+	l.sending.Unlock()
 }
 
 // close stops the flushers once the writes queued before have been
