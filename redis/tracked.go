@@ -62,7 +62,8 @@ type tracked struct {
 	h       Handler
 	queue   chan *request
 
-	up   atomic.Bool // a connection is set up: do may queue
+	up      atomic.Bool   // a connection is set up: do may queue
+	drained chan struct{} // capacity 1: signalled when nothing is in flight any more
 	mu   sync.Mutex  // guards conn and its inflight
 	conn *trackConn  // nil while down
 }
@@ -82,7 +83,7 @@ type flight struct {
 
 func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler) *tracked {
 	return &tracked{opt: opt, prefix: prefix, name: "sessiontier-invalidation-" + rand.Text(), timeout: timeout, h: h,
-		queue: make(chan *request, trackedQueue)}
+		queue: make(chan *request, trackedQueue), drained: make(chan struct{}, 1)}
 }
 
 // do sends a SET or DEL through the connection and waits for its reply or
@@ -118,6 +119,14 @@ func (t *tracked) flush(ctx context.Context) {
 	idle := time.NewTimer(pingEvery)
 	defer idle.Stop()
 	for {
+		// One batch in flight at a time: while it is, callers queue up,
+		// and the next batch takes them all in one write.
+		if t.inFlight() {
+			select {
+			case <-t.drained:
+			case <-ctx.Done():
+			}
+		}
 		ping := false
 		select {
 		case r := <-t.queue:
@@ -147,6 +156,20 @@ func (t *tracked) flush(ctx context.Context) {
 		clear(batch)
 		batch = batch[:0]
 		idle.Reset(pingEvery)
+	}
+}
+
+// inFlight reports whether commands sent on the connection await replies.
+func (t *tracked) inFlight() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conn != nil && len(t.conn.inflight) > 0
+}
+
+func (t *tracked) signalDrained() {
+	select {
+	case t.drained <- struct{}{}:
+	default:
 	}
 }
 
@@ -289,6 +312,7 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 	flown := c.inflight
 	c.inflight = nil
 	t.mu.Unlock()
+	t.signalDrained()
 	c.nc.Close()
 	var nerr net.Error
 	if errors.As(err, &nerr) && nerr.Timeout() {
@@ -330,7 +354,11 @@ func (t *tracked) read(c *trackConn) error {
 		f := c.inflight[0]
 		c.inflight[0] = flight{}
 		c.inflight = c.inflight[1:]
+		empty := len(c.inflight) == 0
 		t.mu.Unlock()
+		if empty {
+			t.signalDrained()
+		}
 		if f.r != nil {
 			rep := reply{err: v.err}
 			if v.kind == ':' {
