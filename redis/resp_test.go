@@ -1,0 +1,49 @@
+package redis
+
+import (
+	"bufio"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReadValue(t *testing.T) {
+	cases := []struct {
+		in   string
+		want func(value) bool
+	}{
+		{"+OK\r\n", func(v value) bool { return v.kind == '+' && v.str == "OK" }},
+		{"-ERR nope\r\n", func(v value) bool { return IsReply(v.err) && v.err.Error() == "ERR nope" }},
+		{"!9\r\nERR bulky\r\n", func(v value) bool { return IsReply(v.err) && v.err.Error() == "ERR bulky" }},
+		{":42\r\n", func(v value) bool { return v.kind == ':' && v.n == 42 }},
+		{"$3\r\na\r\n\r\n", func(v value) bool { return v.kind == '$' && v.str == "a\r\n" }},
+		{"$-1\r\n", func(v value) bool { return v.kind == '_' }},
+		{"_\r\n", func(v value) bool { return v.kind == '_' }},
+		{"%1\r\n+server\r\n$5\r\nredis\r\n", func(v value) bool { return v.kind == '%' && len(v.elems) == 2 && v.elems[1].str == "redis" }},
+		{">2\r\n$10\r\ninvalidate\r\n*2\r\n$3\r\np:a\r\n$3\r\np:b\r\n", func(v value) bool {
+			return v.kind == '>' && v.elems[0].str == "invalidate" && len(v.elems[1].elems) == 2 && v.elems[1].elems[1].str == "p:b"
+		}},
+		{">2\r\n$10\r\ninvalidate\r\n_\r\n", func(v value) bool { return v.kind == '>' && v.elems[1].kind == '_' }},
+		{"|1\r\n+key\r\n+val\r\n:7\r\n", func(v value) bool { return v.kind == ':' && v.n == 7 }}, // an attribute, then the value
+	}
+	for _, c := range cases {
+		v, err := readValue(bufio.NewReader(strings.NewReader(c.in)))
+		if err != nil || !c.want(v) {
+			t.Errorf("readValue(%q) = %+v, %v", c.in, v, err)
+		}
+	}
+	for _, bad := range []string{"?1\r\n", ":x\r\n", "+OK\n", "*2\r\n:1\r\n", "$5\r\nab"} {
+		if _, err := readValue(bufio.NewReader(strings.NewReader(bad))); err == nil {
+			t.Errorf("readValue(%q) read a value", bad)
+		} else if !errors.Is(err, errProtocol) && err.Error() != "EOF" && err.Error() != "unexpected EOF" {
+			t.Errorf("readValue(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestAppendCommand(t *testing.T) {
+	got := string(appendCommand(nil, []byte("SET"), []byte("k"), []byte("")))
+	if want := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"; got != want {
+		t.Fatalf("appendCommand = %q; want %q", got, want)
+	}
+}

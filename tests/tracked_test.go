@@ -1,0 +1,56 @@
+package tests
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sessiontier/sessiontier/tiered"
+)
+
+// TestOwnWritesKeepTheLocalCopy: in tracking mode a store's own Set is
+// sent on its tracking connection with NOLOOP, so it comes back as no
+// invalidation: the value it wrote is served from the local tier at once
+// and stays so, with no read of Redis; another client's change is still
+// seen.
+func TestOwnWritesKeepTheLocalCopy(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	for i, v := range []string{"v1", "v2", "v3"} {
+		mustSet(t, s, "mine", v)
+		before := e.count.cmds.Load()
+		wantGet(t, s, "mine", v)
+		// A change by another client, pushed after any invalidation the
+		// Set could have caused: once it is seen, so would that be.
+		e.plain.Set(bg, "session:marker", i, time.Hour)
+		waitFor(t, "the marker's invalidation", func() bool { return s.Stats().Invalidations >= uint64(i+1) })
+		wantGet(t, s, "mine", v)
+		if n := e.count.cmds.Load() - before; n != 0 {
+			t.Fatalf("after its own Set of %q the store read Redis %d times; want local hits only", v, n)
+		}
+		if got := s.Stats().Invalidations; got != uint64(i+1) {
+			t.Fatalf("%d invalidations after %d changes by another client; want only theirs", got, i+1)
+		}
+	}
+	e.plain.Set(bg, "session:mine", "theirs", time.Hour)
+	waitValue(t, s, "mine", "theirs")
+	if err := s.Delete(bg, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	e.plain.Set(bg, "session:mine", "back", time.Hour)
+	waitValue(t, s, "mine", "back")
+}
+
+// TestSilentRedisIsNoticedWithoutTraffic: a Redis that stops answering
+// (here SIGSTOP, as a network partition without a reset would) while the
+// store sends nothing is noticed by the tracking connection's PING: the
+// local tier is bypassed within about a second plus OpTimeout, and trusted
+// again once Redis answers.
+func TestSilentRedisIsNoticedWithoutTraffic(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	e.srv.Pause()
+	defer e.srv.Resume()
+	waitFor(t, "the stream to be reported lost", func() bool { return s.Stats().Invalidation == "connecting" })
+	e.srv.Resume()
+	waitFor(t, "the stream to be back", func() bool { return s.Stats().Invalidation == "tracking" })
+}
