@@ -23,10 +23,10 @@ const (
 	// InvalidationPublish otherwise.
 	InvalidationAuto Invalidation = 0
 	// InvalidationTracking: server-assisted client tracking in broadcast
-	// mode on the prefix (CLIENT TRACKING ON REDIRECT BCAST PREFIX), on a
-	// connection of the store's own. Sees every change of a key under the
-	// prefix, whoever made it: SET, DEL, EXPIRE, UNLINK, FLUSHDB, expiry,
-	// eviction.
+	// mode on the prefix (CLIENT TRACKING ON BCAST PREFIX NOLOOP, RESP3), on
+	// a connection of the store's own that also carries its Set and
+	// Delete. Sees every change of a key under the prefix made by anyone
+	// else: SET, DEL, EXPIRE, UNLINK, FLUSHDB, expiry, eviction.
 	InvalidationTracking Invalidation = 1
 	// InvalidationPublish: every instance publishes its own writes and
 	// deletes on a channel under the prefix. It cannot see changes made by
@@ -87,13 +87,13 @@ func (c *coherence) fresh() bool { return c.up.Load() }
 // tier's write ordering, so a read of Redis that started before cannot
 // put the old value back.
 //
-// A store's own writes come back here too, and cannot be told apart from
-// someone else's change: in broadcast tracking, Redis merges the changes
-// of one key made in one event-loop turn (this store's and another
-// client's) into one message. So every message drops the copy; for an id
-// this store wrote lately, the copy is then read again from Redis at once
-// (see expect), so that hits and the outage's stale copies come back
-// without waiting for a request.
+// The store's Set and Delete sent on the tracking connection do not come
+// back (NOLOOP); its Touch, and writes sent while that connection is down,
+// do, and cannot be told apart from someone else's change (Redis merges
+// the changes of one key made in one event-loop turn into one message). So
+// every message drops the copy; for an id this store wrote lately, the
+// copy is then read again from Redis at once (see expect), so that hits
+// and the outage's stale copies come back without waiting for a request.
 func (c *coherence) Changed(ids []string) {
 	for _, id := range ids {
 		c.count.Add(1)
