@@ -58,6 +58,25 @@ func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration)
 	return evicted
 }
 
+// EndSetInOrder is EndSet for a write whose End calls are made in the
+// order the source executed the writes of the key, and in order with the
+// EndRevoke calls of other writers' changes (one goroutine reads both, in
+// order, from one connection): the entry takes value even if other writes
+// of the key overlapped it, since the last End is the last write. Writes
+// that end out of order (EndSet, EndTouch...) and overlapped it still drop
+// their own outcome, and an Invalidate or a Purge since Begin still leaves
+// value out of service.
+func (c *Cache) EndSetInOrder(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
+	v := c.cached(value, freshFor, expiresIn)
+	v.gen = w.gen
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	c.end(w)
+	v.revoked = w.gen != c.gen.Load()
+	_, evicted = w.s.add(w.key, v)
+	return evicted
+}
+
 // EndRevoke ends w by taking the entry out of service: it is never served
 // again, fresh or stale, until a write or a read of the source replaces
 // it, but Seen still returns it. For a change made at the source by

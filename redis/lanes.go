@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -51,12 +52,25 @@ type request struct {
 	value []byte
 	ttl   time.Duration
 	done  chan reply // capacity 1: the flusher never waits for the caller
+
+	// applied, if not nil, is called by the tracked connection's reader
+	// once Redis has answered OK, in reply order (see Tier.SetOrdered);
+	// claimed makes that and the caller's giving up exclusive.
+	applied func()
+	claimed atomic.Bool
 }
 
-// reply is the outcome of a request: found is PEXPIRE's answer.
+// reply is the outcome of a request: found is PEXPIRE's answer; applied
+// says that request.applied was called.
 type reply struct {
-	found bool
-	err   error
+	found, applied bool
+	err            error
+}
+
+// reset clears r, which its caller owns again, for the pool.
+func (r *request) reset() {
+	r.ctx, r.key, r.value, r.applied = nil, "", nil, nil
+	r.claimed.Store(false)
 }
 
 var requests = sync.Pool{New: func() any { return &request{done: make(chan reply, 1)} }}
@@ -106,7 +120,7 @@ func (l *lanes) do(ctx context.Context, kind opKind, key string, value []byte, t
 	}
 	select {
 	case rep := <-r.done:
-		*r = request{done: r.done}
+		r.reset()
 		requests.Put(r)
 		return rep.found, rep.err
 	case <-ctx.Done():

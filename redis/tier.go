@@ -235,43 +235,61 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
-	_, err := t.change(ctx, "SET", opSet, id, value, ttl)
+	_, err := t.change(ctx, "SET", opSet, id, value, ttl, nil)
 	return err
+}
+
+// SetOrdered is Set for a caller that keeps a copy of what it writes. If
+// the write goes on the Listener's tracking connection, applied is called
+// on that connection's reader as soon as Redis answered OK, before the
+// reply of any later write on it and before any invalidation Redis sent
+// after it: a copy updated in applied follows the order in which Redis
+// executed this Tier's writes and other clients' changes. It is not called
+// if the write went another way, failed, or if ctx ended first; ordered
+// reports whether it was. applied must be quick and must not call the
+// Tier.
+func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, applied func()) (ordered bool, err error) {
+	rep, err := t.change(ctx, "SET", opSet, id, value, ttl, applied)
+	return rep.applied, err
 }
 
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
-	_, err := t.change(ctx, "DEL", opDel, id, nil, 0)
+	_, err := t.change(ctx, "DEL", opDel, id, nil, 0, nil)
 	return err
 }
 
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
-	return t.change(ctx, "PEXPIRE", opPExpire, id, nil, ttl)
+	rep, err := t.change(ctx, "PEXPIRE", opPExpire, id, nil, ttl, nil)
+	return rep.found, err
 }
 
 // change sends one write: on the tracked connection while it is up (not a
 // PEXPIRE: see tracked.go), else through the lanes on a single-node
 // client, with one call of the caller's client otherwise.
-func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration) (bool, error) {
+func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, applied func()) (reply, error) {
 	key := t.key(id)
-	return write(t, ctx, op, func(ctx context.Context) (bool, error) {
+	return write(t, ctx, op, func(ctx context.Context) (reply, error) {
 		if t.tracked != nil && kind != opPExpire {
-			if found, err := t.tracked.do(ctx, kind, key, value, ttl); !errors.Is(err, errNotSent) {
-				return found, err
+			if rep, err := t.tracked.do(ctx, kind, key, value, ttl, applied); !errors.Is(err, errNotSent) {
+				return rep, err
 			}
 		}
-		if t.fence != nil {
+		var found bool
+		var err error
+		switch {
+		case t.fence != nil:
 			t.fence.once.Do(t.fence.open)
-			return t.fence.lanes.do(ctx, kind, key, value, ttl)
+			found, err = t.fence.lanes.do(ctx, kind, key, value, ttl)
+		case kind == opSet:
+			found, err = true, t.client.Set(ctx, key, value, ttl).Err()
+		case kind == opDel:
+			found, err = true, t.client.Del(ctx, key).Err()
+		default:
+			found, err = t.client.PExpire(ctx, key, ttl).Result()
 		}
-		switch kind {
-		case opSet:
-			return true, t.client.Set(ctx, key, value, ttl).Err()
-		case opDel:
-			return true, t.client.Del(ctx, key).Err()
-		}
-		return t.client.PExpire(ctx, key, ttl).Result()
+		return reply{found: found}, err
 	})
 }
 

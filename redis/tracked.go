@@ -64,8 +64,8 @@ type tracked struct {
 
 	up      atomic.Bool   // a connection is set up: do may queue
 	drained chan struct{} // capacity 1: signalled when nothing is in flight any more
-	mu   sync.Mutex  // guards conn and its inflight
-	conn *trackConn  // nil while down
+	mu      sync.Mutex    // guards conn and its inflight
+	conn    *trackConn    // nil while down
 }
 
 // trackConn is one connection of tracked.
@@ -87,26 +87,35 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 }
 
 // do sends a SET or DEL through the connection and waits for its reply or
-// for ctx. errNotSent: the connection is down, nothing was sent.
-func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration) (bool, error) {
+// for ctx. errNotSent: the connection is down, nothing was sent. applied,
+// if not nil, is called on the reader's goroutine once Redis answered OK,
+// unless the caller gave up first; the reply says whether it was.
+func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func()) (reply, error) {
 	if !t.up.Load() {
-		return false, errNotSent
+		return reply{}, errNotSent
 	}
 	r := requests.Get().(*request)
-	r.ctx, r.kind, r.key, r.value, r.ttl = ctx, kind, key, value, ttl
+	r.ctx, r.kind, r.key, r.value, r.ttl, r.applied = ctx, kind, key, value, ttl, applied
 	select {
 	case t.queue <- r:
 	case <-ctx.Done():
+		r.reset()
 		requests.Put(r)
-		return false, ctx.Err()
+		return reply{}, ctx.Err()
 	}
 	select {
 	case rep := <-r.done:
-		*r = request{done: r.done}
+		r.reset()
 		requests.Put(r)
-		return rep.found, rep.err
+		return rep, rep.err
 	case <-ctx.Done():
-		return false, ctx.Err() // the flusher or the reader still owns r
+		if r.claimed.CompareAndSwap(false, true) {
+			return reply{}, ctx.Err() // the flusher or the reader still owns r; applied will not run
+		}
+		rep := <-r.done // the reader is calling applied: its reply follows
+		r.reset()
+		requests.Put(r)
+		return rep, rep.err
 	}
 }
 
@@ -359,12 +368,16 @@ func (t *tracked) read(c *trackConn) error {
 		if empty {
 			t.signalDrained()
 		}
-		if f.r != nil {
+		if r := f.r; r != nil {
 			rep := reply{err: v.err}
 			if v.kind == ':' {
 				rep.found = v.n > 0
 			}
-			f.r.done <- rep
+			if r.applied != nil && v.err == nil && r.claimed.CompareAndSwap(false, true) {
+				r.applied()
+				rep.applied = true
+			}
+			r.done <- rep
 		}
 	}
 }

@@ -118,15 +118,17 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 	if c.kind != kindDelete && s.listener != nil && (c.kind == kindTouch || s.listener.Echoes()) {
 		s.inv.expect(c.id) // its echo will drop the copy: read it again then
 	}
-	var found bool
+	var found, ended bool
 	err := s.brk.Do(ctx, func() (err error) {
-		found, err = s.send(ctx, c)
+		found, ended, err = s.send(ctx, c, w)
 		return err
 	})
 	s.loads.Forget(c.id)
 	switch {
 	case err == nil:
-		s.endLocal(w, c, found)
+		if !ended {
+			s.endLocal(w, c, found)
+		}
 		s.announce(ctx, c.id)
 		if c.kind == kindTouch && !found {
 			return ErrNotFound
@@ -147,14 +149,25 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 }
 
 // send makes c in Redis; found is false for a Touch of a missing key.
-func (s *Store) send(ctx context.Context, c change) (found bool, err error) {
+// ended reports that w was ended already: a Set that went on the tracking
+// connection updates the local copy in the order Redis executed it (see
+// redis.Tier.SetOrdered), so that concurrent writes of one id need not
+// drop it.
+func (s *Store) send(ctx context.Context, c change, w lru.Write) (found, ended bool, err error) {
 	switch c.kind {
 	case kindSet:
-		return true, s.remote.Set(ctx, c.id, c.value, c.ttl)
+		if s.local == nil {
+			return true, false, s.remote.Set(ctx, c.id, c.value, c.ttl)
+		}
+		ended, err = s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, func() {
+			s.local.EndSetInOrder(w, c.value, s.opts.Local.TTL, c.ttl)
+		})
+		return true, ended, err
 	case kindDelete:
-		return true, s.remote.Delete(ctx, c.id)
+		return true, false, s.remote.Delete(ctx, c.id)
 	}
-	return s.remote.Touch(ctx, c.id, c.ttl)
+	found, err = s.remote.Touch(ctx, c.id, c.ttl)
+	return found, false, err
 }
 
 // beginLocal, endLocal and dropWrite order a change of the local copy
