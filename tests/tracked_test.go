@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,4 +55,43 @@ func TestSilentRedisIsNoticedWithoutTraffic(t *testing.T) {
 	waitFor(t, "the stream to be reported lost", func() bool { return s.Stats().Invalidation == "connecting" })
 	e.srv.Resume()
 	waitFor(t, "the stream to be back", func() bool { return s.Stats().Invalidation == "tracking" })
+}
+
+// TestConcurrentWritesOfOneIdLeaveRedisValue: many goroutines write the
+// same few ids at once. The local copy is updated in the order Redis
+// executed the writes, so once they stop every copy is a local hit that
+// holds what Redis holds (never an older write's value).
+func TestConcurrentWritesOfOneIdLeaveRedisValue(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	const writers, writes, ids = 16, 200, 4
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range writes {
+				id := fmt.Sprintf("hot%d", i%ids)
+				if err := s.Set(bg, id, []byte(fmt.Sprintf("%d-%d", w, i)), time.Hour); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	hits := 0
+	for i := range ids {
+		id := fmt.Sprintf("hot%d", i)
+		before := e.count.cmds.Load()
+		v, err := s.Get(bg, id)
+		if e.count.cmds.Load() == before {
+			hits++
+		}
+		want, _ := e.plain.Get(bg, "session:"+id).Result()
+		if err != nil || string(v) != want {
+			t.Fatalf("Get(%s) = %q, %v; Redis holds %q", id, v, err, want)
+		}
+	}
+	if hits != ids {
+		t.Fatalf("%d of %d ids written concurrently are local hits; want all", hits, ids)
+	}
 }
