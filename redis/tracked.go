@@ -46,6 +46,8 @@ const (
 	pingEvery = time.Second
 	// trackedQueue bounds the writes waiting for the flusher.
 	trackedQueue = 1024
+	// maxInFlight bounds the batches sent and not answered yet.
+	maxInFlight = 2
 )
 
 // errNotSent is returned by tracked.do for a write that was not sent
@@ -73,12 +75,14 @@ type trackConn struct {
 	nc       net.Conn
 	rd       *bufio.Reader
 	inflight []flight // sent, not answered yet, in order; guarded by tracked.mu
+	batches  int      // batches in inflight; guarded by tracked.mu
 }
 
 // flight is a command sent: r is nil for a PING.
 type flight struct {
 	r    *request
 	sent time.Time
+	last bool // the last command of its batch
 }
 
 func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler) *tracked {
@@ -128,9 +132,9 @@ func (t *tracked) flush(ctx context.Context) {
 	idle := time.NewTimer(pingEvery)
 	defer idle.Stop()
 	for {
-		// One batch in flight at a time: while it is, callers queue up,
-		// and the next batch takes them all in one write.
-		if t.inFlight() {
+		// At most maxInFlight batches in flight: meanwhile callers queue
+		// up, and the next batch takes them all in one write.
+		for t.busy() && ctx.Err() == nil {
 			select {
 			case <-t.drained:
 			case <-ctx.Done():
@@ -168,11 +172,12 @@ func (t *tracked) flush(ctx context.Context) {
 	}
 }
 
-// inFlight reports whether commands sent on the connection await replies.
-func (t *tracked) inFlight() bool {
+// busy reports whether maxInFlight batches sent on the connection await
+// replies.
+func (t *tracked) busy() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.conn != nil && len(t.conn.inflight) > 0
+	return t.conn != nil && t.conn.batches >= maxInFlight
 }
 
 func (t *tracked) signalDrained() {
@@ -213,6 +218,10 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 	if ping {
 		buf = appendCommand(buf, []byte("PING"))
 		c.inflight = append(c.inflight, flight{sent: now})
+	}
+	if n := len(c.inflight); n > 0 && !c.inflight[n-1].last && len(buf) > 0 {
+		c.inflight[n-1].last = true
+		c.batches++
 	}
 	if idle && len(c.inflight) > 0 {
 		c.nc.SetReadDeadline(now.Add(t.timeout)) // the reader may be waiting without one
@@ -363,9 +372,11 @@ func (t *tracked) read(c *trackConn) error {
 		f := c.inflight[0]
 		c.inflight[0] = flight{}
 		c.inflight = c.inflight[1:]
-		empty := len(c.inflight) == 0
+		if f.last {
+			c.batches--
+		}
 		t.mu.Unlock()
-		if empty {
+		if f.last {
 			t.signalDrained()
 		}
 		if r := f.r; r != nil {
