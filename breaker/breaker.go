@@ -103,6 +103,12 @@ type Breaker struct {
 	failedProbes atomic.Int32  // consecutive half-open probes that failed
 	changes      chan struct{} // capacity 1: a non-blocking send per change
 	opens        atomic.Uint64 // transitions from closed to open
+
+	// streak counts the failures Do reported since it last reported a
+	// success: while the breaker is closed and streak is 0, gobreaker's
+	// consecutive failures are 0 too, and a success need not be reported
+	// (Do's fast path takes no lock).
+	streak atomic.Int32
 }
 
 // errExcluded and errFailure are what Do reports to gobreaker.
@@ -166,6 +172,7 @@ func (b *Breaker) onStateChange(from, to gobreaker.State) {
 	case gobreaker.StateHalfOpen:
 		b.state.Store(int32(HalfOpen))
 	case gobreaker.StateClosed:
+		b.streak.Store(0)
 		b.failedProbes.Store(0)
 		b.openUntil.Store(0)
 		b.state.Store(int32(Closed))
@@ -193,6 +200,17 @@ func (b *Breaker) backoff(n int32) time.Duration {
 // cancellation and counts neither way. While open, Do returns ErrOpen at
 // once and op does not run.
 func (b *Breaker) Do(ctx context.Context, op func() error) error {
+	if b.state.Load() == int32(Closed) && b.streak.Load() == 0 {
+		// The fast path: closed, and no failure since the last success.
+		err := op()
+		if err != nil && ctx.Err() == nil && b.isFailure(err) {
+			if done, aerr := b.cb.Allow(); aerr == nil {
+				b.streak.Add(1)
+				done(errFailure)
+			}
+		}
+		return err
+	}
 	if b.waiting() {
 		return ErrOpen
 	}
@@ -203,12 +221,15 @@ func (b *Breaker) Do(ctx context.Context, op func() error) error {
 	err = op()
 	switch {
 	case err == nil:
+		b.streak.Store(0)
 		done(nil)
 	case ctx.Err() != nil:
 		done(errExcluded)
 	case b.isFailure(err):
+		b.streak.Add(1)
 		done(errFailure)
 	default:
+		b.streak.Store(0)
 		done(nil)
 	}
 	return err

@@ -163,3 +163,37 @@ func TestChangesAndRetryAt(t *testing.T) {
 		t.Fatalf("RetryAt is %v away; want OpenTimeout plus up to 20%%", until)
 	}
 }
+
+// Successes skip gobreaker while nothing failed since the last one (Do's
+// fast path), and still break a streak of failures; successes and
+// failures interleaved from many goroutines leave the count right.
+func TestFastPathKeepsCountingConsecutiveFailures(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 3, OpenTimeout: time.Hour})
+	ok := func() { b.Do(context.Background(), func() error { return nil }) }
+	for range 100 {
+		ok()
+	}
+	fail(b, 2)
+	ok() // resets the streak
+	fail(b, 2)
+	if got := b.State(); got != Closed {
+		t.Fatalf("after 2 failures, a success, 2 failures: State = %v; want closed", got)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				ok()
+			}
+		})
+	}
+	wg.Wait()
+	fail(b, 2)
+	if got := b.State(); got != Closed {
+		t.Fatalf("after concurrent successes and 2 failures: State = %v; want closed", got)
+	}
+	fail(b, 1)
+	if got := b.State(); got != Open {
+		t.Fatalf("after 3 consecutive failures State = %v; want open", got)
+	}
+}
