@@ -3,6 +3,7 @@ package lru
 import (
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,13 +34,18 @@ type Cache struct {
 }
 
 type shard struct {
-	mu          sync.RWMutex        // guards core, seq, writes and expirations
-	_           [cacheLinePad]byte  // every reader writes mu: keep core's line apart
-	core        *Segmented[cached]  // the entries
+	mu          sync.RWMutex        // guards core, seq, writes and expirations, and every change of index
+	_           [cacheLinePad]byte  // keep mu's line apart from the rest
+	core        *Segmented[cached]  // the entries, their recency and the bounds
 	seq         uint64              // Begin calls so far
 	writes      map[string]inflight // keys with a write between Begin and End
 	expirations uint64              // entries dropped because they expired
-	_           [cacheLinePad]byte  // keeps neighbouring shards' locks apart
+	// index maps each key of core to its value, read without a lock by
+	// Get and Seen: an *item published there is never modified (but for
+	// its used flag), a change publishes a new one. It changes only under
+	// mu, with core.
+	index sync.Map
+	_     [cacheLinePad]byte // keeps neighbouring shards' locks apart
 }
 
 // cached is the value of a Cache entry. value is never modified once
@@ -50,6 +56,13 @@ type cached struct {
 	expires int64  // clock offset (ns) after which it is never served
 	gen     uint64 // Cache.gen when stored
 	revoked bool   // never served again: kept only as what was last seen (see Seen)
+}
+
+// item is a value published in a shard's index: never modified but for
+// used, which the first read sets.
+type item struct {
+	cached
+	used atomic.Bool // read since it was published
 }
 
 // inflight counts the writes of one key between Begin and End.
@@ -94,8 +107,9 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 		if int64(i) < l.MaxBytes%int64(n) {
 			bytes++
 		}
-		c.shards[i].core = NewSegmented[cached](entries, bytes, nil)
-		c.shards[i].writes = make(map[string]inflight)
+		sh := &c.shards[i]
+		sh.core = NewSegmented(entries, bytes, func(key string, _ cached) { sh.index.Delete(key) })
+		sh.writes = make(map[string]inflight)
 	}
 	return c, nil
 }
@@ -115,35 +129,41 @@ func (c *Cache) now() int64 {
 
 // Get returns the value of key. fresh reports whether it is within its
 // freshness period (see Set) and of the current generation (see
-// Invalidate); an entry past its expiry is dropped and never returned. The
-// returned slice is shared: do not modify it.
+// Invalidate); an entry past its expiry is never returned. The returned
+// slice is shared: do not modify it.
+//
+// Get takes no lock but to record a use in the LRU order: the first read
+// of a value stored does, then one read in eight, if the shard's lock is
+// free at once. An expired entry is dropped if the lock is free at once.
 func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 	s := c.shard(key)
-	now := c.now()
-	s.mu.RLock()
-	e, ok := s.core.peek(key)
+	p, ok := s.index.Load(key)
 	if !ok {
-		s.mu.RUnlock()
 		return nil, false, false
 	}
-	v, bump := e.value, s.core.needsBump(e)
-	s.mu.RUnlock()
+	v := p.(*item)
+	now := c.now()
 	if now >= v.expires {
-		s.mu.Lock()
-		if cur, ok := s.core.peek(key); ok && cur == e {
-			s.core.unlink(e)
-			s.expirations++
+		if s.mu.TryLock() {
+			if cur, ok := s.index.Load(key); ok && cur == p {
+				s.remove(key)
+				s.expirations++
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
 		return nil, false, false
 	}
 	if v.revoked {
 		return nil, false, false
 	}
-	if bump {
-		s.mu.Lock()
-		if cur, ok := s.core.peek(key); ok && cur == e {
-			s.core.bump(e)
+	if first := !v.used.Load() && v.used.CompareAndSwap(false, true); first || rand.Uint32()&7 == 0 && s.mu.TryLock() {
+		if first {
+			s.mu.Lock()
+		}
+		if cur, ok := s.index.Load(key); ok && cur == p {
+			if e, ok := s.core.peek(key); ok && s.core.needsBump(e) {
+				s.core.bump(e)
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -156,14 +176,14 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 // source later. It is never to be served. The slice is shared.
 func (c *Cache) Seen(key string) ([]byte, bool) {
 	s := c.shard(key)
-	now := c.now()
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.core.peek(key)
-	if !ok || now >= e.value.expires {
+	p, ok := s.index.Load(key)
+	if !ok {
 		return nil, false
 	}
-	return e.value.value, true
+	if v := p.(*item); c.now() < v.expires {
+		return v.value, true
+	}
+	return nil, false
 }
 
 // Set stores value under key, served as fresh for freshFor and kept for at
@@ -189,7 +209,26 @@ func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
 func (s *shard) add(key string, v cached) (stored bool, evicted int) {
 	before := s.core.evictions
 	stored = s.core.Add(key, v, int64(len(key)+len(v.value))+EntryOverhead)
+	if stored {
+		s.index.Store(key, &item{cached: v})
+	} else {
+		s.index.Delete(key)
+	}
 	return stored, int(s.core.evictions - before)
+}
+
+// remove drops key and reports whether it was present. The caller holds
+// s.mu.
+func (s *shard) remove(key string) bool {
+	s.index.Delete(key)
+	_, ok := s.core.Remove(key)
+	return ok
+}
+
+// republish publishes e's value again after a change of it in place. The
+// caller holds s.mu.
+func (s *shard) republish(e *entry[cached]) {
+	s.index.Store(e.key, &item{cached: e.value})
 }
 
 // Invalidate makes every entry present now stale: Get still returns it,
@@ -204,8 +243,7 @@ func (c *Cache) Delete(key string) bool {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.core.Remove(key)
-	return ok
+	return s.remove(key)
 }
 
 // Purge removes every entry. Like Invalidate, it keeps the reads and
@@ -216,6 +254,7 @@ func (c *Cache) Purge() {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.core.Purge()
+		s.index.Clear()
 		s.mu.Unlock()
 	}
 }

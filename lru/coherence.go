@@ -85,8 +85,9 @@ func (c *Cache) EndRevoke(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
-	if e, ok := w.s.core.peek(w.key); ok {
+	if e, ok := w.s.core.peek(w.key); ok && !e.value.revoked {
 		e.value.revoked = true
+		w.s.republish(e)
 	}
 }
 
@@ -99,13 +100,14 @@ func (c *Cache) EndTouch(w Write, expiresIn time.Duration) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
-		w.s.core.Remove(w.key)
+		w.s.remove(w.key)
 		return
 	}
 	if e, ok := w.s.core.peek(w.key); ok {
 		// A touch says nothing of the value: it stays fresh no longer
 		// than a read of the source made it, and never past its expiry.
 		e.value.fresh, e.value.expires = min(e.value.fresh, t.expires), t.expires
+		w.s.republish(e)
 	}
 }
 
@@ -116,7 +118,7 @@ func (c *Cache) EndKeep(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
-		w.s.core.Remove(w.key)
+		w.s.remove(w.key)
 	}
 }
 
@@ -126,7 +128,7 @@ func (c *Cache) EndDelete(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
-	w.s.core.Remove(w.key)
+	w.s.remove(w.key)
 }
 
 // FillToken is taken before reading key from the source of truth, and
@@ -186,6 +188,5 @@ func (c *Cache) FillAbsent(t FillToken, key string) bool {
 	if s.seq+1 != t.seq {
 		return false
 	}
-	_, ok := s.core.Remove(key)
-	return ok
+	return s.remove(key)
 }

@@ -27,10 +27,11 @@ const (
 )
 
 // EntryOverhead is the number of bytes charged to every entry on top of
-// len(key)+len(value): the entry record, its list element and its map slot.
+// len(key)+len(value): the entry record, its list element, its map slot
+// and its slot in the lock-free index (lru.Cache).
 // It is an estimate for 64-bit platforms, checked by a heap test in this
 // package.
-const EntryOverhead = 256
+const EntryOverhead = 448
 
 // ErrInvalidLimits is returned by New for limits it cannot honour.
 var ErrInvalidLimits = errors.New("lru: invalid limits")
