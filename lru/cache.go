@@ -44,7 +44,8 @@ type shard struct {
 	// Get and Seen: an *item published there is never modified (but for
 	// its used flag), a change publishes a new one. It changes only under
 	// mu, with core.
-	index sync.Map
+	index index
+	seed  maphash.Seed       // the Cache's
 	_     [cacheLinePad]byte // keeps neighbouring shards' locks apart
 }
 
@@ -62,6 +63,8 @@ type cached struct {
 // used, which the first read sets.
 type item struct {
 	cached
+	key  string
+	hash uint64      // the key's in the index
 	used atomic.Bool // read since it was published
 }
 
@@ -108,7 +111,8 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 			bytes++
 		}
 		sh := &c.shards[i]
-		sh.core = NewSegmented(entries, bytes, func(key string, _ cached) { sh.index.Delete(key) })
+		sh.seed = c.seed
+		sh.core = NewSegmented(entries, bytes, func(key string, _ cached) { sh.index.remove(key, sh.hashOf(key)) })
 		sh.writes = make(map[string]inflight)
 	}
 	return c, nil
@@ -117,6 +121,15 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 func (c *Cache) shard(key string) *shard {
 	return &c.shards[maphash.String(c.seed, key)&c.mask]
 }
+
+// locate returns the shard of key and the key's hash in its index.
+func (c *Cache) locate(key string) (*shard, uint64) {
+	h := maphash.String(c.seed, key)
+	return &c.shards[h&c.mask], h >> 16 // the low bits chose the shard
+}
+
+// hashOf returns the hash of key in s's index.
+func (s *shard) hashOf(key string) uint64 { return maphash.String(s.seed, key) >> 16 }
 
 // now returns the time elapsed since New. time.Since reads only the
 // monotonic clock, half the cost of time.Now on the hit path.
@@ -136,16 +149,15 @@ func (c *Cache) now() int64 {
 // of a value stored does, then one read in eight, if the shard's lock is
 // free at once. An expired entry is dropped if the lock is free at once.
 func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
-	s := c.shard(key)
-	p, ok := s.index.Load(key)
+	s, h := c.locate(key)
+	v, ok := s.index.load(key, h)
 	if !ok {
 		return nil, false, false
 	}
-	v := p.(*item)
 	now := c.now()
 	if now >= v.expires {
 		if s.mu.TryLock() {
-			if cur, ok := s.index.Load(key); ok && cur == p {
+			if cur, ok := s.index.load(key, h); ok && cur == v {
 				s.remove(key)
 				s.expirations++
 			}
@@ -160,7 +172,7 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 		if first {
 			s.mu.Lock()
 		}
-		if cur, ok := s.index.Load(key); ok && cur == p {
+		if cur, ok := s.index.load(key, h); ok && cur == v {
 			if e, ok := s.core.peek(key); ok && s.core.needsBump(e) {
 				s.core.bump(e)
 			}
@@ -175,12 +187,9 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 // process last saw at the source or wrote there, for comparing with the
 // source later. It is never to be served. The slice is shared.
 func (c *Cache) Seen(key string) ([]byte, bool) {
-	s := c.shard(key)
-	p, ok := s.index.Load(key)
-	if !ok {
-		return nil, false
-	}
-	if v := p.(*item); c.now() < v.expires {
+	s, h := c.locate(key)
+	v, ok := s.index.load(key, h)
+	if ok && c.now() < v.expires {
 		return v.value, true
 	}
 	return nil, false
@@ -209,10 +218,10 @@ func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
 func (s *shard) add(key string, v cached) (stored bool, evicted int) {
 	before := s.core.evictions
 	stored = s.core.Add(key, v, int64(len(key)+len(v.value))+EntryOverhead)
-	if stored {
-		s.index.Store(key, &item{cached: v})
+	if h := s.hashOf(key); stored {
+		s.index.store(&item{cached: v, key: key, hash: h}, h)
 	} else {
-		s.index.Delete(key)
+		s.index.remove(key, h)
 	}
 	return stored, int(s.core.evictions - before)
 }
@@ -220,7 +229,7 @@ func (s *shard) add(key string, v cached) (stored bool, evicted int) {
 // remove drops key and reports whether it was present. The caller holds
 // s.mu.
 func (s *shard) remove(key string) bool {
-	s.index.Delete(key)
+	s.index.remove(key, s.hashOf(key))
 	_, ok := s.core.Remove(key)
 	return ok
 }
@@ -228,7 +237,8 @@ func (s *shard) remove(key string) bool {
 // republish publishes e's value again after a change of it in place. The
 // caller holds s.mu.
 func (s *shard) republish(e *entry[cached]) {
-	s.index.Store(e.key, &item{cached: e.value})
+	h := s.hashOf(e.key)
+	s.index.store(&item{cached: e.value, key: e.key, hash: h}, h)
 }
 
 // Invalidate makes every entry present now stale: Get still returns it,
@@ -254,7 +264,7 @@ func (c *Cache) Purge() {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.core.Purge()
-		s.index.Clear()
+		s.index.clear()
 		s.mu.Unlock()
 	}
 }
