@@ -12,9 +12,9 @@ import (
 	"github.com/sessiontier/sessiontier/telemetry"
 )
 
-// The telemetry cost pair: a local hit through Get (span, histogram, with
-// the global no-op providers) and the same hit with telemetry removed (the
-// unexported get that Get wraps). Compare within one run:
+// The telemetry cost pair: a local hit through GetShared (span, histogram,
+// with the global no-op providers) and the same hit with telemetry removed
+// (the unexported get that GetShared wraps); neither copies the value. Compare within one run:
 //
 //	go test -run '^$' -bench 'HitTelemetry' -benchmem -count 6 ./tiered
 func benchHitStore(b *testing.B) (*Store, []string) {
@@ -63,7 +63,7 @@ func runHits(b *testing.B, get func(s *Store, ctx context.Context, id string) er
 
 func BenchmarkHitTelemetryOn(b *testing.B) {
 	runHits(b, func(s *Store, ctx context.Context, id string) error {
-		_, err := s.Get(ctx, id)
+		_, err := s.GetShared(ctx, id)
 		return err
 	})
 }
