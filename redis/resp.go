@@ -63,6 +63,9 @@ func readValue(r *bufio.Reader) (value, error) {
 		kind, rest := line[0], line[1:]
 		switch kind {
 		case '+', ',', '(', '#':
+			if string(rest) == "OK" { // the reply to every SET: no allocation
+				return value{kind: kind, str: "OK"}, nil
+			}
 			return value{kind: kind, str: string(rest)}, nil
 		case '-':
 			return value{kind: kind, err: ReplyError(rest)}, nil
