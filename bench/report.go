@@ -83,7 +83,7 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	}
 	h := r.Harness[w]
 	fmt.Fprintf(b, "Allocs/op net of the harness's own %.1f. The harness alone, on a target that does nothing, measures p50 %s and p99 %s: the floor of these latencies.\n\n", h.AllocsPerOp, round(h.P50), round(h.P99))
-	b.WriteString("| target | ops/s | vs go-redis | p50 | p99 | p999 | round trips/op | Redis cmds/op | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| target | ops/s | vs go-redis | vs rueidis | p50 | p99 | p999 | round trips/op | Redis cmds/op | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	values := plotter.Values{}
 	for _, name := range names {
 		xs := byTarget[name]
@@ -117,8 +117,8 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			trip = fmt.Sprintf("%.3f", median(trips))
 		}
 		dur := func(v float64) string { return round(time.Duration(v)) }
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
-			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }), ratio,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
+			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }), ratio, r.ratio(xs, byTarget["rueidis"]),
 			dur(median(p50)), spread(p99, dur), dur(median(p999)), trip, cmd, median(allocs), median(live), median(heap), errs)
 		values = append(values, median(ops))
 	}
