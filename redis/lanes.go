@@ -218,7 +218,7 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 // is then either answered or, once taken, not sent: its context is done.
 func (l *lanes) wait() {
 	l.sending.Lock()
-	l.sending.Unlock()
+	defer l.sending.Unlock() // nothing to do but to have had the lock
 }
 
 // close stops the flushers once the writes queued before have been

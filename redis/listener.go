@@ -61,9 +61,6 @@ type ListenerConfig struct {
 	Timeout time.Duration // bound on each call, and the wait between attempts
 }
 
-// invalidateChannel is where Redis sends tracking invalidations.
-const invalidateChannel = "__redis__:invalidate"
-
 // Listener owns the invalidation stream of one key prefix: the tracking
 // connection, or the subscription to the channel the instances publish
 // on, and the announcements of publish mode. It starts no goroutine until
