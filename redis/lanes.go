@@ -55,7 +55,8 @@ type request struct {
 
 	// applied, if not nil, is called by the tracked connection's reader
 	// once Redis has answered OK, in reply order (see Tier.SetOrdered);
-	// claimed makes that and the caller's giving up exclusive.
+	// claimed makes the reader's taking the reply for the caller and the
+	// caller's giving up exclusive (see tracked.read).
 	applied func()
 	claimed atomic.Bool
 }

@@ -50,8 +50,22 @@ type value struct {
 	elems []value
 }
 
+// Bounds on what readValue accepts: Redis's own limit on a bulk string
+// (proto-max-bulk-len), and a nesting depth well past any reply or push of
+// the commands sent on the connection.
+const (
+	maxBulk  = 512 << 20
+	maxDepth = 16
+)
+
 // readValue reads one value; attributes ('|') are read and dropped.
-func readValue(r *bufio.Reader) (value, error) {
+func readValue(r *bufio.Reader) (value, error) { return readNested(r, 0) }
+
+// readNested reads one value found inside depth aggregates.
+func readNested(r *bufio.Reader, depth int) (value, error) {
+	if depth > maxDepth {
+		return value{}, errProtocol
+	}
 	for {
 		line, err := readLine(r)
 		if err != nil {
@@ -79,7 +93,7 @@ func readValue(r *bufio.Reader) (value, error) {
 			return value{kind: kind, n: n}, nil
 		case '$', '=', '!':
 			n, err := strconv.Atoi(string(rest))
-			if err != nil {
+			if err != nil || n > maxBulk {
 				return value{}, errProtocol
 			}
 			if n < 0 {
@@ -104,11 +118,13 @@ func readValue(r *bufio.Reader) (value, error) {
 			if kind == '%' || kind == '|' {
 				n *= 2
 			}
-			v := value{kind: kind, elems: make([]value, n)}
-			for i := range v.elems {
-				if v.elems[i], err = readValue(r); err != nil {
+			v := value{kind: kind, elems: make([]value, 0, min(n, 64))} // grown as elements arrive, not on the length's word
+			for range n {
+				e, err := readNested(r, depth+1)
+				if err != nil {
 					return value{}, err
 				}
+				v.elems = append(v.elems, e)
 			}
 			if kind == '|' {
 				continue // an attribute: the value follows

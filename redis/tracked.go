@@ -93,7 +93,9 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 // do sends a SET or DEL through the connection and waits for its reply or
 // for ctx. errNotSent: the connection is down, nothing was sent. applied,
 // if not nil, is called on the reader's goroutine once Redis answered OK,
-// unless the caller gave up first; the reply says whether it was.
+// unless the caller gave up first; the reply says whether it was. A write
+// whose caller gave up and that Redis then executed is reported to the
+// Handler as a change of its key, as another client's would be.
 func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func()) (reply, error) {
 	if !t.up.Load() {
 		return reply{}, errNotSent
@@ -384,9 +386,18 @@ func (t *tracked) read(c *trackConn) error {
 			if v.kind == ':' {
 				rep.found = v.n > 0
 			}
-			if r.applied != nil && v.err == nil && r.claimed.CompareAndSwap(false, true) {
-				r.applied()
-				rep.applied = true
+			switch {
+			case r.claimed.CompareAndSwap(false, true):
+				if r.applied != nil && v.err == nil {
+					r.applied()
+					rep.applied = true
+				}
+			case v.err == nil:
+				// Its caller gave up and dropped the local copy; a read may
+				// have filled it since with what Redis held before. NOLOOP
+				// sends no invalidation for this write: report it here,
+				// where the invalidation would have been.
+				t.h.Changed([]string{strings.TrimPrefix(r.key, t.prefix)})
 			}
 			r.done <- rep
 		}

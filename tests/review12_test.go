@@ -1,0 +1,88 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/tiered"
+)
+
+// trackedViaProxy returns a store in tracking mode whose connections all go
+// through a proxy in front of srv, with a long OpTimeout so that a held
+// write still gets its reply in time.
+func trackedViaProxy(t *testing.T, srv *redistest.Server) (*tiered.Store, *redistest.Proxy) {
+	t.Helper()
+	proxy := redistest.NewProxy(t, srv.Addr)
+	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	s, err := tiered.New(client, tiered.Options{Invalidation: tiered.InvalidationTracking, OpTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitStream(t, s)
+	return s, proxy
+}
+
+// TestCancelledTrackedWriteLandingLateIsNotHidden: a caller cancels its
+// Set (an HTTP client went away) while the SET is on its way on the
+// tracking connection; a read then fills the local copy from Redis, which
+// still holds the old value; then the SET lands and its OK comes back
+// within OpTimeout. NOLOOP sends no invalidation for it, and its applied
+// hook did not run: the store must not keep serving the old value as fresh.
+func TestCancelledTrackedWriteLandingLateIsNotHidden(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	s, proxy := trackedViaProxy(t, srv)
+	mustSet(t, s, "late", "old")
+
+	const value = "new-value-held-in-the-network"
+	hold := proxy.Hold([]byte(value))
+	defer hold.Release()
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- s.Set(ctx, "late", []byte(value), time.Hour) }()
+	<-hold.Held()
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("Set cancelled while its SET was held returned nil")
+	}
+	wantGet(t, s, "late", "old") // a read of Redis: the SET has not landed
+	hold.Release()
+	waitFor(t, "the held SET to land", func() bool { return plain.Get(bg, "session:late").Val() == value })
+	mustSet(t, s, "other", "x") // its OK follows the SET's on the same connection
+	if v, err := s.Get(bg, "late"); err != nil || string(v) != value {
+		t.Fatalf("Get after the cancelled SET landed = %q, %v; Redis holds %q", v, err, value)
+	}
+}
+
+// TestCancelledTrackedDeleteLandingLateIsNotHidden: the same with a
+// Delete: a session deleted in Redis must not stay readable here.
+func TestCancelledTrackedDeleteLandingLateIsNotHidden(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	s, proxy := trackedViaProxy(t, srv)
+	mustSet(t, s, "gone-late", "alive")
+
+	hold := proxy.Hold([]byte("session:gone-late"))
+	defer hold.Release()
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- s.Delete(ctx, "gone-late") }()
+	<-hold.Held()
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("Delete cancelled while its DEL was held returned nil")
+	}
+	wantGet(t, s, "gone-late", "alive")
+	hold.Release()
+	waitFor(t, "the held DEL to land", func() bool { return plain.Exists(bg, "session:gone-late").Val() == 0 })
+	mustSet(t, s, "other", "x") // its OK follows the DEL's on the same connection
+	if v, err := s.Get(bg, "gone-late"); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("Get after the cancelled DEL landed = %q, %v; want ErrNotFound", v, err)
+	}
+}
