@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -93,5 +95,47 @@ func TestConcurrentWritesOfOneIdLeaveRedisValue(t *testing.T) {
 	}
 	if hits != ids {
 		t.Fatalf("%d of %d ids written concurrently are local hits; want all", hits, ids)
+	}
+}
+
+// TestTrackingConnectionUsesTheClientsCredentialsAndDatabase: the tracking
+// connection is set up by the store itself (HELLO 3 AUTH, SELECT), from
+// the client's options: with a password, an ACL user and a database other
+// than 0 it comes up, keeps the store's own writes, and sees another
+// client's change in that database.
+func TestTrackingConnectionUsesTheClientsCredentialsAndDatabase(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client()
+	if err := admin.Do(bg, "ACL", "SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ConfigSet(bg, "requirepass", "default-pw").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for name, opt := range map[string]*goredis.Options{
+		"password":             {Addr: srv.Addr, Password: "default-pw", DB: 3},
+		"ACL user":             {Addr: srv.Addr, Username: "app", Password: "app-pw", DB: 5},
+		"credentials provider": {Addr: srv.Addr, DB: 2, CredentialsProvider: func() (string, string) { return "app", "app-pw" }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			opt.ContextTimeoutEnabled = true
+			client := goredis.NewClient(opt)
+			t.Cleanup(func() { client.Close() })
+			other := goredis.NewClient(opt)
+			t.Cleanup(func() { other.Close() })
+			s, err := tiered.New(client, tiered.Options{Invalidation: tiered.InvalidationTracking})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			waitFor(t, "the tracking connection", func() bool { return s.Stats().Invalidation == "tracking" })
+			mustSet(t, s, "x", "mine")
+			if v, err := other.Get(bg, "session:x").Result(); err != nil || v != "mine" {
+				t.Fatalf("database %d holds %q, %v after the store's Set; want mine", opt.DB, v, err)
+			}
+			wantGet(t, s, "x", "mine")
+			other.Set(bg, "session:x", "theirs", time.Hour)
+			waitValue(t, s, "x", "theirs")
+		})
 	}
 }
