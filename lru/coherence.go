@@ -58,23 +58,29 @@ func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration)
 	return evicted
 }
 
-// EndSetInOrder is EndSet for a write whose End calls are made in the
-// order the source executed the writes of the key, and in order with the
+// EndSetIfOverlapped is for a write whose outcome is known in the order
+// the source executed the writes of the key, and in order with the
 // EndRevoke calls of other writers' changes (one goroutine reads both, in
-// order, from one connection): the entry takes value even if other writes
-// of the key overlapped it, since the last End is the last write. Writes
-// that end out of order (EndSet, EndTouch...) and overlapped it still drop
-// their own outcome, and an Invalidate or a Purge since Begin still leaves
-// value out of service.
-func (c *Cache) EndSetInOrder(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
-	v := c.cached(value, freshFor, expiresIn)
-	v.gen = w.gen
+// order, from one connection). If another write of the key overlapped w so
+// far, EndSet would drop value; EndSetIfOverlapped instead ends w there and
+// then, storing value, since ends made in that order leave the last
+// write's value (an Invalidate or a Purge since Begin still leaves it out
+// of service, and writes that end out of order and overlapped it still
+// drop their own outcome), and reports true. Otherwise it leaves w open,
+// for the caller to end with EndSet, and reports false: the common case
+// costs the ordered reader one look under the shard's lock.
+func (c *Cache) EndSetIfOverlapped(w Write, value []byte, freshFor, expiresIn time.Duration) bool {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
+	if !w.s.writes[w.key].contended {
+		return false
+	}
+	v := c.cached(value, freshFor, expiresIn)
+	v.gen = w.gen
 	c.end(w)
 	v.revoked = w.gen != c.gen.Load()
-	_, evicted = w.s.add(w.key, v)
-	return evicted
+	w.s.add(w.key, v)
+	return true
 }
 
 // EndRevoke ends w by taking the entry out of service: it is never served

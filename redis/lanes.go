@@ -57,12 +57,12 @@ type request struct {
 	// once Redis has answered OK, in reply order (see Tier.SetOrdered);
 	// claimed makes the reader's taking the reply for the caller and the
 	// caller's giving up exclusive (see tracked.read).
-	applied func()
+	applied func() bool
 	claimed atomic.Bool
 }
 
 // reply is the outcome of a request: found is PEXPIRE's answer; applied
-// says that request.applied was called.
+// is what request.applied returned, if it was called.
 type reply struct {
 	found, applied bool
 	err            error

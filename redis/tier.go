@@ -245,10 +245,10 @@ func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Durati
 // reply of any later write on it and before any invalidation Redis sent
 // after it: a copy updated in applied follows the order in which Redis
 // executed this Tier's writes and other clients' changes. It is not called
-// if the write went another way, failed, or if ctx ended first; ordered
-// reports whether it was. applied must be quick and must not call the
-// Tier.
-func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, applied func()) (ordered bool, err error) {
+// if the write went another way, failed, or if ctx ended first. ordered is
+// what applied returned (false if it was not called). applied must be
+// quick and must not call the Tier.
+func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, applied func() bool) (ordered bool, err error) {
 	rep, err := t.change(ctx, "SET", opSet, id, value, ttl, applied)
 	return rep.applied, err
 }
@@ -268,7 +268,7 @@ func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found b
 // change sends one write: on the tracked connection while it is up (not a
 // PEXPIRE: see tracked.go), else through the lanes on a single-node
 // client, with one call of the caller's client otherwise.
-func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, applied func()) (reply, error) {
+func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, applied func() bool) (reply, error) {
 	key := t.key(id)
 	return write(t, ctx, op, func(ctx context.Context) (reply, error) {
 		if t.tracked != nil && kind != opPExpire {

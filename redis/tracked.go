@@ -93,10 +93,10 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 // do sends a SET or DEL through the connection and waits for its reply or
 // for ctx. errNotSent: the connection is down, nothing was sent. applied,
 // if not nil, is called on the reader's goroutine once Redis answered OK,
-// unless the caller gave up first; the reply says whether it was. A write
+// unless the caller gave up first; the reply carries what it returned. A write
 // whose caller gave up and that Redis then executed is reported to the
 // Handler as a change of its key, as another client's would be.
-func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func()) (reply, error) {
+func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func() bool) (reply, error) {
 	if !t.up.Load() {
 		return reply{}, errNotSent
 	}
@@ -389,8 +389,7 @@ func (t *tracked) read(c *trackConn) error {
 			switch {
 			case r.claimed.CompareAndSwap(false, true):
 				if r.applied != nil && v.err == nil {
-					r.applied()
-					rep.applied = true
+					rep.applied = r.applied()
 				}
 			case v.err == nil:
 				// Its caller gave up and dropped the local copy; a read may

@@ -150,17 +150,18 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 
 // send makes c in Redis; found is false for a Touch of a missing key.
 // ended reports that w was ended already: a Set that went on the tracking
-// connection updates the local copy in the order Redis executed it (see
-// redis.Tier.SetOrdered), so that concurrent writes of one id need not
-// drop it.
+// connection and overlapped another write of its id updates the local
+// copy in the order Redis executed them (see redis.Tier.SetOrdered and
+// lru.Cache.EndSetIfOverlapped), so that concurrent writes of one id need
+// not drop it; others end as usual.
 func (s *Store) send(ctx context.Context, c change, w lru.Write) (found, ended bool, err error) {
 	switch c.kind {
 	case kindSet:
 		if s.local == nil {
 			return true, false, s.remote.Set(ctx, c.id, c.value, c.ttl)
 		}
-		ended, err = s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, func() {
-			s.local.EndSetInOrder(w, c.value, s.opts.Local.TTL, c.ttl)
+		ended, err = s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, func() bool {
+			return s.local.EndSetIfOverlapped(w, c.value, s.opts.Local.TTL, c.ttl)
 		})
 		return true, ended, err
 	case kindDelete:
