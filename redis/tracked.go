@@ -30,7 +30,11 @@ import (
 // key, the last connection that changed it; if this one came last, Redis
 // holds this write's outcome). A PEXPIRE sent here could hide another
 // client's change made just before it in the same turn while leaving the
-// local copy as it was, so Touch does not use this connection.
+// local copy as it was, so Touch does not use this connection. A write
+// whose caller gave up, and that Redis then executed, is reported as a
+// change of its key when its reply is read: nothing else would tell. The
+// reader also lets the store end a write's local copy in reply order (see
+// Tier.SetOrdered).
 //
 // A reader goroutine (the Listener's) reads replies and pushes for as long
 // as the connection lives, so a broken or killed connection is seen at
@@ -65,7 +69,7 @@ type tracked struct {
 	queue   chan *request
 
 	up      atomic.Bool   // a connection is set up: do may queue
-	drained chan struct{} // capacity 1: signalled when nothing is in flight any more
+	drained chan struct{} // capacity 1: signalled when the last reply of a batch is read
 	mu      sync.Mutex    // guards conn and its inflight
 	conn    *trackConn    // nil while down
 }
