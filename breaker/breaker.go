@@ -109,6 +109,17 @@ type Breaker struct {
 	// consecutive failures are 0 too, and a success need not be reported
 	// (Do's fast path takes no lock).
 	streak atomic.Int32
+	// lastShared is the key of the last SharedFailure counted.
+	lastShared atomic.Uint64
+}
+
+// SharedFailure is implemented by the error that several calls got from
+// one failure: a pipeline that many callers shared and that broke. Do
+// counts consecutive errors with the same key as one failure, so that one
+// broken round trip does not open the breaker by itself.
+type SharedFailure interface {
+	error
+	SharedFailure() (key uint64)
 }
 
 // errExcluded and errFailure are what Do reports to gobreaker.
@@ -203,7 +214,7 @@ func (b *Breaker) Do(ctx context.Context, op func() error) error {
 	if b.state.Load() == int32(Closed) && b.streak.Load() == 0 {
 		// The fast path: closed, and no failure since the last success.
 		err := op()
-		if err != nil && ctx.Err() == nil && b.isFailure(err) {
+		if err != nil && ctx.Err() == nil && b.isFailure(err) && b.counts(err) {
 			if done, aerr := b.cb.Allow(); aerr == nil {
 				b.streak.Add(1)
 				done(errFailure)
@@ -225,14 +236,27 @@ func (b *Breaker) Do(ctx context.Context, op func() error) error {
 		done(nil)
 	case ctx.Err() != nil:
 		done(errExcluded)
-	case b.isFailure(err):
+	case b.isFailure(err) && b.counts(err):
 		b.streak.Add(1)
 		done(errFailure)
+	case b.isFailure(err):
+		done(errExcluded) // counted already, with the other callers of its round trip
 	default:
 		b.streak.Store(0)
 		done(nil)
 	}
 	return err
+}
+
+// counts reports whether the failure err is to be counted: not when it is
+// a SharedFailure whose key was counted last.
+func (b *Breaker) counts(err error) bool {
+	var sh SharedFailure
+	if !errors.As(err, &sh) {
+		return true
+	}
+	key := sh.SharedFailure()
+	return b.lastShared.Swap(key) != key
 }
 
 // State returns the current state. A breaker whose wait is over but that

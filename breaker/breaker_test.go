@@ -197,3 +197,30 @@ func TestFastPathKeepsCountingConsecutiveFailures(t *testing.T) {
 		t.Fatalf("after 3 consecutive failures State = %v; want open", got)
 	}
 }
+
+type sharedErr uint64
+
+func (e sharedErr) Error() string         { return "connection reset" }
+func (e sharedErr) SharedFailure() uint64 { return uint64(e) }
+func (e sharedErr) Is(target error) bool  { return target == errDown }
+
+// The callers of one broken round trip count as one failure.
+func TestSharedFailureCountsOnce(t *testing.T) {
+	b := newBreaker(t, Settings{Failures: 3, OpenTimeout: time.Hour})
+	failWith := func(err error) { b.Do(context.Background(), func() error { return err }) }
+	for range 20 {
+		failWith(sharedErr(7))
+	}
+	if got := b.State(); got != Closed {
+		t.Fatalf("after 20 callers of one failed round trip: State = %v; want closed", got)
+	}
+	failWith(sharedErr(8))
+	failWith(sharedErr(8))
+	if got := b.State(); got != Closed {
+		t.Fatalf("after two failed round trips: State = %v; want closed", got)
+	}
+	failWith(sharedErr(9))
+	if got := b.State(); got != Open {
+		t.Fatalf("after three failed round trips: State = %v; want open", got)
+	}
+}

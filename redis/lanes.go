@@ -32,6 +32,24 @@ const (
 	laneQueue = 1024
 )
 
+// sharedError is the error of every write of one pipeline that failed
+// without replies: its callers share one failure of Redis, which a breaker
+// counts once (it satisfies breaker.SharedFailure).
+type sharedError struct {
+	err error
+	key uint64
+}
+
+func (e *sharedError) Error() string         { return e.err.Error() }
+func (e *sharedError) Unwrap() error         { return e.err }
+func (e *sharedError) SharedFailure() uint64 { return e.key }
+
+// failures numbers the failed pipelines.
+var failures atomic.Uint64
+
+// shared returns err as the failure of a pipeline, shared by its callers.
+func shared(err error) error { return &sharedError{err: err, key: failures.Add(1)} }
+
 // errLaneClosed is returned for a write queued after Close.
 var errLaneClosed = errors.New("redis: the tier is closed")
 
@@ -189,12 +207,11 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		}
 		cmds = append(cmds, c)
 	}
+	var failed error // the pipeline's own failure, shared by its commands
 	if p.Len() > 0 {
-		_, err := p.Exec(ctx)
-		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		if _, err := p.Exec(ctx); err != nil && !IsReply(err) {
+			failed = shared(err)
 		}
-		_ = err // every command carries it
 	}
 	for i, r := range batch {
 		c := cmds[i]
@@ -206,8 +223,11 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		if b, ok := c.(*goredis.BoolCmd); ok && rep.err == nil {
 			rep.found = b.Val()
 		}
+		if rep.err != nil && failed != nil && !IsReply(rep.err) {
+			rep.err = failed
+		}
 		if rep.err != nil && ctx.Err() != nil && !errors.Is(rep.err, context.DeadlineExceeded) {
-			rep.err = fmt.Errorf("%w (%v)", ctx.Err(), rep.err)
+			rep.err = fmt.Errorf("%w (%w)", ctx.Err(), rep.err)
 		}
 		r.done <- rep
 	}

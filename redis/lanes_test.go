@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/redis"
 )
@@ -133,5 +134,55 @@ func TestWriteAfterCloseFails(t *testing.T) {
 	tr.Close()
 	if err := tr.Set(context.Background(), "a", []byte("v"), time.Minute); err == nil {
 		t.Fatal("Set after Close succeeded")
+	}
+}
+
+// The writes of one pipeline that broke share one failure, which a breaker
+// counts once (breaker.SharedFailure); another pipeline's failure is
+// another.
+func TestBrokenPipelineIsOneSharedFailure(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	tr, err := redis.New(client, redis.Config{Prefix: "lanes:", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx := context.Background()
+	hold := proxy.Hold([]byte("first"))
+	first := make(chan error, 1)
+	go func() { first <- tr.Set(ctx, "k", []byte("first"), time.Minute) }()
+	<-hold.Held() // the lane of k is busy with this pipeline: what follows queues up
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- tr.Set(ctx, "k", []byte(fmt.Sprint("queued ", i)), time.Minute) }()
+	}
+	for deadline := time.Now().Add(5 * time.Second); redis.QueuedWrites(tr) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d writes queued behind the held pipeline", redis.QueuedWrites(tr), n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition
+	}
+	proxy.Cut() // the held pipeline breaks, and so does the next one, on a connection refused
+	hold.Release()
+	keys := map[uint64]int{}
+	var sh interface{ SharedFailure() uint64 }
+	for range n {
+		err := <-errs
+		if !errors.As(err, &sh) {
+			t.Fatalf("a write of a broken pipeline failed with %v; want a shared failure", err)
+		}
+		keys[sh.SharedFailure()]++
+	}
+	if err := <-first; !errors.As(err, &sh) {
+		t.Fatalf("the held write failed with %v; want a shared failure", err)
+	} else if keys[sh.SharedFailure()] > 0 {
+		t.Fatal("two pipelines' failures share a key")
+	}
+	if len(keys) >= n {
+		t.Fatalf("%d writes queued together failed with %d distinct failures; want them to share", n, len(keys))
 	}
 }

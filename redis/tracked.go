@@ -342,7 +342,7 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 	if errors.As(err, &nerr) && nerr.Timeout() {
 		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
-	err = fmt.Errorf("redis: tracked connection: %w", err)
+	err = shared(fmt.Errorf("redis: tracked connection: %w", err)) // one failure for every caller
 	for _, f := range flown {
 		if f.r != nil {
 			f.r.done <- reply{err: err}
