@@ -32,7 +32,8 @@ var ErrInvalidSettings = errors.New("breaker: invalid settings")
 // Settings configures a Breaker. The zero value means the defaults.
 type Settings struct {
 	// Failures is the number of consecutive infrastructure failures that
-	// open the breaker. default: 5
+	// open the breaker; the calls that share one failure (see
+	// SharedFailure) count as one. default: 5
 	Failures uint32
 	// OpenTimeout is the first wait, once open, before a call may probe
 	// Redis again. default: 1s
