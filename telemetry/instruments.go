@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -91,6 +93,7 @@ type Telemetry struct {
 	duration metric.Float64Histogram
 	alerts   metric.Int64Counter
 	reg      metric.Registration
+	metered  atomic.Bool // duration.Enabled, as last sampled by HitStart
 
 	// Options built once, so that recording allocates nothing.
 	durationOpts [numOps][numTiers][numResults][]metric.RecordOption
@@ -112,6 +115,9 @@ func New(o Options, observe func(*State)) (*Telemetry, error) {
 	t.duration, err = meter.Float64Histogram("sessiontier.operation.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of store operations, by operation, answering tier and result."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err == nil {
+		t.metered.Store(t.duration.Enabled(context.Background()))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
@@ -212,11 +218,25 @@ func (t *Telemetry) observe(meter metric.Meter, observe func(*State)) error {
 // Close unregisters the observable instruments.
 func (t *Telemetry) Close() error { return t.reg.Unregister() }
 
-// Traced reports whether ctx carries a recording span: a traced request.
-// A store answers a local hit outside a traced request without a span of
-// its own (it still records its duration); everything else gets a span.
-func (t *Telemetry) Traced(ctx context.Context) bool {
-	return trace.SpanFromContext(ctx).IsRecording()
+// HitStart is for the hot path. traced reports whether ctx carries a
+// recording span (a traced request): a store answers a local hit outside a
+// traced request without a span of its own, and everything else gets one.
+// start is the time to pass to Record, zero when no duration will be
+// recorded. Whether durations are
+// recorded is asked of the meter on one call in 1024, so that the hot path
+// takes no interface call: a meter installed after New starts receiving
+// local hits' durations within about a thousand hits.
+func (t *Telemetry) HitStart(ctx context.Context) (start time.Time, traced bool) {
+	if trace.SpanFromContext(ctx).IsRecording() {
+		return time.Time{}, true
+	}
+	if rand.Uint32()&1023 == 0 {
+		t.metered.Store(t.duration.Enabled(ctx))
+	}
+	if t.metered.Load() {
+		return time.Now(), false
+	}
+	return time.Time{}, false
 }
 
 // Now returns the start time of an operation, or the zero time when no

@@ -208,8 +208,7 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 // whole, never changed). It is for callers that only decode what they
 // read, as session managers do: a local hit then allocates nothing.
 func (s *Store) GetShared(ctx context.Context, id string) ([]byte, error) {
-	if !s.tel.Traced(ctx) { // the hot path: a local hit outside a traced request
-		start := s.tel.Now(ctx)
+	if start, traced := s.tel.HitStart(ctx); !traced { // the hot path: a local hit outside a traced request
 		if v, ok := s.localHit(id); ok {
 			s.tel.Record(ctx, telemetry.OpGet, telemetry.TierLocal, telemetry.ResultHit, start)
 			return v, nil
