@@ -21,7 +21,9 @@ type switchMeter struct {
 	recorded atomic.Int64
 }
 
-func (m *switchMeter) Meter(string, ...metric.MeterOption) metric.Meter { return switchMeterMeter{m: m} }
+func (m *switchMeter) Meter(string, ...metric.MeterOption) metric.Meter {
+	return switchMeterMeter{m: m}
+}
 
 type switchMeterMeter struct {
 	noop.Meter
