@@ -86,10 +86,76 @@ type reply struct {
 	err            error
 }
 
-// reset clears r, which its caller owns again, for the pool.
-func (r *request) reset() {
+// newRequest returns a request from the pool.
+func newRequest(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func() bool) *request {
+	r := requests.Get().(*request)
+	r.ctx, r.kind, r.key, r.value, r.ttl, r.applied = ctx, kind, key, value, ttl, applied
+	return r
+}
+
+// release clears r, which its caller owns again, and puts it back in the
+// pool.
+func (r *request) release() {
 	r.ctx, r.key, r.value, r.applied = nil, "", nil, nil
 	r.claimed.Store(false)
+	requests.Put(r)
+}
+
+// enqueue puts r on q, or gives up with the context's error when r.ctx
+// ends first: then r was never queued and cannot land.
+func (r *request) enqueue(q chan<- *request) error {
+	select {
+	case q <- r:
+		return nil
+	case <-r.ctx.Done():
+		err := r.ctx.Err()
+		r.release()
+		return err
+	}
+}
+
+// await waits for the reply of a queued r, or for r.ctx. A caller that
+// gives up claims r first, so that applied is not called; if the reader
+// claimed it already, applied is running and its reply follows. r is then
+// left to the flusher or the reader, and may still land.
+func (r *request) await() (reply, error) {
+	select {
+	case rep := <-r.done:
+		r.release()
+		return rep, rep.err
+	case <-r.ctx.Done():
+		if r.claimed.CompareAndSwap(false, true) {
+			return reply{}, r.ctx.Err()
+		}
+		rep := <-r.done
+		r.release()
+		return rep, rep.err
+	}
+}
+
+// gather adds to batch what q holds now, up to maxBatch requests.
+func gather(q <-chan *request, batch []*request) []*request {
+	for len(batch) < maxBatch {
+		select {
+		case r := <-q:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// refuse answers with err every request left on q, unsent.
+func refuse(q <-chan *request, err error) {
+	for {
+		select {
+		case r := <-q:
+			r.done <- reply{err: err}
+		default:
+			return
+		}
+	}
 }
 
 var requests = sync.Pool{New: func() any { return &request{done: make(chan reply, 1)} }}
@@ -120,31 +186,21 @@ func newLanes(client *goredis.Client, timeout time.Duration) *lanes {
 // do queues a write of key on its lane and waits for its reply or for
 // ctx, which carries the tier's deadline.
 func (l *lanes) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration) (bool, error) {
-	r := requests.Get().(*request)
-	r.ctx, r.kind, r.key, r.value, r.ttl = ctx, kind, key, value, ttl
+	r := newRequest(ctx, kind, key, value, ttl, nil)
 	q := l.queues[maphash.String(l.seed, key)%numLanes]
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		requests.Put(r)
+		r.release()
 		return false, errLaneClosed
 	}
-	select {
-	case q <- r:
-		l.mu.RUnlock()
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		requests.Put(r)
-		return false, ctx.Err() // never queued: it cannot land
+	err := r.enqueue(q)
+	l.mu.RUnlock()
+	if err != nil {
+		return false, err
 	}
-	select {
-	case rep := <-r.done:
-		r.reset()
-		requests.Put(r)
-		return rep.found, rep.err
-	case <-ctx.Done():
-		return false, ctx.Err() // the flusher still owns r: it may land
-	}
+	rep, err := r.await()
+	return rep.found, err
 }
 
 // flush sends what q holds, batch after batch, until close.
@@ -156,25 +212,10 @@ func (l *lanes) flush(q chan *request) {
 		case r := <-q:
 			batch = append(batch, r)
 		case <-l.stop:
-			// close queues nothing more once stop is closed: drain what is left.
-			for {
-				select {
-				case r := <-q:
-					r.done <- reply{err: errLaneClosed}
-				default:
-					return
-				}
-			}
+			refuse(q, errLaneClosed) // close queues nothing more once stop is closed
+			return
 		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-q:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
+		batch = gather(q, batch)
 		l.send(batch, cmds)
 		clear(batch)
 		batch = batch[:0]

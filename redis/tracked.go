@@ -104,29 +104,11 @@ func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte,
 	if !t.up.Load() {
 		return reply{}, errNotSent
 	}
-	r := requests.Get().(*request)
-	r.ctx, r.kind, r.key, r.value, r.ttl, r.applied = ctx, kind, key, value, ttl, applied
-	select {
-	case t.queue <- r:
-	case <-ctx.Done():
-		r.reset()
-		requests.Put(r)
-		return reply{}, ctx.Err()
+	r := newRequest(ctx, kind, key, value, ttl, applied)
+	if err := r.enqueue(t.queue); err != nil {
+		return reply{}, err
 	}
-	select {
-	case rep := <-r.done:
-		r.reset()
-		requests.Put(r)
-		return rep, rep.err
-	case <-ctx.Done():
-		if r.claimed.CompareAndSwap(false, true) {
-			return reply{}, ctx.Err() // the flusher or the reader still owns r; applied will not run
-		}
-		rep := <-r.done // the reader is calling applied: its reply follows
-		r.reset()
-		requests.Put(r)
-		return rep, rep.err
-	}
+	return r.await()
 }
 
 // flush sends what the queue holds, batch after batch, and a PING after
@@ -153,24 +135,10 @@ func (t *tracked) flush(ctx context.Context) {
 		case <-idle.C:
 			ping = true
 		case <-ctx.Done():
-			for {
-				select {
-				case r := <-t.queue:
-					r.done <- reply{err: errNotSent}
-				default:
-					return
-				}
-			}
+			refuse(t.queue, errNotSent)
+			return
 		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-t.queue:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
+		batch = gather(t.queue, batch)
 		buf = t.send(buf[:0], batch, ping)
 		clear(batch)
 		batch = batch[:0]
