@@ -72,10 +72,6 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	base := map[int]float64{} // run → go-redis throughput
-	for _, x := range byTarget["go-redis"] {
-		base[x.Run] = x.Throughput()
-	}
 	runs := len(byTarget[names[0]])
 	fmt.Fprintf(b, "\n## %s — %s\n\n", w, Workloads[w])
 	if runs > 1 {
@@ -87,14 +83,11 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	values := plotter.Values{}
 	for _, name := range names {
 		xs := byTarget[name]
-		ops, ratios := make([]float64, len(xs)), []float64{}
+		ops := make([]float64, len(xs))
 		var p50, p99, p999, cmds, trips, allocs, live, heap []float64
 		var errs int64
 		for i, x := range xs {
 			ops[i] = x.Throughput()
-			if v, ok := base[x.Run]; ok && v > 0 {
-				ratios = append(ratios, x.Throughput()/v)
-			}
 			p50, p99, p999 = append(p50, float64(x.P50)), append(p99, float64(x.P99)), append(p999, float64(x.P999))
 			if x.CmdsPerOp >= 0 {
 				cmds = append(cmds, x.CmdsPerOp)
@@ -106,10 +99,7 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			live, heap = append(live, float64(x.LiveHeap>>20)), append(heap, float64(x.PeakHeap>>20))
 			errs += x.Errors
 		}
-		ratio, cmd, trip := "—", "—", "—"
-		if len(ratios) > 0 && r.Config.Rate == 0 { // in open loop the rate sets throughput
-			ratio = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
-		}
+		cmd, trip := "—", "—"
 		if len(cmds) > 0 {
 			cmd = fmt.Sprintf("%.3f", median(cmds))
 		}
@@ -118,7 +108,8 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 		}
 		dur := func(v float64) string { return round(time.Duration(v)) }
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
-			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }), ratio, r.ratio(xs, byTarget["rueidis"]),
+			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }),
+			r.ratio(xs, byTarget["go-redis"], spread), r.ratio(xs, byTarget["rueidis"], spread),
 			dur(median(p50)), spread(p99, dur), dur(median(p999)), trip, cmd, median(allocs), median(live), median(heap), errs)
 		values = append(values, median(ops))
 	}

@@ -23,7 +23,7 @@ func (r *Report) Summary(w io.Writer) error {
 				allocs[i] = max(0, x.AllocsPerOp-r.Harness[wl].AllocsPerOp)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t\n", wl, name, median(ops),
-				r.ratio(xs, byTarget["go-redis"]), r.ratio(xs, byTarget["rueidis"]), round(time.Duration(median(p99))), median(allocs))
+				r.ratio(xs, byTarget["go-redis"], medianOf), r.ratio(xs, byTarget["rueidis"], medianOf), round(time.Duration(median(p99))), median(allocs))
 		}
 	}
 	return tw.Flush()
@@ -46,9 +46,10 @@ func (r *Report) byTarget(wl string) ([]string, map[string][]Result) {
 	return names, by
 }
 
-// ratio formats the median, over runs, of xs's throughput divided by
-// base's in the same run; "—" without a base or in open loop.
-func (r *Report) ratio(xs, base []Result) string {
+// ratio formats, with show (spread, or medianOf), xs's throughput divided
+// by base's, run by run; "—" without a base, or in open loop, where the
+// rate sets throughput.
+func (r *Report) ratio(xs, base []Result, show func([]float64, func(float64) string) string) string {
 	if r.Config.Rate > 0 {
 		return "—"
 	}
@@ -65,5 +66,8 @@ func (r *Report) ratio(xs, base []Result) string {
 	if len(ratios) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.2fx", median(ratios))
+	return show(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
 }
+
+// medianOf formats the median of vs.
+func medianOf(vs []float64, f func(float64) string) string { return f(median(vs)) }
