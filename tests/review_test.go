@@ -37,6 +37,22 @@ func killListeners(t *testing.T, e *env) int {
 	return killed
 }
 
+// notFoundWithin polls s.Get(id) until it answers ErrNotFound or d has
+// passed; it returns false with the last answer if it never did.
+func notFoundWithin(s *tiered.Store, id string, d time.Duration) (v []byte, gone bool, err error) {
+	deadline := time.Now().Add(d)
+	for {
+		v, err = s.Get(bg, id)
+		if errors.Is(err, tiered.ErrNotFound) {
+			return nil, true, err
+		}
+		if time.Now().After(deadline) {
+			return v, false, err
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+}
+
 // TestKilledStreamIsLostBeforeItReconnects: the README promises that from
 // the moment the invalidation stream breaks (a killed connection) the
 // store reads Redis instead of its local copies. go-redis's PubSub dials
@@ -78,17 +94,9 @@ func TestKilledStreamIsLostBeforeItReconnects(t *testing.T) {
 	}
 	// However long A takes to notice, it must not serve the copy for ever:
 	// give it far more than a loopback round trip, far less than the hold.
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		v, err := a.Get(bg, "victim")
-		if errors.Is(err, tiered.ErrNotFound) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("3s after its tracking connection was killed and the session deleted, A still serves Get = %q, %v (stream %q): the break is not reported until go-redis's reconnection ends",
-				v, err, a.Stats().Invalidation)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+	if v, gone, err := notFoundWithin(a, "victim", 3*time.Second); !gone {
+		t.Fatalf("3s after its tracking connection was killed and the session deleted, A still serves Get = %q, %v (stream %q): the break is not reported until go-redis's reconnection ends",
+			v, err, a.Stats().Invalidation)
 	}
 }
 
@@ -146,16 +154,8 @@ func TestDeleteReplayedByCloseIsAnnounced(t *testing.T) {
 	if n := e.plain.Exists(bg, "session:s").Val(); n != 0 {
 		t.Fatal("Close did not replay the delete")
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		v, err := b.Get(bg, "s")
-		if errors.Is(err, tiered.ErrNotFound) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("3s after A's Close replayed the logout, B still serves Get = %q, %v: the replayed delete was never announced, nor the flush owed for it (the failed PUBLISH: %v)", v, err, !publish.armed.Load())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+	if v, gone, err := notFoundWithin(b, "s", 3*time.Second); !gone {
+		t.Fatalf("3s after A's Close replayed the logout, B still serves Get = %q, %v: the replayed delete was never announced, nor the flush owed for it (the failed PUBLISH: %v)", v, err, !publish.armed.Load())
 	}
 }
 
@@ -275,16 +275,8 @@ return 1`, nil).Err()
 	if err := e.plain.Del(bg, "session:victim").Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		v, err := a.Get(bg, "victim")
-		if errors.Is(err, tiered.ErrNotFound) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("3s after another client deleted the session, A still serves Get = %q, %v: its stream is %q although Redis accepts tracking",
-				v, err, a.Stats().Invalidation)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+	if v, gone, err := notFoundWithin(a, "victim", 3*time.Second); !gone {
+		t.Fatalf("3s after another client deleted the session, A still serves Get = %q, %v: its stream is %q although Redis accepts tracking",
+			v, err, a.Stats().Invalidation)
 	}
 }
