@@ -119,7 +119,7 @@ func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.C
 		}
 		return v, err
 	})
-	if t.fence != nil && err != nil && !IsReply(err) {
+	if t.fence != nil && err != nil && !IsReply(err) && !errors.Is(err, errNotSent) {
 		t.fence.abandoned.Add(1)
 	}
 	return v, err

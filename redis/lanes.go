@@ -60,6 +60,7 @@ const (
 	opSet opKind = iota
 	opDel
 	opPExpire
+	opGet // GET (or GETRANGE) and PTTL: per-key tracking's reads (see tracked.go)
 )
 
 // request is one queued write and its reply.
@@ -77,13 +78,27 @@ type request struct {
 	// caller's giving up exclusive (see tracked.read).
 	applied func() bool
 	claimed atomic.Bool
+
+	// Per-key tracking (see tracked.go). verify: a write is followed by a
+	// read of its key, whose reply says whether Redis holds value (for a
+	// PEXPIRE, the caller's copy). limit: opGet reads at most limit+1
+	// bytes (GETRANGE); 0: the whole value. first: the reply to the first
+	// of the request's two commands, kept by the reader until the second.
+	verify bool
+	limit  int
+	first  value
 }
 
-// reply is the outcome of a request: found is PEXPIRE's answer; applied
-// is what request.applied returned, if it was called.
+// reply is the outcome of a request: found is PEXPIRE's and DEL's answer,
+// or whether opGet found a key; applied is what request.applied returned,
+// if it was called; verified says that the read following a write returned
+// what the request expected. opGet's value and ttl (PTTL's milliseconds)
+// are what Redis returned.
 type reply struct {
-	found, applied bool
-	err            error
+	found, applied, verified bool
+	err                      error
+	value                    []byte
+	ttl                      int64
 }
 
 // newRequest returns a request from the pool.
@@ -97,6 +112,7 @@ func newRequest(ctx context.Context, kind opKind, key string, value []byte, ttl 
 // pool.
 func (r *request) release() {
 	r.ctx, r.key, r.value, r.applied = nil, "", nil, nil
+	r.verify, r.limit, r.first = false, 0, value{}
 	r.claimed.Store(false)
 	requests.Put(r)
 }

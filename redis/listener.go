@@ -20,7 +20,7 @@ type ListenMode int
 
 // The listening modes.
 const (
-	// ListenAuto uses ListenTracking where the client is a single-node
+	// ListenAuto uses autoTracking where the client is a single-node
 	// *redis.Client and Redis accepts CLIENT TRACKING, ListenPublish
 	// otherwise.
 	ListenAuto ListenMode = iota
@@ -35,7 +35,20 @@ const (
 	// <prefix>__invalidate__ (see Announce). Changes made by other Redis
 	// clients, expiry and eviction are not seen.
 	ListenPublish
+	// ListenPerKey: server-assisted client tracking in default mode
+	// (CLIENT TRACKING ON NOLOOP, RESP3) on the same connection of the
+	// Listener's own, which carries the Tier's reads as well as its
+	// writes: Redis pushes a change only to the instances that read the
+	// key (see perkey.go). Sees the same changes as ListenTracking, for
+	// the keys read on it.
+	ListenPerKey
 )
+
+// autoTracking is the tracking mode ListenAuto chooses.
+const autoTracking = ListenTracking
+
+// tracking reports whether m is one of the tracking modes.
+func (m ListenMode) tracking() bool { return m == ListenTracking || m == ListenPerKey }
 
 // Handler receives what a Listener learns. Its methods are called from
 // the Listener's goroutine, one at a time, never with a lock of the
@@ -104,7 +117,8 @@ func NewListener(client goredis.UniversalClient, cfg ListenerConfig, h Handler) 
 		l.dial, opt.Dialer = opt.Dialer, l.redial
 		l.own = goredis.NewClient(&opt)
 		if mode != ListenPublish {
-			l.tracked = newTracked(copyOptions(c.Options()), cfg.Prefix, cfg.Timeout, h)
+			perKey := mode == ListenPerKey || mode == ListenAuto && autoTracking == ListenPerKey
+			l.tracked = newTracked(copyOptions(c.Options()), cfg.Prefix, cfg.Timeout, h, perKey)
 		}
 	}
 	if mode != ListenAuto {
@@ -159,7 +173,7 @@ func (l *Listener) Close() {
 // others a flush, which it sends as soon as Redis takes it; Announce
 // reports that with an error.
 func (l *Listener) Announce(ctx context.Context, id string) error {
-	if l.Mode() == ListenTracking {
+	if l.Mode().tracking() {
 		return nil
 	}
 	if err := l.publish(ctx, l.nonce+" "+id); err != nil {
@@ -174,7 +188,7 @@ func (l *Listener) Announce(ctx context.Context, id string) error {
 // owes the others a flush, sent as soon as Redis takes it. It makes no
 // network call.
 func (l *Listener) Doubt() {
-	if l.Mode() != ListenTracking {
+	if !l.Mode().tracking() {
 		l.owe()
 	}
 }
@@ -231,6 +245,9 @@ func (l *Listener) run() {
 		mode := ListenPublish
 		if l.trackingWorks() {
 			mode = ListenTracking
+			if l.tracked.perKey {
+				mode = ListenPerKey
+			}
 		}
 		if l.ctx.Err() != nil {
 			return
@@ -238,8 +255,8 @@ func (l *Listener) run() {
 		l.mode.Store(int32(mode))
 	}
 	mode := l.Mode()
-	if mode == ListenTracking {
-		l.runTracked()
+	if mode.tracking() {
+		l.runTracked(mode)
 		return
 	}
 	channel := l.channel
@@ -263,7 +280,7 @@ func (l *Listener) run() {
 // runTracked keeps tracking mode's connection up until Close: it
 // connects, reports Confirmed, serves the connection until it breaks (which
 // reports Lost), and connects again.
-func (l *Listener) runTracked() {
+func (l *Listener) runTracked(mode ListenMode) {
 	t := l.tracked
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); t.flush(l.ctx) }()
@@ -276,7 +293,7 @@ func (l *Listener) runTracked() {
 			}
 			continue
 		}
-		l.h.Confirmed(ListenTracking)
+		l.h.Confirmed(mode)
 		t.serve(l.ctx, c, func() {
 			if l.ctx.Err() == nil {
 				l.h.Lost()
@@ -287,11 +304,16 @@ func (l *Listener) runTracked() {
 }
 
 // Echoes reports whether a write of this process made now may come back as
-// an invalidation: in tracking mode, while the tracked connection is down
+// an invalidation: in a tracking mode, while the tracked connection is down
 // (writes then go another way), or before the mode is decided.
 func (l *Listener) Echoes() bool {
 	return l.Mode() != ListenPublish && (l.tracked == nil || !l.tracked.up.Load())
 }
+
+// PerKey reports whether the Listener uses, or in ListenAuto may use,
+// per-key tracking: then a local copy is kept coherent only if the Tier
+// says so (see Tier.GetTracked and Kept).
+func (l *Listener) PerKey() bool { return l.tracked != nil && l.tracked.perKey }
 
 // trackingWorks asks Redis, on a connection of its own that it then
 // closes, whether it accepts broadcast tracking; it asks again while Redis

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unsafe"
 )
 
 // A minimal RESP3 codec for the tracked connection (see tracked.go): it
@@ -41,10 +42,13 @@ func appendCommand(b []byte, args ...[]byte) []byte {
 
 // value is one RESP3 value. kind is its type byte: '+' and '$' (str),
 // '-' (err), ':' (n), '*', '~', '%' and '>' (elems; a map's keys and
-// values alternate), '_' (null). Other scalars keep their text in str.
+// values alternate), '_' (null). Other scalars keep their text in str. A
+// bulk string's bytes are also in bulk, which str shares: neither is ever
+// modified.
 type value struct {
 	kind  byte
 	str   string
+	bulk  []byte
 	n     int64
 	err   error
 	elems []value
@@ -106,7 +110,8 @@ func readNested(r *bufio.Reader, depth int) (value, error) {
 			if kind == '!' {
 				return value{kind: '-', err: ReplyError(buf[:n])}, nil
 			}
-			return value{kind: '$', str: string(buf[:n])}, nil
+			b := buf[:n:n] // one allocation: str shares it, and nobody modifies it
+			return value{kind: '$', str: unsafe.String(unsafe.SliceData(b), n), bulk: b}, nil
 		case '*', '~', '%', '>', '|':
 			n, err := strconv.Atoi(string(rest))
 			if err != nil || n > 1<<20 {

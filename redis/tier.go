@@ -56,6 +56,7 @@ type Tier struct {
 	trace      TraceFunc // nil: no spans
 	fence      *fence    // nil: writes on client, not fenced (see Fence)
 	tracked    *tracked  // the Listener's tracking connection; nil: none
+	listener   *Listener // Config.Listener
 }
 
 // TraceFunc starts a span for one round trip to Redis, given the command
@@ -97,6 +98,7 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 	}
 	return &Tier{
 		tracked:    tr,
+		listener:   cfg.Listener,
 		client:     client,
 		prefix:     cfg.Prefix,
 		timeout:    cfg.Timeout,
@@ -192,6 +194,67 @@ const NoTTL time.Duration = -1
 // limit; a key of another type is an error carrying Redis's WRONGTYPE
 // reply. Neither is an unreachable error.
 func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
+	value, ttl, found, _, err = t.GetTracked(ctx, id)
+	return value, ttl, found, err
+}
+
+// GetTracked is Get for a caller that keeps a copy of what it reads:
+// coherent reports whether the Listener will report a later change of the
+// key (false in per-key mode for a read that could not go on the tracked
+// connection: the copy must not be kept).
+func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
+	if t.perKey() && t.tracked.up.Load() {
+		key := t.key(id)
+		rep, err := write(t, ctx, "GET", func(ctx context.Context) (reply, error) {
+			r := newRequest(ctx, opGet, key, nil, 0, nil)
+			r.limit = t.maxValue
+			return t.tracked.do(r)
+		})
+		switch {
+		case err == nil:
+			value, ttl, found, err = t.answer(rep)
+			return value, ttl, found, err == nil, err
+		case !errors.Is(err, errNotSent):
+			return nil, 0, false, false, err
+		}
+		// Down since: read through the caller's client, for this caller only.
+	}
+	value, ttl, found, err = t.get(ctx, id)
+	return value, ttl, found, !t.perKey(), err
+}
+
+// answer turns a tracked read's reply into Get's results.
+func (t *Tier) answer(rep reply) ([]byte, time.Duration, bool, error) {
+	switch {
+	case !rep.found:
+		return nil, 0, false, nil
+	case t.maxValue > 0 && len(rep.value) > t.maxValue:
+		return nil, 0, false, fmt.Errorf("%w: over %d bytes", ErrTooLarge, t.maxValue)
+	case rep.ttl < 0:
+		return rep.value, NoTTL, true, nil
+	}
+	return rep.value, time.Duration(rep.ttl) * time.Millisecond, true, nil
+}
+
+// PerKey reports whether a copy of what the Tier reads or writes is kept
+// coherent only when GetTracked or Written says so: per-key tracking is in
+// use, or may be once the Listener has decided its mode.
+func (t *Tier) PerKey() bool { return t.perKey() }
+
+// perKey reports whether the Tier's reads and writes must go on the
+// tracked connection for a copy of them to be kept: per-key tracking is
+// in use, or may be once the Listener has decided.
+func (t *Tier) perKey() bool {
+	if t.tracked == nil || !t.tracked.perKey {
+		return false
+	}
+	m := t.listener.Mode()
+	return m == ListenPerKey || m == ListenAuto
+}
+
+// get is Get through the caller's client: one pipeline of GET (or
+// GETRANGE) and PTTL.
+func (t *Tier) get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
 	key := t.key(id)
 	max := t.maxValue
 	type reply struct {
@@ -235,46 +298,85 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 
 // Set stores value at id for ttl (SET PX).
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
-	_, err := t.change(ctx, "SET", opSet, id, value, ttl, nil)
+	_, err := t.change(ctx, "SET", opSet, id, value, ttl, false, nil)
 	return err
 }
 
-// SetOrdered is Set for a caller that keeps a copy of what it writes. If
-// the write goes on the Listener's tracking connection, applied is called
-// on that connection's reader as soon as Redis answered OK, before the
-// reply of any later write on it and before any invalidation Redis sent
-// after it: a copy updated in applied follows the order in which Redis
-// executed this Tier's writes and other clients' changes. It is not called
-// if the write went another way, failed, or if ctx ended first. ordered is
-// what applied returned (false if it was not called). applied must be
-// quick and must not call the Tier.
-func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, applied func() bool) (ordered bool, err error) {
-	rep, err := t.change(ctx, "SET", opSet, id, value, ttl, applied)
-	return rep.applied, err
+// Written is what a write means for the copy its caller keeps.
+type Written struct {
+	// Ordered: applied was called and returned true (see SetOrdered).
+	Ordered bool
+	// Keep: the Listener will report a later change of the key, so the
+	// caller may keep its copy. In per-key mode that takes a read of the
+	// key after the write, on the tracked connection, that returned the
+	// value copied; otherwise the copy must be dropped.
+	Keep bool
+	// Found: Touch found the key.
+	Found bool
+}
+
+// SetOrdered is Set for a caller that keeps a copy of what it writes,
+// when keep is true, and says in Written.Keep whether it may. If the
+// write goes on the Listener's tracking connection, applied is called on
+// that connection's reader as soon as Redis answered OK (in per-key mode,
+// only if the copy may be kept), before the reply of any later write on it
+// and before any invalidation Redis sent after it: a copy updated in
+// applied follows the order in which Redis executed this Tier's writes and
+// other clients' changes. It is not called if the write went another way,
+// failed, or if ctx ended first. applied must be quick and must not call
+// the Tier.
+func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, keep bool, applied func() bool) (Written, error) {
+	if !keep {
+		applied = nil
+	}
+	rep, err := t.change(ctx, "SET", opSet, id, value, ttl, keep, applied)
+	return t.outcome(rep, keep), err
 }
 
 // Delete removes id (DEL). Deleting a missing key is not an error.
 func (t *Tier) Delete(ctx context.Context, id string) error {
-	_, err := t.change(ctx, "DEL", opDel, id, nil, 0, nil)
+	_, err := t.change(ctx, "DEL", opDel, id, nil, 0, false, nil)
 	return err
 }
 
 // Touch sets the TTL of id (PEXPIRE) and reports whether it exists.
 func (t *Tier) Touch(ctx context.Context, id string, ttl time.Duration) (found bool, err error) {
-	rep, err := t.change(ctx, "PEXPIRE", opPExpire, id, nil, ttl, nil)
-	return rep.found, err
+	o, err := t.TouchKept(ctx, id, ttl, nil)
+	return o.Found, err
 }
 
-// change sends one write: on the tracked connection while it is up (not a
-// PEXPIRE: see tracked.go), else through the lanes on a single-node
-// client, with one call of the caller's client otherwise.
-func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, applied func() bool) (reply, error) {
+// TouchKept is Touch for a caller that keeps copy, the value it last read
+// of id (nil: none), and says in Written.Keep whether it may keep it.
+func (t *Tier) TouchKept(ctx context.Context, id string, ttl time.Duration, copy []byte) (Written, error) {
+	keep := copy != nil
+	rep, err := t.change(ctx, "PEXPIRE", opPExpire, id, copy, ttl, keep, nil)
+	o := t.outcome(rep, keep)
+	o.Found = rep.found
+	return o, err
+}
+
+func (t *Tier) outcome(rep reply, keep bool) Written {
+	return Written{Ordered: rep.applied, Keep: keep && (rep.verified || !t.perKey())}
+}
+
+// change sends one write: on the tracked connection while it is up (in
+// broadcast mode not a PEXPIRE: see tracked.go), else through the lanes on
+// a single-node client, with one call of the caller's client otherwise.
+// verify: in per-key mode, follow the write with a read of the key (see
+// perkey.go); value is then also the value expected.
+func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, verify bool, applied func() bool) (reply, error) {
 	key := t.key(id)
+	perKey := t.perKey()
 	return write(t, ctx, op, func(ctx context.Context) (reply, error) {
-		if t.tracked != nil && kind != opPExpire {
-			if rep, err := t.tracked.do(ctx, kind, key, value, ttl, applied); !errors.Is(err, errNotSent) {
+		if t.tracked != nil && (kind != opPExpire || perKey) {
+			r := newRequest(ctx, kind, key, value, ttl, applied)
+			r.verify = verify && perKey
+			if rep, err := t.tracked.do(r); !errors.Is(err, errNotSent) {
 				return rep, err
 			}
+		}
+		if kind == opPExpire {
+			value = nil // a copy to verify, not an argument
 		}
 		var found bool
 		var err error

@@ -66,6 +66,7 @@ type tracked struct {
 	name    string // the connection's client name, fenced like the Tier's writes
 	timeout time.Duration
 	h       Handler
+	perKey  bool // default-mode tracking: Redis tracks the keys read here (see perkey.go)
 	queue   chan *request
 
 	up      atomic.Bool   // a connection is set up: do may queue
@@ -87,24 +88,27 @@ type flight struct {
 	r    *request
 	sent time.Time
 	last bool // the last command of its batch
+	part bool // the first of r's two commands: its reply waits for the second
 }
 
-func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler) *tracked {
-	return &tracked{opt: opt, prefix: prefix, name: "sessiontier-invalidation-" + rand.Text(), timeout: timeout, h: h,
+func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler, perKey bool) *tracked {
+	return &tracked{opt: opt, prefix: prefix, name: "sessiontier-invalidation-" + rand.Text(), timeout: timeout, h: h, perKey: perKey,
 		queue: make(chan *request, trackedQueue), drained: make(chan struct{}, 1)}
 }
 
-// do sends a SET or DEL through the connection and waits for its reply or
-// for ctx. errNotSent: the connection is down, nothing was sent. applied,
-// if not nil, is called on the reader's goroutine once Redis answered OK,
-// unless the caller gave up first; the reply carries what it returned. A write
-// whose caller gave up and that Redis then executed is reported to the
-// Handler as a change of its key, as another client's would be.
-func (t *tracked) do(ctx context.Context, kind opKind, key string, value []byte, ttl time.Duration, applied func() bool) (reply, error) {
+// do sends r (a write, or opGet) through the connection and waits for
+// its reply or for r.ctx. errNotSent: the connection is down, nothing was
+// sent. r.applied, if not nil, is called on the reader's goroutine once
+// Redis answered OK (and, with r.verify, once the read that follows
+// returned the value written), unless the caller gave up first; the reply
+// carries what it returned. A write whose caller gave up and that Redis
+// then executed is reported to the Handler as a change of its key, as
+// another client's would be.
+func (t *tracked) do(r *request) (reply, error) {
 	if !t.up.Load() {
+		r.release()
 		return reply{}, errNotSent
 	}
-	r := newRequest(ctx, kind, key, value, ttl, applied)
 	if err := r.enqueue(t.queue); err != nil {
 		return reply{}, err
 	}
@@ -175,17 +179,16 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 		return buf
 	}
 	idle := len(c.inflight) == 0
-	var ttl [20]byte
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- reply{err: err}
 			continue
 		}
-		if r.kind == opSet {
-			ms := strconv.AppendInt(ttl[:0], max(r.ttl.Milliseconds(), 1), 10)
-			buf = appendCommand(buf, []byte("SET"), []byte(r.key), r.value, []byte("PX"), ms)
-		} else {
-			buf = appendCommand(buf, []byte("DEL"), []byte(r.key))
+		var second bool
+		buf, second = appendRequest(buf, r)
+		if second {
+			c.inflight = append(c.inflight, flight{r: r, sent: now, part: true})
+			buf = appendCheck(buf, r)
 		}
 		c.inflight = append(c.inflight, flight{r: r, sent: now})
 	}
@@ -269,8 +272,12 @@ func (t *tracked) handshake(ctx context.Context, c *trackConn) error {
 		buf = appendCommand(buf, []byte("SELECT"), []byte(strconv.Itoa(t.opt.DB)))
 		n++
 	}
-	buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("BCAST"),
-		[]byte("PREFIX"), []byte(t.prefix), []byte("NOLOOP"))
+	if t.perKey {
+		buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("NOLOOP"))
+	} else {
+		buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("BCAST"),
+			[]byte("PREFIX"), []byte(t.prefix), []byte("NOLOOP"))
+	}
 	if _, err := c.nc.Write(buf); err != nil {
 		return err
 	}
@@ -312,7 +319,7 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 	}
 	err = shared(fmt.Errorf("redis: tracked connection: %w", err)) // one failure for every caller
 	for _, f := range flown {
-		if f.r != nil {
+		if f.r != nil && !f.part { // a request of two commands is answered once
 			f.r.done <- reply{err: err}
 		}
 	}
@@ -354,25 +361,31 @@ func (t *tracked) read(c *trackConn) error {
 			t.signalDrained()
 		}
 		if r := f.r; r != nil {
-			rep := reply{err: v.err}
-			if v.kind == ':' {
-				rep.found = v.n > 0
+			if f.part {
+				r.first = v // answered with the second
+				continue
 			}
-			switch {
-			case r.claimed.CompareAndSwap(false, true):
-				if r.applied != nil && v.err == nil {
-					rep.applied = r.applied()
-				}
-			case v.err == nil:
-				// Its caller gave up and dropped the local copy; a read may
-				// have filled it since with what Redis held before. NOLOOP
-				// sends no invalidation for this write: report it here,
-				// where the invalidation would have been.
-				t.h.Changed([]string{strings.TrimPrefix(r.key, t.prefix)})
-			}
-			r.done <- rep
+			t.answer(r, v)
 		}
 	}
+}
+
+// answer answers r, whose last reply is v.
+func (t *tracked) answer(r *request, v value) {
+	rep := replyOf(r, v)
+	switch {
+	case r.claimed.CompareAndSwap(false, true):
+		if r.applied != nil && rep.err == nil && (rep.verified || !r.verify) {
+			rep.applied = r.applied()
+		}
+	case rep.err == nil && r.kind != opGet:
+		// Its caller gave up and dropped the local copy; a read may have
+		// filled it since with what Redis held before. NOLOOP sends no
+		// invalidation for this write: report it here, where the
+		// invalidation would have been.
+		t.h.Changed([]string{strings.TrimPrefix(r.key, t.prefix)})
+	}
+	r.done <- rep
 }
 
 // push reports an invalidation: a null payload is a flush.

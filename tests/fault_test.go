@@ -503,7 +503,7 @@ func (r *faultRun) quiesce(phase int) bool {
 		var sick []string
 		for i := range r.stores {
 			st := r.observe(i)
-			stream := st.Invalidation == "tracking" || st.Invalidation == "publish" || (st.Invalidation == "off" && r.opts[i].Local.Disabled())
+			stream := st.Invalidation == "tracking" || st.Invalidation == "per-key" || st.Invalidation == "publish" || (st.Invalidation == "off" && r.opts[i].Local.Disabled())
 			if st.Breaker != "closed" || st.PendingWrites+st.PendingDeletes > 0 || !stream {
 				sick = append(sick, fmt.Sprintf("%s %+v", storeNames[i], st))
 			}

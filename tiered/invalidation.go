@@ -18,9 +18,9 @@ type Invalidation int
 
 // The invalidation modes.
 const (
-	// InvalidationAuto uses Redis's client tracking where the client is a
-	// single-node *redis.Client and Redis accepts CLIENT TRACKING, and
-	// InvalidationPublish otherwise.
+	// InvalidationAuto uses broadcast tracking (InvalidationTracking)
+	// where the client is a single-node *redis.Client and Redis accepts
+	// CLIENT TRACKING, and InvalidationPublish otherwise.
 	InvalidationAuto Invalidation = 0
 	// InvalidationTracking: server-assisted client tracking in broadcast
 	// mode on the prefix (CLIENT TRACKING ON BCAST PREFIX NOLOOP, RESP3), on
@@ -32,6 +32,16 @@ const (
 	// deletes on a channel under the prefix. It cannot see changes made by
 	// other Redis clients, expiry or eviction.
 	InvalidationPublish Invalidation = 2
+	// InvalidationPerKey: server-assisted client tracking in default mode
+	// (CLIENT TRACKING ON NOLOOP, RESP3) on a connection of the store's
+	// own that carries its reads and writes: Redis remembers which
+	// sessions each instance read and tells only those instances of a
+	// change, so its work per write does not grow with the number of
+	// instances. Sees the same changes as InvalidationTracking, for the
+	// sessions this instance holds. A Set keeps the local copy of a
+	// session this instance holds (Redis is asked to track it again, in
+	// the same round trip); a new session is cached by its first read.
+	InvalidationPerKey Invalidation = 3
 	// InvalidationOff: no invalidation; a local copy is served for up to
 	// Local.TTL after another instance changed the session.
 	InvalidationOff Invalidation = -1
@@ -42,6 +52,7 @@ const (
 	streamOff        = "off"
 	streamConnecting = "connecting" // not confirmed yet: the local tier is bypassed
 	streamTracking   = "tracking"
+	streamPerKey     = "per-key"
 	streamPublish    = "publish"
 )
 
@@ -88,9 +99,10 @@ func (c *coherence) fresh() bool { return c.up.Load() }
 // put the old value back.
 //
 // The store's Set and Delete sent on the tracking connection do not come
-// back (NOLOOP); its Touch, and writes sent while that connection is down,
-// do, and cannot be told apart from someone else's change (Redis merges
-// the changes of one key made in one event-loop turn into one message). So
+// back (NOLOOP), nor, in per-key mode, its Touch; in broadcast mode its
+// Touch, and in both writes sent while that connection is down, do, and
+// cannot be told apart from someone else's change (Redis merges the
+// changes of one key made in one event-loop turn into one message). So
 // every message drops the copy; for an id this store wrote lately, the
 // copy is then read again from Redis at once (see expect), so that hits
 // and the outage's stale copies come back without waiting for a request.
@@ -175,8 +187,11 @@ func (c *coherence) Confirmed(mode redis.ListenMode) {
 		c.local.Invalidate()
 	}
 	state := streamTracking
-	if mode == redis.ListenPublish {
+	switch mode {
+	case redis.ListenPublish:
 		state = streamPublish
+	case redis.ListenPerKey:
+		state = streamPerKey
 	}
 	c.state.Store(state)
 	c.alerted.Store(false)

@@ -95,7 +95,7 @@ func (o Options) withDefaults() (Options, error) {
 	case o.MaxTombstones == 0:
 		o.MaxTombstones = DefaultMaxTombstones
 	}
-	if o.Invalidation < InvalidationOff || o.Invalidation > InvalidationPublish {
+	if o.Invalidation < InvalidationOff || o.Invalidation > InvalidationPerKey {
 		return o, fmt.Errorf("%w: Invalidation %d", ErrInvalidOptions, o.Invalidation)
 	}
 	switch {

@@ -85,7 +85,7 @@ type Stats struct {
 	PendingLost      uint64 // accepted writes dropped before reaching Redis
 	ReplayApplied    uint64 // pending writes and deletes applied to Redis
 	ReplayConflicts  uint64 // pending writes dropped because Redis changed meanwhile
-	Invalidation     string // "tracking", "publish", "connecting" (local tier bypassed) or "off"
+	Invalidation     string // "tracking", "per-key", "publish", "connecting" (local tier bypassed) or "off"
 	Invalidations    uint64 // invalidations received from other instances or Redis
 	// RangeSkipped counts the keys under the prefix that Range passed
 	// over: keys of another type than string (WRONGTYPE), and values
@@ -169,6 +169,8 @@ func listenMode(m Invalidation) redis.ListenMode {
 		return redis.ListenTracking
 	case InvalidationPublish:
 		return redis.ListenPublish
+	case InvalidationPerKey:
+		return redis.ListenPerKey
 	}
 	return redis.ListenAuto
 }
@@ -322,8 +324,9 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 		ttl   time.Duration
 		found bool
 	)
+	var coherent bool
 	err := s.brk.Do(ctx, func() (err error) {
-		v, ttl, found, err = s.remote.Get(ctx, id)
+		v, ttl, found, coherent, err = s.remote.GetTracked(ctx, id)
 		return err
 	})
 	if err != nil {
@@ -344,7 +347,7 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	if ttl == redis.NoTTL { // written without a TTL by another client
 		ttl = s.opts.Local.TTL
 	}
-	if s.local != nil && ttl > 0 {
+	if s.local != nil && ttl > 0 && coherent {
 		s.local.Fill(token, id, v, s.opts.Local.TTL, ttl)
 	}
 	return v, nil

@@ -115,19 +115,25 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		*tier = telemetry.TierFallback
 		return s.pending(ctx, c, w, nil)
 	}
-	if c.kind != kindDelete && s.listener != nil && (c.kind == kindTouch || s.listener.Echoes()) {
+	if c.kind != kindDelete && s.listener != nil && ((c.kind == kindTouch && !s.remote.PerKey()) || s.listener.Echoes()) {
 		s.inv.expect(c.id) // its echo will drop the copy: read it again then
 	}
-	var found, ended bool
+	var (
+		found bool
+		e     ending
+	)
 	err := s.brk.Do(ctx, func() (err error) {
-		found, ended, err = s.send(ctx, c, w)
+		found, e, err = s.send(ctx, c, w)
 		return err
 	})
 	s.loads.Forget(c.id)
 	switch {
 	case err == nil:
-		if !ended {
+		switch e {
+		case endUsual:
 			s.endLocal(w, c, found)
+		case endDrop:
+			s.dropWrite(w)
 		}
 		s.announce(ctx, c.id)
 		if c.kind == kindTouch && !found {
@@ -148,27 +154,63 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 	return s.failure(ctx, kindNames[c.kind], err)
 }
 
-// send makes c in Redis; found is false for a Touch of a missing key.
-// ended reports that w was ended already: a Set that went on the tracking
-// connection and overlapped another write of its id updates the local
-// copy in the order Redis executed them (see redis.Tier.SetOrdered and
-// lru.Cache.EndSetIfOverlapped), so that concurrent writes of one id need
-// not drop it; others end as usual.
-func (s *Store) send(ctx context.Context, c change, w lru.Write) (found, ended bool, err error) {
+// ending says how a change sent to Redis ends its local write.
+type ending int
+
+const (
+	endUsual ending = iota // endLocal
+	endDone                // ended already, in the order Redis executed the writes
+	endDrop                // dropped: no invalidation would reach a copy (per-key tracking)
+)
+
+// send makes c in Redis; found is false for a Touch of a missing key. A
+// Set that went on the tracking connection and overlapped another write of
+// its id updates the local copy in the order Redis executed them (see
+// redis.Tier.SetOrdered and lru.Cache.EndSetIfOverlapped), so that
+// concurrent writes of one id need not drop it: it ends endDone.
+//
+// In per-key mode, a copy is kept only if the tracking connection will
+// hear of the next change of its id, which takes a read of the key after
+// the write (see redis.Written.Keep). That read is asked for when this
+// instance holds a copy of the session: an update of a session in use
+// keeps it fresh, while a new session, which may never be read here, is
+// cached by its first read instead, and its write costs Redis no tracking.
+func (s *Store) send(ctx context.Context, c change, w lru.Write) (found bool, e ending, err error) {
 	switch c.kind {
 	case kindSet:
 		if s.local == nil {
-			return true, false, s.remote.Set(ctx, c.id, c.value, c.ttl)
+			return true, endUsual, s.remote.Set(ctx, c.id, c.value, c.ttl)
 		}
-		ended, err = s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, func() bool {
+		keep := true
+		if s.remote.PerKey() {
+			_, keep = s.local.Seen(c.id)
+		}
+		o, err := s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, keep, func() bool {
 			return s.local.EndSetIfOverlapped(w, c.value, s.opts.Local.TTL, c.ttl)
 		})
-		return true, ended, err
+		return true, keeping(o), err
 	case kindDelete:
-		return true, false, s.remote.Delete(ctx, c.id)
+		return true, endUsual, s.remote.Delete(ctx, c.id)
 	}
-	found, err = s.remote.Touch(ctx, c.id, c.ttl)
-	return found, false, err
+	var held []byte
+	if s.local != nil && s.remote.PerKey() {
+		held, _ = s.local.Seen(c.id)
+	}
+	o, err := s.remote.TouchKept(ctx, c.id, c.ttl, held)
+	if held == nil {
+		o.Keep = true // nothing to keep: EndTouch finds no entry
+	}
+	return o.Found, keeping(o), err
+}
+
+func keeping(o redis.Written) ending {
+	switch {
+	case o.Ordered:
+		return endDone
+	case !o.Keep:
+		return endDrop
+	}
+	return endUsual
 }
 
 // beginLocal, endLocal and dropWrite order a change of the local copy
