@@ -33,8 +33,8 @@ import (
 // of a fault, alternate with quiescent checks; history_test.go checks the
 // whole history at the end.
 //
-// A seed chooses the variant (tracking or publish invalidation, B's local
-// tier on or off) and every random choice: the sequence of faults and of
+// A seed chooses the variant (broadcast or per-key tracking, or publish
+// invalidation; B's local tier on or off) and every random choice: the sequence of faults and of
 // operations, not their timing, so a seed narrows a failure down but may
 // not replay it exactly. Every failure message starts with the seed.
 //
@@ -85,6 +85,7 @@ type faultRun struct {
 	t       *testing.T
 	seed    uint64
 	publish bool // InvalidationPublish; the plain client then only reads
+	perKey  bool // InvalidationPerKey; otherwise, broadcast tracking
 	ttl     time.Duration
 
 	srv      *redistest.Server
@@ -110,7 +111,8 @@ func TestRandomFaults(t *testing.T) {
 	r := &faultRun{t: t, seed: seed, publish: rng.IntN(3) == 0, ttl: max(10*time.Minute, 3*d),
 		rec: newRecorder(len(storeNames)), reported: make(map[string]bool)}
 	localOffB := rng.IntN(3) == 0
-	t.Logf("seed=%d duration=%v publish=%v localOffB=%v (replay: SESSIONTIER_FAULT_SEED=%d)", seed, d, r.publish, localOffB, seed)
+	r.perKey = !r.publish && rng.IntN(2) == 0
+	t.Logf("seed=%d duration=%v publish=%v perKey=%v localOffB=%v (replay: SESSIONTIER_FAULT_SEED=%d)", seed, d, r.publish, r.perKey, localOffB, seed)
 
 	r.srv = redistest.StartDurable(t)
 	r.proxy = redistest.NewProxy(t, r.srv.Addr)
@@ -171,8 +173,11 @@ func (r *faultRun) storeOptions(i int, localOff bool) tiered.Options {
 		Fallback:  lru.Limits{MaxEntries: 64, MaxBytes: 64 << 10},
 		Telemetry: telemetry.Options{OnAlert: func(a telemetry.Alert) { r.rec.alert(i, a) }},
 	}
-	if r.publish {
+	switch {
+	case r.publish:
 		o.Invalidation = tiered.InvalidationPublish
+	case r.perKey:
+		o.Invalidation = tiered.InvalidationPerKey
 	}
 	switch i {
 	case 0:

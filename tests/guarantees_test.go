@@ -26,8 +26,12 @@ import (
 // (OOM) sends no invalidation back; the next invalidation of the id, a
 // revocation by another client, must still drop the copy read meanwhile.
 func TestFailedWriteDoesNotHideARevocation(t *testing.T) {
+	forModes(t, failedWriteDoesNotHideARevocation)
+}
+
+func failedWriteDoesNotHideARevocation(t *testing.T, m mode) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{})
+	s := e.store(t, tiered.Options{Invalidation: m.opt})
 	mustSet(t, s, "victim", "v0")
 	settled(t, e, s, "victim", "v0")
 	if err := e.plain.ConfigSet(bg, "maxmemory", "1").Err(); err != nil {
@@ -49,8 +53,12 @@ func TestFailedWriteDoesNotHideARevocation(t *testing.T) {
 // writes of this store can come back as one echo; whatever is left
 // expected must not swallow a later revocation.
 func TestMergedEchoesDoNotHideARevocation(t *testing.T) {
+	forModes(t, mergedEchoesDoNotHideARevocation)
+}
+
+func mergedEchoesDoNotHideARevocation(t *testing.T, m mode) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{OpTimeout: 5 * time.Second})
+	s := e.store(t, tiered.Options{Invalidation: m.opt, OpTimeout: 5 * time.Second})
 	mustSet(t, s, "victim", "v0")
 	settled(t, e, s, "victim", "v0")
 	// Two connections open: writes made while Redis sleeps need one each.

@@ -5,6 +5,7 @@ package tests
 import (
 	"context"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,4 +176,50 @@ func redisCalls(t *testing.T, opts *tiered.Options) func() int {
 		}
 		return n
 	}
+}
+
+// mode is an invalidation mode the coherence tests run in.
+type mode struct {
+	name   string // the subtest's name
+	opt    tiered.Invalidation
+	stream string // Stats.Invalidation once the stream is up
+}
+
+// trackingModes are the two tracking modes: every coherence test runs in
+// both (forModes).
+var trackingModes = []mode{
+	{"broadcast", tiered.InvalidationTracking, "tracking"},
+	{"per-key", tiered.InvalidationPerKey, "per-key"},
+}
+
+// forModes runs f as a subtest in each tracking mode.
+func forModes(t *testing.T, f func(t *testing.T, m mode)) {
+	for _, m := range trackingModes {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
+// reads returns how many reads of a value (GET, GETRANGE) Redis has
+// served, on any connection: a store's own tracking connection included,
+// which the env's counter does not see.
+func (e *env) reads(t *testing.T) int64 {
+	t.Helper()
+	info, err := e.plain.Info(bg, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"cmdstat_get:calls=", "cmdstat_getrange:calls="} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				calls, _, _ := strings.Cut(rest, ",")
+				v, err := strconv.ParseInt(calls, 10, 64)
+				if err != nil {
+					t.Fatalf("INFO commandstats: %q", line)
+				}
+				n += v
+			}
+		}
+	}
+	return n
 }

@@ -25,9 +25,9 @@ func cached(t *testing.T, e *env, s *tiered.Store, id, want string) {
 		if err != nil || string(v) != want {
 			return false
 		}
-		before := e.count.cmds.Load()
+		before := e.reads(t)
 		v, err = s.Get(bg, id)
-		return err == nil && string(v) == want && e.count.cmds.Load() == before
+		return err == nil && string(v) == want && e.reads(t) == before
 	})
 }
 
@@ -47,12 +47,18 @@ func waitValue(t *testing.T, s *tiered.Store, id, want string) {
 	})
 }
 
-// TestDeleteOnOneInstanceIsSeenByTheOther: with tracking.
+// TestDeleteOnOneInstanceIsSeenByTheOther: with tracking, in either mode
+// (InvalidationAuto is broadcast).
 func TestDeleteOnOneInstanceIsSeenByTheOther(t *testing.T) {
+	t.Run("auto", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationAuto, "tracking") })
+	t.Run("per-key", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationPerKey, "per-key") })
+}
+
+func deleteSeenByTheOther(t *testing.T, mode tiered.Invalidation, stream string) {
 	e := newEnv(t)
-	a, b := twoStores(t, e, tiered.Options{})
-	if st := a.Stats(); st.Invalidation != "tracking" {
-		t.Fatalf("invalidation mode %q; want tracking against redis-server", st.Invalidation)
+	a, b := twoStores(t, e, tiered.Options{Invalidation: mode})
+	if st := a.Stats(); st.Invalidation != stream {
+		t.Fatalf("invalidation mode %q; want %s against redis-server", st.Invalidation, stream)
 	}
 	mustSet(t, a, "victim", "logged in")
 	cached(t, e, b, "victim", "logged in")
@@ -67,9 +73,11 @@ func TestDeleteOnOneInstanceIsSeenByTheOther(t *testing.T) {
 
 // TestChangesByOtherClientsAreSeen: DEL, SET, EXPIRE and FLUSHDB made by
 // a plain client reach both stores.
-func TestChangesByOtherClientsAreSeen(t *testing.T) {
+func TestChangesByOtherClientsAreSeen(t *testing.T) { forModes(t, changesByOtherClientsAreSeen) }
+
+func changesByOtherClientsAreSeen(t *testing.T, m mode) {
 	e := newEnv(t)
-	a, b := twoStores(t, e, tiered.Options{})
+	a, b := twoStores(t, e, tiered.Options{Invalidation: m.opt})
 	for _, s := range []*tiered.Store{a, b} {
 		for _, id := range []string{"del", "set", "exp", "flush"} {
 			mustSet(t, s, id, "v1")
@@ -100,11 +108,13 @@ func TestChangesByOtherClientsAreSeen(t *testing.T) {
 // TestKilledTrackingConnection: CLIENT KILL on the tracking connection
 // raises invalidation_lost and makes the store read Redis instead of its
 // local copies until tracking is back, which it is by itself.
-func TestKilledTrackingConnection(t *testing.T) {
+func TestKilledTrackingConnection(t *testing.T) { forModes(t, killedTrackingConnection) }
+
+func killedTrackingConnection(t *testing.T, m mode) {
 	e := newEnv(t)
 	log := &alertLog{}
 	// OpTimeout is also the wait before subscribing again: 1s of window.
-	s := e.store(t, tiered.Options{OpTimeout: time.Second, Telemetry: telemetry.Options{OnAlert: log.hook}})
+	s := e.store(t, tiered.Options{Invalidation: m.opt, OpTimeout: time.Second, Telemetry: telemetry.Options{OnAlert: log.hook}})
 	mustSet(t, s, "x", "old")
 	cached(t, e, s, "x", "old")
 
@@ -125,7 +135,7 @@ func TestKilledTrackingConnection(t *testing.T) {
 		t.Fatalf("the stream came back within the test's window (%q): the checks above proved nothing", st.Invalidation)
 	}
 	e.plain.Set(bg, "session:x", "new", time.Hour)
-	waitFor(t, "tracking to resume", func() bool { return s.Stats().Invalidation == "tracking" })
+	waitFor(t, "tracking to resume", func() bool { return s.Stats().Invalidation == m.stream })
 	cached(t, e, s, "x", "new")
 	e.plain.Del(bg, "session:x")
 	waitGone(t, s, "x")

@@ -70,6 +70,7 @@ func wantGet(t *testing.T, s *tiered.Store, id, want string) {
 // every echo on the stream: once it has arrived, so have they.
 func settled(t *testing.T, e *env, s *tiered.Store, idValues ...string) {
 	t.Helper()
+	s.Get(bg, "settled-marker") // per-key tracking: Redis tracks it for s from now on
 	before := s.Stats().Invalidations
 	if err := e.plain.Set(bg, "session:settled-marker", "m", time.Minute).Err(); err != nil {
 		t.Fatal(err)

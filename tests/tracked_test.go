@@ -11,24 +11,30 @@ import (
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
-// TestOwnWritesKeepTheLocalCopy: in tracking mode a store's own Set is
+// TestOwnWritesKeepTheLocalCopy: in a tracking mode a store's own Set is
 // sent on its tracking connection with NOLOOP, so it comes back as no
-// invalidation: the value it wrote is served from the local tier at once
-// and stays so, with no read of Redis; another client's change is still
-// seen.
-func TestOwnWritesKeepTheLocalCopy(t *testing.T) {
+// invalidation: the value it wrote over a session it holds is served from
+// the local tier at once and stays so, with no read of Redis (in per-key
+// mode the Set's own verifying read has Redis track the key again);
+// another client's change is still seen.
+func TestOwnWritesKeepTheLocalCopy(t *testing.T) { forModes(t, ownWritesKeepTheLocalCopy) }
+
+func ownWritesKeepTheLocalCopy(t *testing.T, m mode) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	s := e.store(t, tiered.Options{Invalidation: m.opt})
+	mustSet(t, s, "mine", "v0")
+	wantGet(t, s, "mine", "v0") // held from now on (per-key mode caches a new session on its first read)
 	for i, v := range []string{"v1", "v2", "v3"} {
+		s.Get(bg, "marker") // per-key mode: Redis tracks the marker for s
 		mustSet(t, s, "mine", v)
-		before := e.count.cmds.Load()
+		before := e.reads(t)
 		wantGet(t, s, "mine", v)
 		// A change by another client, pushed after any invalidation the
 		// Set could have caused: once it is seen, so would that be.
 		e.plain.Set(bg, "session:marker", i, time.Hour)
 		waitFor(t, "the marker's invalidation", func() bool { return s.Stats().Invalidations >= uint64(i+1) })
 		wantGet(t, s, "mine", v)
-		if n := e.count.cmds.Load() - before; n != 0 {
+		if n := e.reads(t) - before; n != 0 {
 			t.Fatalf("after its own Set of %q the store read Redis %d times; want local hits only", v, n)
 		}
 		if got := s.Stats().Invalidations; got != uint64(i+1) {
@@ -42,6 +48,13 @@ func TestOwnWritesKeepTheLocalCopy(t *testing.T) {
 	}
 	e.plain.Set(bg, "session:mine", "back", time.Hour)
 	waitValue(t, s, "mine", "back")
+	// A copy kept after a Touch still hears of the next change.
+	cached(t, e, s, "mine", "back")
+	if err := s.Touch(bg, "mine", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	e.plain.Set(bg, "session:mine", "after-touch", time.Hour)
+	waitValue(t, s, "mine", "after-touch")
 }
 
 // TestSilentRedisIsNoticedWithoutTraffic: a Redis that stops answering
@@ -50,13 +63,17 @@ func TestOwnWritesKeepTheLocalCopy(t *testing.T) {
 // local tier is bypassed within about a second plus OpTimeout, and trusted
 // again once Redis answers.
 func TestSilentRedisIsNoticedWithoutTraffic(t *testing.T) {
+	forModes(t, silentRedisIsNoticedWithoutTraffic)
+}
+
+func silentRedisIsNoticedWithoutTraffic(t *testing.T, m mode) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	s := e.store(t, tiered.Options{Invalidation: m.opt})
 	e.srv.Pause()
 	defer e.srv.Resume()
 	waitFor(t, "the stream to be reported lost", func() bool { return s.Stats().Invalidation == "connecting" })
 	e.srv.Resume()
-	waitFor(t, "the stream to be back", func() bool { return s.Stats().Invalidation == "tracking" })
+	waitFor(t, "the stream to be back", func() bool { return s.Stats().Invalidation == m.stream })
 }
 
 // TestConcurrentWritesOfOneIdLeaveRedisValue: many goroutines write the
@@ -64,9 +81,18 @@ func TestSilentRedisIsNoticedWithoutTraffic(t *testing.T) {
 // executed the writes, so once they stop every copy is a local hit that
 // holds what Redis holds (never an older write's value).
 func TestConcurrentWritesOfOneIdLeaveRedisValue(t *testing.T) {
+	forModes(t, concurrentWritesOfOneIdLeaveRedisValue)
+}
+
+func concurrentWritesOfOneIdLeaveRedisValue(t *testing.T, m mode) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking})
+	s := e.store(t, tiered.Options{Invalidation: m.opt})
 	const writers, writes, ids = 16, 200, 4
+	for i := range ids { // held: per-key mode caches a new session on its first read
+		id := fmt.Sprintf("hot%d", i)
+		mustSet(t, s, id, "start")
+		wantGet(t, s, id, "start")
+	}
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
@@ -83,9 +109,9 @@ func TestConcurrentWritesOfOneIdLeaveRedisValue(t *testing.T) {
 	hits := 0
 	for i := range ids {
 		id := fmt.Sprintf("hot%d", i)
-		before := e.count.cmds.Load()
+		before := e.reads(t)
 		v, err := s.Get(bg, id)
-		if e.count.cmds.Load() == before {
+		if e.reads(t) == before {
 			hits++
 		}
 		want, _ := e.plain.Get(bg, "session:"+id).Result()
@@ -112,6 +138,10 @@ func TestTrackingConnectionUsesTheClientsCredentialsAndDatabase(t *testing.T) {
 	if err := admin.ConfigSet(bg, "requirepass", "default-pw").Err(); err != nil {
 		t.Fatal(err)
 	}
+	forModes(t, func(t *testing.T, m mode) { usesTheClientsCredentialsAndDatabase(t, srv, m) })
+}
+
+func usesTheClientsCredentialsAndDatabase(t *testing.T, srv *redistest.Server, m mode) {
 	for name, opt := range map[string]*goredis.Options{
 		"password":             {Addr: srv.Addr, Password: "default-pw", DB: 3},
 		"ACL user":             {Addr: srv.Addr, Username: "app", Password: "app-pw", DB: 5},
@@ -123,12 +153,12 @@ func TestTrackingConnectionUsesTheClientsCredentialsAndDatabase(t *testing.T) {
 			t.Cleanup(func() { client.Close() })
 			other := goredis.NewClient(opt)
 			t.Cleanup(func() { other.Close() })
-			s, err := tiered.New(client, tiered.Options{Invalidation: tiered.InvalidationTracking})
+			s, err := tiered.New(client, tiered.Options{Invalidation: m.opt})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { s.Close() })
-			waitFor(t, "the tracking connection", func() bool { return s.Stats().Invalidation == "tracking" })
+			waitFor(t, "the tracking connection", func() bool { return s.Stats().Invalidation == m.stream })
 			mustSet(t, s, "x", "mine")
 			if v, err := other.Get(bg, "session:x").Result(); err != nil || v != "mine" {
 				t.Fatalf("database %d holds %q, %v after the store's Set; want mine", opt.DB, v, err)
