@@ -17,6 +17,7 @@ func TestReadValue(t *testing.T) {
 		{"!9\r\nERR bulky\r\n", func(v value) bool { return IsReply(v.err) && v.err.Error() == "ERR bulky" }},
 		{":42\r\n", func(v value) bool { return v.kind == ':' && v.n == 42 }},
 		{"$3\r\na\r\n\r\n", func(v value) bool { return v.kind == '$' && v.str == "a\r\n" }},
+		{"$0\r\n\r\n", func(v value) bool { return v.kind == '$' && v.bulk != nil && len(v.bulk) == 0 }}, // empty, not missing
 		{"$-1\r\n", func(v value) bool { return v.kind == '_' }},
 		{"_\r\n", func(v value) bool { return v.kind == '_' }},
 		{"%1\r\n+server\r\n$5\r\nredis\r\n", func(v value) bool { return v.kind == '%' && len(v.elems) == 2 && v.elems[1].str == "redis" }},
