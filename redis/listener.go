@@ -36,7 +36,7 @@ const (
 	// clients, expiry and eviction are not seen.
 	ListenPublish
 	// ListenPerKey: server-assisted client tracking in default mode
-	// (CLIENT TRACKING ON NOLOOP, RESP3) on the same connection of the
+	// (CLIENT TRACKING ON, RESP3) on the same connection of the
 	// Listener's own, which carries the Tier's reads as well as its
 	// writes: Redis pushes a change only to the instances that read the
 	// key (see perkey.go). Sees the same changes as ListenTracking, for

@@ -7,26 +7,38 @@ import (
 
 // In per-key mode (ListenPerKey) the tracked connection is set up with
 //
-//	CLIENT TRACKING ON NOLOOP
+//	CLIENT TRACKING ON
 //
-// and Redis remembers which keys it read: a change of one of them by any
-// other connection (and its expiry, its eviction, FLUSHDB, or Redis
-// dropping the key from its tracking table) is pushed in-band, once, and
-// the key is forgotten until it is read again. Instances are told only of
-// the sessions they read, so Redis's work per write does not grow with the
-// number of instances, and a write of a key nobody read costs Redis no
-// tracking work at all.
+// and Redis remembers which keys it read: a change of one of them (and its
+// expiry, its eviction, FLUSHDB, or Redis dropping the key from its
+// tracking table) is pushed in-band, once, and the key is forgotten until
+// it is read again. Instances are told only of the sessions they read, so
+// Redis's work per write does not grow with the number of instances, and
+// a write of a key nobody read costs Redis no tracking work at all.
+//
+// Not NOLOOP: Redis drops every invalidation meant for a NOLOOP connection
+// that it makes while a command of that connection is being processed,
+// taking it for the connection's own change, and it evicts keys
+// (maxmemory) and trims its tracking table (tracking-table-max-keys) just
+// before running whichever command found the bound exceeded. A store's own
+// read or write would then end the tracking of sessions it holds with
+// nothing told.
 //
 // So every read whose value may be kept locally goes on this connection
 // (opGet: GET or GETRANGE, then PTTL), and its reply comes before any
-// push about a later change. A write sent here is not pushed back
-// (NOLOOP), but it also makes Redis forget the key for this connection:
-// the writer's copy would never hear of the next change. A write whose
-// caller keeps a copy is therefore followed, in the same batch, by a read
-// of its key (verify), which has Redis track the key again; the copy is
-// kept only if that read returned exactly the value the caller holds (a
-// change that slipped in between is then in the copy's place, and the
-// copy is dropped). A write without verify leaves nothing to keep.
+// push about a later change. A write sent here makes Redis forget the key
+// for this connection (and push its invalidation, right after the write's
+// reply, if the key was tracked here): the writer's copy would never hear
+// of the next change. A write whose caller keeps a copy is therefore
+// followed, in the same batch, by a read of its key (verify), which has
+// Redis track the key again; the copy is kept only if that read returned
+// exactly the value the caller holds (a change that slipped in between is
+// then in the copy's place, and the copy is dropped). Between the reply of
+// a write that changed the key and the verifying read's, nothing about the
+// key but the write's own invalidation can be pushed here (the write ended
+// the key's tracking for every connection, and only the read begins it
+// again): that one is not reported. A write without verify leaves nothing
+// to keep.
 
 // appendRequest appends r's command, and reports whether a second command
 // (appendCheck) follows it.

@@ -272,8 +272,8 @@ func (t *tracked) handshake(ctx context.Context, c *trackConn) error {
 		buf = appendCommand(buf, []byte("SELECT"), []byte(strconv.Itoa(t.opt.DB)))
 		n++
 	}
-	if t.perKey {
-		buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("NOLOOP"))
+	if t.perKey { // not NOLOOP: see perkey.go
+		buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"))
 	} else {
 		buf = appendCommand(buf, []byte("CLIENT"), []byte("TRACKING"), []byte("ON"), []byte("BCAST"),
 			[]byte("PREFIX"), []byte(t.prefix), []byte("NOLOOP"))
@@ -327,6 +327,7 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 
 // read reads replies and pushes until an error.
 func (t *tracked) read(c *trackConn) error {
+	var echo string // the key of a verified write answered, and whose read is not (see perkey.go)
 	for {
 		if c.rd.Buffered() == 0 {
 			t.mu.Lock()
@@ -342,7 +343,7 @@ func (t *tracked) read(c *trackConn) error {
 			return err
 		}
 		if v.kind == '>' {
-			t.push(v)
+			t.push(v, echo)
 			continue
 		}
 		t.mu.Lock()
@@ -360,11 +361,16 @@ func (t *tracked) read(c *trackConn) error {
 		if f.last {
 			t.signalDrained()
 		}
-		if r := f.r; r != nil {
-			if f.part {
-				r.first = v // answered with the second
-				continue
+		r := f.r
+		if r != nil && f.part {
+			r.first = v // answered with the second
+			if r.verify && v.err == nil && (v.kind != ':' || v.n > 0) {
+				echo = r.key // it changed the key
 			}
+			continue
+		}
+		echo = ""
+		if r != nil {
 			t.answer(r, v)
 		}
 	}
@@ -380,16 +386,20 @@ func (t *tracked) answer(r *request, v value) {
 		}
 	case rep.err == nil && r.kind != opGet:
 		// Its caller gave up and dropped the local copy; a read may have
-		// filled it since with what Redis held before. NOLOOP sends no
-		// invalidation for this write: report it here, where the
+		// filled it since with what Redis held before. No invalidation
+		// of this write is reported (NOLOOP in broadcast mode; per-key
+		// mode sends one only for a key tracked here, and drops it
+		// before a verifying read): report it here, where the
 		// invalidation would have been.
 		t.h.Changed([]string{strings.TrimPrefix(r.key, t.prefix)})
 	}
 	r.done <- rep
 }
 
-// push reports an invalidation: a null payload is a flush.
-func (t *tracked) push(v value) {
+// push reports an invalidation: a null payload is a flush. A key equal to
+// echo is the invalidation of this connection's own write, and is not
+// reported (see perkey.go).
+func (t *tracked) push(v value, echo string) {
 	if len(v.elems) < 2 || v.elems[0].str != "invalidate" {
 		return
 	}
@@ -399,6 +409,9 @@ func (t *tracked) push(v value) {
 	}
 	ids := make([]string, 0, len(v.elems[1].elems))
 	for _, k := range v.elems[1].elems {
+		if k.str == echo {
+			continue
+		}
 		if id, ok := strings.CutPrefix(k.str, t.prefix); ok {
 			ids = append(ids, id)
 		}

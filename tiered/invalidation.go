@@ -33,7 +33,7 @@ const (
 	// other Redis clients, expiry or eviction.
 	InvalidationPublish Invalidation = 2
 	// InvalidationPerKey: server-assisted client tracking in default mode
-	// (CLIENT TRACKING ON NOLOOP, RESP3) on a connection of the store's
+	// (CLIENT TRACKING ON, RESP3) on a connection of the store's
 	// own that carries its reads and writes: Redis remembers which
 	// sessions each instance read and tells only those instances of a
 	// change, so its work per write does not grow with the number of
@@ -98,11 +98,13 @@ func (c *coherence) fresh() bool { return c.up.Load() }
 // tier's write ordering, so a read of Redis that started before cannot
 // put the old value back.
 //
-// The store's Set and Delete sent on the tracking connection do not come
-// back (NOLOOP), nor, in per-key mode, its Touch; in broadcast mode its
-// Touch, and in both writes sent while that connection is down, do, and
-// cannot be told apart from someone else's change (Redis merges the
-// changes of one key made in one event-loop turn into one message). So
+// In broadcast mode the store's Set and Delete sent on the tracking
+// connection do not come back (NOLOOP), and its Touch does; in per-key
+// mode a write it verifies (a Set or Touch of a session it holds: see
+// redis/perkey.go) does not, and its other writes of a key it read do. In
+// both, writes sent while that connection is down come back, and cannot
+// be told apart from someone else's change (Redis merges the changes of
+// one key made in one event-loop turn into one message). So
 // every message drops the copy; for an id this store wrote lately, the
 // copy is then read again from Redis at once (see expect), so that hits
 // and the outage's stale copies come back without waiting for a request.

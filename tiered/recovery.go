@@ -240,6 +240,12 @@ func (s *Store) replayed(ctx context.Context, batch []redis.Replay, seqs []uint6
 			done[k] = true
 			applied++
 			s.announce(ctx, w.ID)
+			if s.local != nil && s.remote.PerKey() {
+				// Written on a connection Redis does not track it for:
+				// the copy would never hear of the next change. It stays
+				// this store's last seen value.
+				s.local.EndRevoke(s.local.Begin(w.ID))
+			}
 			continue
 		case out[k].Err != nil: // Redis refused this write alone (a key of another type)
 			failed = append(failed, lostWrite{bytes: int64(len(w.Value))})
