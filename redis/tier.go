@@ -205,7 +205,8 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
 	if t.perKey() && t.tracked.up.Load() {
 		key := t.key(id)
-		rep, err := write(t, ctx, "GET", func(ctx context.Context) (reply, error) {
+		// Not write: a read that timed out changed nothing a Fence must stop.
+		rep, err := bounded(t, ctx, "GET", true, func(ctx context.Context) (reply, error) {
 			r := newRequest(ctx, opGet, key, nil, 0, nil)
 			r.limit = t.maxValue
 			return t.tracked.do(r)

@@ -97,8 +97,8 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 }
 
 // do sends r (a write, or opGet) through the connection and waits for
-// its reply or for r.ctx. errNotSent: the connection is down, nothing was
-// sent. r.applied, if not nil, is called on the reader's goroutine once
+// its reply or for r.ctx. errNotSent: the connection is down (or, for a
+// read, its queue is full), nothing was sent. r.applied, if not nil, is called on the reader's goroutine once
 // Redis answered OK (and, with r.verify, once the read that follows
 // returned the value written), unless the caller gave up first; the reply
 // carries what it returned. A write whose caller gave up and that Redis
@@ -109,7 +109,14 @@ func (t *tracked) do(r *request) (reply, error) {
 		r.release()
 		return reply{}, errNotSent
 	}
-	if err := r.enqueue(t.queue); err != nil {
+	if r.kind == opGet { // a read can go another way at once, if not be cached
+		select {
+		case t.queue <- r:
+		default:
+			r.release()
+			return reply{}, errNotSent
+		}
+	} else if err := r.enqueue(t.queue); err != nil {
 		return reply{}, err
 	}
 	return r.await()
