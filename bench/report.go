@@ -208,7 +208,7 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted (counted lost too) |\n|---|---:|---:|---:|---:|\n")
 		for _, t := range agg {
 			peak, replay, pending := "—", "—", "—"
-			if t.Target == "sessiontier" {
+			if isSessiontier(t.Target) {
 				pending = fmt.Sprint(t.PendingAtEnd)
 				peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
 				replay = "not within the run"
@@ -288,7 +288,7 @@ func timelinePlot(path string, timelines []Timeline) error {
 		p.Title.Text = pn.title
 		p.X.Label.Text = "seconds"
 		for k, t := range timelines {
-			if pn.store && t.Target != "sessiontier" {
+			if pn.store && !isSessiontier(t.Target) {
 				continue
 			}
 			pts := make(plotter.XYs, len(t.Intervals))
