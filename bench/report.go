@@ -64,6 +64,9 @@ func (r *Report) Write(dir, command string) error {
 		return err
 	}
 	r.writeRevocation(&b)
+	if err := r.writeFanout(&b, dir); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(b.String()), 0o644)
 }
 
@@ -208,7 +211,7 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted (counted lost too) |\n|---|---:|---:|---:|---:|\n")
 		for _, t := range agg {
 			peak, replay, pending := "—", "—", "—"
-			if t.Target == "sessiontier" {
+			if isSessiontier(t.Target) {
 				pending = fmt.Sprint(t.PendingAtEnd)
 				peak = fmt.Sprintf("%.1f / %d MiB", float64(t.MaxFallbackBytes)/(1<<20), t.FallbackByteLimit>>20)
 				replay = "not within the run"
@@ -288,7 +291,7 @@ func timelinePlot(path string, timelines []Timeline) error {
 		p.Title.Text = pn.title
 		p.X.Label.Text = "seconds"
 		for k, t := range timelines {
-			if pn.store && t.Target != "sessiontier" {
+			if pn.store && !isSessiontier(t.Target) {
 				continue
 			}
 			pts := make(plotter.XYs, len(t.Intervals))
@@ -365,4 +368,112 @@ func (r *Report) writeRevocation(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %s | %d/%d | %s | %s | %s | %s |\n", name, seen, trials, c50, c99, cmx, strings.TrimPrefix(note, "; "))
 	}
+}
+
+// fanoutPoints returns W6's results by mode and number of instances, and
+// the numbers of instances in the order they were measured.
+func (r *Report) fanoutPoints() (map[string]map[int][]Fanout, []int) {
+	by := map[string]map[int][]Fanout{}
+	var counts []int
+	for _, f := range r.Fanouts {
+		if by[f.Mode] == nil {
+			by[f.Mode] = map[int][]Fanout{}
+		}
+		by[f.Mode][f.Instances] = append(by[f.Mode][f.Instances], f)
+		if !slices.Contains(counts, f.Instances) {
+			counts = append(counts, f.Instances)
+		}
+	}
+	return by, counts
+}
+
+// fanoutRatios returns, run by run, the throughput of xs divided by that
+// of base (the same mode with no instance).
+func fanoutRatios(xs, base []Fanout) []float64 {
+	of := map[int]float64{}
+	for _, x := range base {
+		of[x.Run] = x.Throughput()
+	}
+	var ratios []float64
+	for _, x := range xs {
+		if v := of[x.Run]; v > 0 {
+			ratios = append(ratios, x.Throughput()/v)
+		}
+	}
+	return ratios
+}
+
+func (r *Report) writeFanout(b *strings.Builder, dir string) error {
+	if len(r.Fanouts) == 0 {
+		return nil
+	}
+	by, counts := r.fanoutPoints()
+	c := r.Config
+	fmt.Fprintf(b, "\n## W6 — %s\n\n", Workloads["W6"])
+	fmt.Fprintf(b, "Redis's write capacity with N sessiontier instances attached to it, in each invalidation mode. The writers: %d connections, each keeping a pipeline of %d SET PX in flight (%d-byte values, TTL 1h, to sessions drawn uniformly from the %d); they speak RESP themselves, the lightest of clients, so that Redis rather than the client sets the pace (Redis CPU shows whether it did). ", fanoutWriters, fanoutPipeline, c.ValueSize, c.Sessions)
+	fmt.Fprintf(b, "The instances: tiered.Stores with the settings of the sessiontier target, their local tiers bounded to twice their share, in broadcast mode (InvalidationTracking: CLIENT TRACKING ON BCAST PREFIX %s NOLOOP, every change under the prefix pushed to every instance) or in per-key mode (InvalidationPerKey: CLIENT TRACKING ON NOLOOP, a change pushed only to the instances that read the key since its last change). Instance i reads sessions i, i+N, … once before the writes begin, so that in per-key mode Redis tracks each session for one instance; while the writes run, the instances keep reading their shares round robin, %d reads per second in all whatever N: a read of a session a write invalidated goes to Redis and, in per-key mode, has Redis track it again. ", Prefix, fanoutReadRate)
+	fmt.Fprintf(b, "The window counted lasts %s and begins once the writes have settled: when the writers have written three SETs per session (95%% of the sessions at least once), or after half the window's length if that comes first. By then each session tracked at the start has been invalidated once, a one-off cost, and Redis tracks those read since, as in a steady state. ", c.Duration)
+	b.WriteString("Before each point Redis is reset to the sessions alone, which empties its tracking table too; each mode's series has its own point with no instance, and a ratio is taken to it within the run. The instances run in this process, on the cores of Redis and the writers: what they spend on invalidations is taken from those, as on a shared host. Goal: with 40 instances attached in per-key mode, Redis keeps ≥ 80% of the writes/s it has with none (0.80x).")
+	if runs := len(by[r.Fanouts[0].Mode][r.Fanouts[0].Instances]); runs > 1 {
+		fmt.Fprintf(b, " Medians of %d interleaved runs, the range in brackets.", runs)
+	}
+	b.WriteString(" Columns: sessions held, the instances' local entries when the writes began; keys tracked, INFO tracking_total_keys then (broadcast tracks a prefix, not keys); invalidations/write, the invalidated sessions the instances received, summed, per SET acknowledged; Redis CPU and client CPU, the cores Redis and this process (the writers and the instances) used (user and system); the last four, like writes/s, over the window counted.\n\n")
+	b.WriteString("| mode | instances | writes/s | vs 0 instances | invalidations/write | sessions held | keys tracked | Redis CPU | client CPU | reads/s by the instances | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p := plot.New()
+	p.Title.Text = "W6: Redis writes/s with N instances attached (median)"
+	p.X.Label.Text = "instances attached"
+	p.Y.Label.Text = "SET/s"
+	colors := []color.Color{color.RGBA{R: 200, G: 60, B: 40, A: 255}, color.RGBA{R: 60, G: 110, B: 180, A: 255}}
+	for k, m := range fanoutModes {
+		var pts plotter.XYs
+		for _, n := range counts {
+			xs := by[m.Name][n]
+			if len(xs) == 0 {
+				continue
+			}
+			var ops, inv, held, tracked, cpu, self, rd []float64
+			var errs int64
+			for _, x := range xs {
+				ops, held, self = append(ops, x.Throughput()), append(held, float64(x.Held)), append(self, x.ClientCPU)
+				inv = append(inv, float64(x.Invalidations)/float64(max(x.Writes, 1)))
+				rd = append(rd, float64(x.Reads)/x.Elapsed.Seconds())
+				if x.Tracked >= 0 {
+					tracked = append(tracked, float64(x.Tracked))
+				}
+				if x.RedisCPU >= 0 {
+					cpu = append(cpu, x.RedisCPU)
+				}
+				errs += x.Errors + x.ReadErrors
+			}
+			num := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+			vs, trk, cores := "—", "—", "—"
+			if ratios := fanoutRatios(xs, by[m.Name][0]); len(ratios) > 0 {
+				vs = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
+			}
+			if len(tracked) > 0 {
+				trk = num(median(tracked))
+			}
+			if len(cpu) > 0 {
+				cores = fmt.Sprintf("%.2f", median(cpu))
+			}
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %.3f | %s | %s | %s | %.2f | %s | %d |\n", m.Name, n, spread(ops, num), vs,
+				median(inv), num(median(held)), trk, cores, median(self), num(median(rd)), errs)
+			pts = append(pts, plotter.XY{X: float64(n), Y: median(ops)})
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		line, points, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		line.Color, points.Color = colors[k%len(colors)], colors[k%len(colors)]
+		p.Add(line, points)
+		p.Legend.Add(m.Name, line, points)
+	}
+	p.Legend.Top = true
+	p.Y.Min = 0
+	png := "fanout-W6.png"
+	fmt.Fprintf(b, "\n![W6 writes/s by instances attached](%s)\n", png)
+	return p.Save(8*vg.Inch, 4*vg.Inch, filepath.Join(dir, png))
 }

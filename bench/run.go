@@ -20,7 +20,7 @@ type Config struct {
 	Workers    int
 	Sessions   int
 	ValueSize  int
-	Workloads  []string      // of W1..W5
+	Workloads  []string      // of W1..W6
 	Targets    []string      // names in Targets
 	OutagePart time.Duration // W4: each of before, during and after
 	Trials     int           // W5 revocations per target
@@ -29,6 +29,7 @@ type Config struct {
 	Runs       int           // repetitions of every workload, interleaved; 0: 1
 	Rate       int           // W1..W3 open loop at this many requests per second in all; 0: closed loop
 	CheckState bool          // hash what Redis holds at each start (see State), not only count it
+	Instances  []int         // W6: the numbers of instances attached, a point each; nil: DefaultInstances
 }
 
 // Result is one target under one workload.
@@ -49,13 +50,14 @@ type Result struct {
 // Throughput returns operations per second.
 func (r Result) Throughput() float64 { return float64(r.Ops) / r.Elapsed.Seconds() }
 
-// Workloads describes W1..W5 for the report.
+// Workloads describes W1..W6 for the report.
 var Workloads = map[string]string{
 	"W1": "read-mostly: Zipf(1.1) over the sessions, 95% reads, 5% writes",
 	"W2": "read-only: Zipf(1.1), 100% reads",
 	"W3": "login storm: 100% writes of new sessions",
 	"W4": "outage timeline: W1, Redis cut off, back",
 	"W5": "revocation: Delete on one instance, time until another answers not-found",
+	"W6": "fan-out: Redis's write throughput with sessiontier instances attached, broadcast against per-key invalidation",
 }
 
 func sessionID(i int) string { return fmt.Sprintf("bench-%07d", i) }

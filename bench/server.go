@@ -25,12 +25,13 @@ type Server struct {
 	Kind    string // "redis-server", "miniredis" or "external"
 	Version string
 
-	port  int
-	dir   string
-	cmd   *exec.Cmd
-	mr    *miniredis.Miniredis
-	proxy *redistest.Proxy // external: the targets connect through it
-	admin *goredis.Client  // INFO and warm-up, never through the proxy
+	direct string // external: the user's Redis itself, not the proxy
+	port   int
+	dir    string
+	cmd    *exec.Cmd
+	mr     *miniredis.Miniredis
+	proxy  *redistest.Proxy // external: the targets connect through it
+	admin  *goredis.Client  // INFO and warm-up, never through the proxy
 }
 
 // StartServer starts redis-server from PATH on a free loopback port, or
@@ -48,7 +49,7 @@ func StartServer(url string) (*Server, error) {
 		if opt.DB != 0 || opt.Username != "" || opt.Password != "" || opt.TLSConfig != nil {
 			return nil, fmt.Errorf("bench: --redis: a URL with a database number, credentials or TLS is not supported: the targets connect through the suite's proxy with the address alone")
 		}
-		s.Kind = "external"
+		s.Kind, s.direct = "external", opt.Addr
 		if s.proxy, err = redistest.ListenProxy(opt.Addr); err != nil {
 			return nil, err
 		}
@@ -172,6 +173,34 @@ func (s *Server) Commands(ctx context.Context) int64 {
 		}
 	}
 	return n
+}
+
+// directAddr is where a client reaches Redis without the proxy of an
+// external server: W6 measures Redis, not the proxy.
+func (s *Server) directAddr() string {
+	if s.direct != "" {
+		return s.direct
+	}
+	return s.Addr
+}
+
+// info returns the fields of one INFO section; nil where Redis cannot
+// tell (miniredis, an error).
+func (s *Server) info(ctx context.Context, section string) map[string]string {
+	if s.Kind == "miniredis" {
+		return nil
+	}
+	text, err := s.admin.Info(ctx, section).Result()
+	if err != nil {
+		return nil
+	}
+	fields := map[string]string{}
+	for _, l := range strings.Split(text, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok {
+			fields[k] = v
+		}
+	}
+	return fields
 }
 
 // Close stops what StartServer started; the user's Redis is left alone.

@@ -27,6 +27,7 @@ type Report struct {
 	Results     []Result
 	Timelines   []Timeline
 	Revocations []Revocation
+	Fanouts     []Fanout
 	Skipped     []string            // targets not run, with why
 	Orders      map[string][]string // workload → the order its targets ran in
 	Commit      string              // of the code measured; set by the caller
@@ -51,6 +52,9 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 			continue
 		}
 		targets = append(targets, info)
+	}
+	if slices.Contains(cfg.Workloads, "W6") && s.Kind == "miniredis" {
+		rep.Skipped = append(rep.Skipped, "W6: needs CLIENT TRACKING, which miniredis lacks")
 	}
 	defer s.Cleanup(context.WithoutCancel(ctx))
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
@@ -91,6 +95,15 @@ func Run(ctx context.Context, cfg Config, s *Server, p Progress) (*Report, error
 // from the same Redis, in an order drawn anew for each workload and run.
 func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets []TargetInfo, run int, rng *rand.Rand, p Progress) error {
 	for _, w := range cfg.Workloads {
+		if w == "W6" { // sessiontier alone, in both modes, whatever the targets
+			if s.Kind == "miniredis" {
+				continue
+			}
+			if err := rep.fanouts(ctx, s, cfg, run, rng, p); err != nil {
+				return err
+			}
+			continue
+		}
 		order := slices.Clone(targets)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		if run == 1 {

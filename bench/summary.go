@@ -9,10 +9,14 @@ import (
 
 // Summary writes to w, for W1..W3, each target's median throughput, its
 // median ratios to go-redis and to rueidis (each ratio taken within a run)
-// and its median p99: the table the command prints at the end of a run.
+// and its median p99, then, for W6, each mode's median writes/s at each
+// number of instances and its ratio to none: the tables the command prints
+// at the end of a run.
 func (r *Report) Summary(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\ttarget\tops/s\tvs go-redis\tvs rueidis\tp99\tallocs/op\t")
+	if len(r.Results) > 0 {
+		fmt.Fprintln(tw, "workload\ttarget\tops/s\tvs go-redis\tvs rueidis\tp99\tallocs/op\t")
+	}
 	for _, wl := range []string{"W1", "W2", "W3"} {
 		names, byTarget := r.byTarget(wl)
 		for _, name := range names {
@@ -24,6 +28,31 @@ func (r *Report) Summary(w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t\n", wl, name, median(ops),
 				r.ratio(xs, byTarget["go-redis"], medianOf), r.ratio(xs, byTarget["rueidis"], medianOf), round(time.Duration(median(p99))), median(allocs))
+		}
+	}
+	if err := tw.Flush(); err != nil || len(r.Fanouts) == 0 {
+		return err
+	}
+	by, counts := r.fanoutPoints()
+	if len(r.Results) > 0 {
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(tw, "W6 mode\tinstances\twrites/s\tvs 0 instances\tinvalidations/write\t")
+	for _, m := range fanoutModes {
+		for _, n := range counts {
+			xs := by[m.Name][n]
+			if len(xs) == 0 {
+				continue
+			}
+			ops, inv := make([]float64, len(xs)), make([]float64, len(xs))
+			for i, x := range xs {
+				ops[i], inv[i] = x.Throughput(), float64(x.Invalidations)/float64(max(x.Writes, 1))
+			}
+			vs := "—"
+			if ratios := fanoutRatios(xs, by[m.Name][0]); len(ratios) > 0 {
+				vs = fmt.Sprintf("%.2fx", median(ratios))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.3f\t\n", m.Name, n, median(ops), vs, median(inv))
 		}
 	}
 	return tw.Flush()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -40,10 +41,12 @@ type TargetInfo struct {
 	New          func(addr string, budget int64, sessions int) (Target, error)
 }
 
-// The targets, in report order; the first is the subject, the second the
-// baseline ratios are taken to.
+// The targets, in report order; the first two are the subject (in its
+// default and its per-key invalidation mode); ratios are taken to go-redis
+// and to rueidis.
 var Targets = []TargetInfo{
-	{Name: "sessiontier", Settings: "go-redis client: ContextTimeoutEnabled, MaxRetries 1, PoolSize 128; tiered.Options: Prefix sessiontier-bench:, Local {2×sessions entries, budget bytes, TTL 1m}, Fallback {2×sessions, budget}, Breaker {OpenTimeout 100ms, MaxOpenTimeout 1s} (defaults 1s and 30s); every other option at its default (OpTimeout 100ms, MaxValueBytes 1 MiB, InvalidationAuto); reads with GetShared (read-only bytes, no copy)", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier},
+	{Name: "sessiontier", Settings: "go-redis client: ContextTimeoutEnabled, MaxRetries 1, PoolSize 128; tiered.Options: Prefix sessiontier-bench:, Local {2×sessions entries, budget bytes, TTL 1m}, Fallback {2×sessions, budget}, Breaker {OpenTimeout 100ms, MaxOpenTimeout 1s} (defaults 1s and 30s); every other option at its default (OpTimeout 100ms, MaxValueBytes 1 MiB, InvalidationAuto); reads with GetShared (read-only bytes, no copy)", Note: "tiered.Store: bounded local LRU with cross-instance invalidation (client tracking), Redis behind a breaker", Invalidation: true, New: newSessiontier(tiered.InvalidationAuto)},
+	{Name: "sessiontier-perkey", Settings: "as sessiontier, with tiered.Options.Invalidation InvalidationPerKey", Note: "tiered.Store in per-key invalidation mode: Redis remembers which sessions each instance read and tells only those instances of a change (CLIENT TRACKING ON NOLOOP on the store's tracked connection, which also carries the reads that fill the local tier)", NeedsTrack: true, Invalidation: true, New: newSessiontier(tiered.InvalidationPerKey)},
 	{Name: "go-redis", Settings: "PoolSize 128; go-redis defaults otherwise", Note: "one GET/SET per request, as scs goredisstore and gorilla's Redis stores do", Invalidation: true, New: newGoRedis},
 	{Name: "go-redis-csc", Settings: "Protocol 3, PoolSize 128, ClientSideCacheConfig {MaxEntries 2×sessions, MaxMemoryBytes budget}", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
 	{Name: "rueidis", Settings: "CacheSizeEachConn budget (per connection), DoCache TTL 1m, reads with ToString (the cached string, no copy); rueidis defaults otherwise", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
@@ -62,15 +65,32 @@ type sessiontierTarget struct {
 	alerts []telemetry.Alert
 }
 
-func newSessiontier(addr string, budget int64, sessions int) (Target, error) {
+// newSessiontier returns the constructor of a sessiontier target whose
+// store runs in invalidation mode mode.
+func newSessiontier(mode tiered.Invalidation) func(addr string, budget int64, sessions int) (Target, error) {
+	return func(addr string, budget int64, sessions int) (Target, error) {
+		t, err := openStore(addr, budget, sessions, mode)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+// openStore opens a tiered.Store with the settings of the sessiontier
+// target, invalidation mode mode, its local and outage tiers bounded by
+// 2×sessions entries and budget bytes, and waits until its invalidation
+// stream is confirmed (or 5s have passed).
+func openStore(addr string, budget int64, sessions int, mode tiered.Invalidation) (*sessiontierTarget, error) {
 	w := &wire{}
 	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: 1, PoolSize: 128, Dialer: w.dial})
 	t := &sessiontierTarget{client: client, wire: w}
 	s, err := tiered.New(client, tiered.Options{
-		Prefix:   Prefix,
-		Local:    lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget, TTL: localTTL},
-		Fallback: lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget},
-		Breaker:  breaker.Settings{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: time.Second},
+		Prefix:       Prefix,
+		Local:        lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget, TTL: localTTL},
+		Fallback:     lru.Limits{MaxEntries: 2 * sessions, MaxBytes: budget},
+		Breaker:      breaker.Settings{OpenTimeout: 100 * time.Millisecond, MaxOpenTimeout: time.Second},
+		Invalidation: mode,
 		Telemetry: telemetry.Options{OnAlert: func(a telemetry.Alert) {
 			t.mu.Lock()
 			t.alerts = append(t.alerts, a)
@@ -253,3 +273,7 @@ func TargetByName(name string) (TargetInfo, error) {
 	}
 	return TargetInfo{}, fmt.Errorf("bench: unknown target %q", name)
 }
+
+// isSessiontier reports whether the target called name is a tiered.Store
+// (in one invalidation mode or another).
+func isSessiontier(name string) bool { return strings.HasPrefix(name, "sessiontier") }

@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,9 +51,9 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		workers   = fs.Int("workers", 64, "concurrent workers")
 		sessions  = fs.Int("sessions", 100_000, "number of sessions")
 		size      = fs.Int("size", 1024, "bytes per session")
-		workloads = fs.String("workloads", "W1,W2,W3,W4,W5", "workloads to run, of W1..W5")
+		workloads = fs.String("workloads", "W1,W2,W3,W4,W5,W6", "workloads to run, of W1..W6")
 		targets   = fs.String("targets", targetNames(), "targets to compare")
-		quick     = fs.Bool("quick", false, "a smoke run in under a minute: 0.5s per workload, 10,000 sessions, 5 revocations")
+		quick     = fs.Bool("quick", false, "a smoke run in under a minute: 0.5s per workload, 10,000 sessions, 5 revocations, W6 with 0, 1 and 10 instances")
 		redisURL  = fs.String("redis", "", "redis:// URL of a Redis to use instead of starting redis-server (W4 then cuts the targets off through a proxy, never touching the server)")
 		out       = fs.String("out", "", "report folder (default: bench-report-<date>)")
 		seed      = fs.Int64("seed", 0, "seed of the order the targets run in (default: from the clock)")
@@ -60,15 +61,17 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
 		cpuprof   = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (run one target and workload to profile it alone)")
 		memprof   = fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
+		instances = fs.String("instances", "0,1,10,40", "W6: the numbers of sessiontier instances attached, a point each (--quick: 0,1,10)")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W5 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
+		fmt.Fprintf(stderr, "usage: sessiontier bench [flags]\n\nRuns W1..W6 against sessiontier and its peers on one Redis and writes a Markdown report with PNG plots.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := bench.Config{Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
+	counts, countsErr := ints(*instances)
+	cfg := bench.Config{Instances: counts, Duration: *duration, Workers: *workers, Sessions: *sessions, ValueSize: *size,
 		Workloads: split(*workloads), Targets: split(*targets), Trials: 100, Seed: *seed, Runs: *runs, Rate: *rate}
 	if cfg.Seed == 0 {
 		cfg.Seed = time.Now().UnixNano()
@@ -79,9 +82,12 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		if !flagSet(fs, "runs") {
 			cfg.Runs = 1
 		}
+		if !flagSet(fs, "instances") {
+			cfg.Instances = []int{0, 1, 10}
+		}
 	}
 	cfg.Budget = 4 * int64(cfg.Sessions) * int64(cfg.ValueSize+256) // the working set, with room
-	if err := check(cfg, fs.NArg()); err != nil {
+	if err := errors.Join(countsErr, check(cfg, fs.NArg())); err != nil {
 		fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
 		fs.Usage()
 		return 2
@@ -204,6 +210,22 @@ func split(s string) []string {
 	return out
 }
 
+// ints parses a comma-separated list of numbers.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range split(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("--instances: %q is not a number", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--instances must name at least one number")
+	}
+	return out, nil
+}
+
 func check(cfg bench.Config, extra int) error {
 	var errs []error
 	if extra > 0 {
@@ -232,7 +254,13 @@ func check(cfg bench.Config, extra int) error {
 	}
 	for _, w := range cfg.Workloads {
 		if _, ok := bench.Workloads[w]; !ok {
-			errs = append(errs, fmt.Errorf("unknown workload %q (want W1..W5)", w))
+			errs = append(errs, fmt.Errorf("unknown workload %q (want W1..W6)", w))
+		}
+	}
+	for i, n := range cfg.Instances {
+		if n < 0 || n > 1000 || slices.Contains(cfg.Instances[:i], n) {
+			errs = append(errs, errors.New("--instances must be different numbers between 0 and 1000"))
+			break
 		}
 	}
 	known := split(targetNames())

@@ -16,6 +16,9 @@ func TestBadFlagsExitTwoWithAMessage(t *testing.T) {
 		{"--workloads", "W9"},
 		{"--targets", "memcached"},
 		{"--size", "0"},
+		{"--instances", "x"},
+		{"--instances", "0,1,1"},
+		{"--instances", "-1"},
 		{"--nope"},
 		{"extra"},
 	} {
