@@ -44,8 +44,9 @@ const (
 	ListenPerKey
 )
 
-// autoTracking is the tracking mode ListenAuto chooses.
-const autoTracking = ListenTracking
+// autoTracking is the tracking mode ListenAuto chooses (see
+// tiered.InvalidationAuto for why).
+const autoTracking = ListenPerKey
 
 // tracking reports whether m is one of the tracking modes.
 func (m ListenMode) tracking() bool { return m == ListenTracking || m == ListenPerKey }

@@ -193,9 +193,11 @@ const NoTTL time.Duration = -1
 // the limit (GETRANGE), so that it costs no more than a value at the
 // limit; a key of another type is an error carrying Redis's WRONGTYPE
 // reply. Neither is an unreachable error.
+//
+// Get reads through the caller's client: a caller that keeps a copy of
+// what it reads uses GetTracked.
 func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Duration, found bool, err error) {
-	value, ttl, found, _, err = t.GetTracked(ctx, id)
-	return value, ttl, found, err
+	return t.get(ctx, id)
 }
 
 // GetTracked is Get for a caller that keeps a copy of what it reads:

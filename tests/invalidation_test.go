@@ -48,10 +48,10 @@ func waitValue(t *testing.T, s *tiered.Store, id, want string) {
 }
 
 // TestDeleteOnOneInstanceIsSeenByTheOther: with tracking, in either mode
-// (InvalidationAuto is broadcast).
+// (InvalidationAuto is per-key).
 func TestDeleteOnOneInstanceIsSeenByTheOther(t *testing.T) {
-	t.Run("auto", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationAuto, "tracking") })
-	t.Run("per-key", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationPerKey, "per-key") })
+	t.Run("auto", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationAuto, "per-key") })
+	t.Run("broadcast", func(t *testing.T) { deleteSeenByTheOther(t, tiered.InvalidationTracking, "tracking") })
 }
 
 func deleteSeenByTheOther(t *testing.T, mode tiered.Invalidation, stream string) {

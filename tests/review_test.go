@@ -197,6 +197,7 @@ func TestOutageUpdateOfOwnWriteIsReplayed(t *testing.T) {
 	log := &alertLog{}
 	opts := outageOptions(log)
 	opts.Breaker.Failures = 5 // one failed read does not open it
+	opts.Invalidation = tiered.InvalidationTracking // the echo of an own write is broadcast mode's
 	a, err := tiered.New(viaProxy, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestStoreSuite(t *testing.T) {
 
 func TestLocalHitMakesNoNetworkCall(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{})
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking}) // reads on the client, which the env counts
 	e.plain.Set(bg, "session:a", "alpha", time.Hour)
 	waitFor(t, "the write's invalidation", func() bool { return s.Stats().Invalidations >= 1 })
 	if v, err := s.Get(bg, "a"); err != nil || string(v) != "alpha" {
@@ -82,7 +82,7 @@ func TestLocalHitMakesNoNetworkCall(t *testing.T) {
 
 func TestMissReadsValueAndTTLInOneRoundTrip(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{})
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking}) // reads on the client, which the env counts
 	e.plain.Set(bg, "session:a", "alpha", time.Hour)
 	before := e.count.cmds.Load()
 	if _, err := s.Get(bg, "a"); err != nil {
@@ -98,7 +98,7 @@ func TestMissReadsValueAndTTLInOneRoundTrip(t *testing.T) {
 func TestLocalFreshnessIsTheShorterOfTheTTLs(t *testing.T) {
 	e := newEnv(t)
 	clock := tiertest.NewClock()
-	s := e.store(t, tiered.Options{Local: lru.Limits{TTL: time.Minute}, Clock: clock.Now})
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking, Local: lru.Limits{TTL: time.Minute}, Clock: clock.Now})
 	e.plain.Set(bg, "session:short", "s", 10*time.Second)
 	e.plain.Set(bg, "session:long", "l", time.Hour)
 	waitFor(t, "the writes' invalidations", func() bool { return s.Stats().Invalidations >= 2 })
@@ -133,7 +133,7 @@ func TestLocalFreshnessIsTheShorterOfTheTTLs(t *testing.T) {
 
 func TestConcurrentMissesShareOneRead(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{})
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking}) // reads on the client, which the env counts
 	e.plain.Set(bg, "session:hot", "v", time.Hour)
 	held, release := e.count.holdPipelines()
 	const callers = 50
@@ -498,7 +498,7 @@ func TestHungRedisCostsOpTimeout(t *testing.T) {
 // before a concurrent Delete must not put it into the local tier.
 func TestSlowReadCannotResurrectADeletedSession(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t, tiered.Options{})
+	s := e.store(t, tiered.Options{Invalidation: tiered.InvalidationTracking}) // reads on the client, which the env counts
 	e.plain.Set(bg, "session:victim", "stolen", time.Hour)
 	held, release := e.count.holdPipelines()
 	got := make(chan error, 1)
@@ -528,6 +528,9 @@ func TestLocalTierStaysBounded(t *testing.T) {
 	s := e.store(t, tiered.Options{Local: lru.Limits{MaxEntries: 100, MaxBytes: 100 * (lru.EntryOverhead + 64)}})
 	for i := range 1000 {
 		if err := s.Set(bg, fmt.Sprint("id", i), make([]byte, 40+i%40), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(bg, fmt.Sprint("id", i)); err != nil { // cached by its read in per-key mode
 			t.Fatal(err)
 		}
 		if st := s.Stats(); st.LocalEntries > 100 || st.LocalBytes > 100*(lru.EntryOverhead+64) {

@@ -326,6 +326,10 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	)
 	var coherent bool
 	err := s.brk.Do(ctx, func() (err error) {
+		if s.local == nil { // nothing to keep: the client's pool, not the tracking connection
+			v, ttl, found, err = s.remote.Get(ctx, id)
+			return err
+		}
 		v, ttl, found, coherent, err = s.remote.GetTracked(ctx, id)
 		return err
 	})
