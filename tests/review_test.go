@@ -196,7 +196,7 @@ func TestOutageUpdateOfOwnWriteIsReplayed(t *testing.T) {
 	t.Cleanup(func() { viaProxy.Close() })
 	log := &alertLog{}
 	opts := outageOptions(log)
-	opts.Breaker.Failures = 5 // one failed read does not open it
+	opts.Breaker.Failures = 5                       // one failed read does not open it
 	opts.Invalidation = tiered.InvalidationTracking // the echo of an own write is broadcast mode's
 	a, err := tiered.New(viaProxy, opts)
 	if err != nil {
