@@ -387,16 +387,25 @@ func (r *Report) fanoutPoints() (map[string]map[int][]Fanout, []int) {
 	return by, counts
 }
 
-// fanoutRatios returns, run by run, the throughput of xs divided by that
-// of base (the same mode with no instance).
-func fanoutRatios(xs, base []Fanout) []float64 {
+// perRun is a measurement of one run: a Result or a Fanout.
+type perRun interface {
+	run() int
+	Throughput() float64
+}
+
+func (r Result) run() int { return r.Run }
+func (f Fanout) run() int { return f.Run }
+
+// runRatios returns, run by run, the throughput of xs divided by that of
+// base in the same run (runs without a base are left out).
+func runRatios[T perRun](xs, base []T) []float64 {
 	of := map[int]float64{}
 	for _, x := range base {
-		of[x.Run] = x.Throughput()
+		of[x.run()] = x.Throughput()
 	}
 	var ratios []float64
 	for _, x := range xs {
-		if v := of[x.Run]; v > 0 {
+		if v := of[x.run()]; v > 0 {
 			ratios = append(ratios, x.Throughput()/v)
 		}
 	}
@@ -447,7 +456,7 @@ func (r *Report) writeFanout(b *strings.Builder, dir string) error {
 			}
 			num := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 			vs, trk, cores := "—", "—", "—"
-			if ratios := fanoutRatios(xs, by[m.Name][0]); len(ratios) > 0 {
+			if ratios := runRatios(xs, by[m.Name][0]); len(ratios) > 0 {
 				vs = spread(ratios, func(v float64) string { return fmt.Sprintf("%.2fx", v) })
 			}
 			if len(tracked) > 0 {

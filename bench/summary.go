@@ -49,7 +49,7 @@ func (r *Report) Summary(w io.Writer) error {
 				ops[i], inv[i] = x.Throughput(), float64(x.Invalidations)/float64(max(x.Writes, 1))
 			}
 			vs := "—"
-			if ratios := fanoutRatios(xs, by[m.Name][0]); len(ratios) > 0 {
+			if ratios := runRatios(xs, by[m.Name][0]); len(ratios) > 0 {
 				vs = fmt.Sprintf("%.2fx", median(ratios))
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.3f\t\n", m.Name, n, median(ops), vs, median(inv))
@@ -82,16 +82,7 @@ func (r *Report) ratio(xs, base []Result, show func([]float64, func(float64) str
 	if r.Config.Rate > 0 {
 		return "—"
 	}
-	of := map[int]float64{}
-	for _, x := range base {
-		of[x.Run] = x.Throughput()
-	}
-	var ratios []float64
-	for _, x := range xs {
-		if v := of[x.Run]; v > 0 {
-			ratios = append(ratios, x.Throughput()/v)
-		}
-	}
+	ratios := runRatios(xs, base)
 	if len(ratios) == 0 {
 		return "—"
 	}
