@@ -28,6 +28,24 @@ func trackedViaProxy(t *testing.T, srv *redistest.Server, m mode) (*tiered.Store
 	return s, proxy
 }
 
+// cancelWhileHeld runs op, holds in the proxy the traffic holding match
+// (op's command), cancels op's context while it is held, and checks that
+// op then failed. The caller releases the hold (cleanup does too).
+func cancelWhileHeld(t *testing.T, proxy *redistest.Proxy, match []byte, what string, op func(context.Context) error) *redistest.Hold {
+	t.Helper()
+	hold := proxy.Hold(match)
+	t.Cleanup(hold.Release)
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- op(ctx) }()
+	<-hold.Held()
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatalf("%s cancelled while its command was held returned nil", what)
+	}
+	return hold
+}
+
 // TestCancelledTrackedWriteLandingLateIsNotHidden: a caller cancels its
 // Set (an HTTP client went away) while the SET is on its way on the
 // tracking connection; a read then fills the local copy from Redis, which
@@ -46,16 +64,9 @@ func cancelledTrackedWriteLandingLateIsNotHidden(t *testing.T, m mode) {
 	wantGet(t, s, "late", "old") // held
 
 	const value = "new-value-held-in-the-network"
-	hold := proxy.Hold([]byte(value))
-	defer hold.Release()
-	ctx, cancel := context.WithCancel(bg)
-	done := make(chan error, 1)
-	go func() { done <- s.Set(ctx, "late", []byte(value), time.Hour) }()
-	<-hold.Held()
-	cancel()
-	if err := <-done; err == nil {
-		t.Fatal("Set cancelled while its SET was held returned nil")
-	}
+	hold := cancelWhileHeld(t, proxy, []byte(value), "Set", func(ctx context.Context) error {
+		return s.Set(ctx, "late", []byte(value), time.Hour)
+	})
 	if m.opt == tiered.InvalidationTracking {
 		// A read of Redis: the SET has not landed. (In per-key mode reads
 		// go on the tracking connection too, behind the held SET: no read
@@ -83,16 +94,9 @@ func cancelledTrackedDeleteLandingLateIsNotHidden(t *testing.T, m mode) {
 	mustSet(t, s, "gone-late", "alive")
 	wantGet(t, s, "gone-late", "alive") // held
 
-	hold := proxy.Hold([]byte("session:gone-late"))
-	defer hold.Release()
-	ctx, cancel := context.WithCancel(bg)
-	done := make(chan error, 1)
-	go func() { done <- s.Delete(ctx, "gone-late") }()
-	<-hold.Held()
-	cancel()
-	if err := <-done; err == nil {
-		t.Fatal("Delete cancelled while its DEL was held returned nil")
-	}
+	hold := cancelWhileHeld(t, proxy, []byte("session:gone-late"), "Delete", func(ctx context.Context) error {
+		return s.Delete(ctx, "gone-late")
+	})
 	if m.opt == tiered.InvalidationTracking { // see above
 		wantGet(t, s, "gone-late", "alive")
 	}
