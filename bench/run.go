@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,9 +139,12 @@ func op(workload string, t Target, cfg Config, worker int) func(ctx context.Cont
 	case "W2":
 		return func(ctx context.Context) error { _, err := t.Get(ctx, ids[pick()]); return err }
 	case "W3":
+		prefix := fmt.Appendf(make([]byte, 0, 40), "new-%d-", worker) // room for n: appending to it allocates nothing
 		return func(ctx context.Context) error {
 			n++
-			return t.Set(ctx, fmt.Sprintf("new-%d-%d", worker, n), value, 30*time.Second) // expire: W3 writes a lot
+			// One allocation, the id, as a service's id generator makes.
+			id := string(strconv.AppendInt(prefix, int64(n), 10))
+			return t.Set(ctx, id, value, 30*time.Second) // expire: W3 writes a lot
 		}
 	}
 	return func(ctx context.Context) error { // W1, and W4's traffic

@@ -87,7 +87,20 @@ type request struct {
 	verify bool
 	limit  int
 	first  value
+
+	// On the tracked connection (see Tier.viaTracked): cmd is the
+	// request's commands, encoded by its caller so that nothing of the
+	// caller's is read once it may have returned; two says that cmd holds
+	// a second command. timer bounds the caller's wait when armed, instead
+	// of a context deadline of its own.
+	cmd   []byte
+	two   bool
+	timer *time.Timer
+	armed bool
 }
+
+// maxPooledCmd bounds the encoding buffer a pooled request keeps.
+const maxPooledCmd = 64 << 10
 
 // reply is the outcome of a request: found is PEXPIRE's and DEL's answer,
 // or whether opGet found a key; applied is what request.applied returned,
@@ -113,8 +126,51 @@ func newRequest(ctx context.Context, kind opKind, key string, value []byte, ttl 
 func (r *request) release() {
 	r.ctx, r.key, r.value, r.applied = nil, "", nil, nil
 	r.verify, r.limit, r.first = false, 0, value{}
+	r.cmd, r.two = r.cmd[:0], false
+	if cap(r.cmd) > maxPooledCmd {
+		r.cmd = nil
+	}
+	r.disarm()
 	r.claimed.Store(false)
 	requests.Put(r)
+}
+
+// arm starts r's timer: the caller stops waiting after d (see await).
+func (r *request) arm(d time.Duration) {
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	r.armed = true
+}
+
+func (r *request) disarm() {
+	if r.armed {
+		r.timer.Stop() // nothing stale is received after Stop (Go 1.23 timers)
+		r.armed = false
+	}
+}
+
+// expiry is the channel of r's armed timer, or nil: no deadline but
+// r.ctx's.
+func (r *request) expiry() <-chan time.Time {
+	if r.armed {
+		return r.timer.C
+	}
+	return nil
+}
+
+// gaveUp reports whether r's caller has stopped waiting, or is about to:
+// such a request is not sent.
+func (r *request) gaveUp() error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	if r.claimed.Load() {
+		return context.DeadlineExceeded // by its timer: claimed before sending, only the caller does
+	}
+	return nil
 }
 
 // enqueue puts r on q, or gives up with the context's error when r.ctx
@@ -127,26 +183,33 @@ func (r *request) enqueue(q chan<- *request) error {
 		err := r.ctx.Err()
 		r.release()
 		return err
+	case <-r.expiry():
+		r.release()
+		return context.DeadlineExceeded
 	}
 }
 
-// await waits for the reply of a queued r, or for r.ctx. A caller that
+// await waits for the reply of a queued r, or for r.ctx or its timer. A caller that
 // gives up claims r first, so that applied is not called; if the reader
 // claimed it already, applied is running and its reply follows. r is then
 // left to the flusher or the reader, and may still land.
 func (r *request) await() (reply, error) {
+	var err error
 	select {
 	case rep := <-r.done:
 		r.release()
 		return rep, rep.err
 	case <-r.ctx.Done():
-		if r.claimed.CompareAndSwap(false, true) {
-			return reply{}, r.ctx.Err()
-		}
-		rep := <-r.done
-		r.release()
-		return rep, rep.err
+		err = r.ctx.Err()
+	case <-r.expiry():
+		err = context.DeadlineExceeded
 	}
+	if r.claimed.CompareAndSwap(false, true) {
+		return reply{}, err
+	}
+	rep := <-r.done
+	r.release()
+	return rep, rep.err
 }
 
 // gather adds to batch what q holds now, up to maxBatch requests.

@@ -40,6 +40,14 @@ import (
 // again): that one is not reported. A write without verify leaves nothing
 // to keep.
 
+// encode encodes r's commands into r.cmd, as tracked.send sends them.
+func (r *request) encode() {
+	r.cmd, r.two = appendRequest(r.cmd[:0], r)
+	if r.two {
+		r.cmd = appendCheck(r.cmd, r)
+	}
+}
+
 // appendRequest appends r's command, and reports whether a second command
 // (appendCheck) follows it.
 func appendRequest(buf []byte, r *request) ([]byte, bool) {

@@ -5,6 +5,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -206,13 +207,9 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // connection: the copy must not be kept).
 func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
 	if t.perKey() && t.tracked.up.Load() {
-		key := t.key(id)
-		// Not write: a read that timed out changed nothing a Fence must stop.
-		rep, err := bounded(t, ctx, "GET", true, func(ctx context.Context) (reply, error) {
-			r := newRequest(ctx, opGet, key, nil, 0, nil)
-			r.limit = t.maxValue
-			return t.tracked.do(r)
-		})
+		r := newRequest(ctx, opGet, t.key(id), nil, 0, nil)
+		r.limit = t.maxValue
+		rep, err := t.viaTracked(ctx, "GET", r, false)
 		switch {
 		case err == nil:
 			value, ttl, found, err = t.answer(rep)
@@ -369,18 +366,20 @@ func (t *Tier) outcome(rep reply, keep bool) Written {
 // perkey.go); value is then also the value expected.
 func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, verify bool, applied func() bool) (reply, error) {
 	key := t.key(id)
-	perKey := t.perKey()
+	if perKey := t.perKey(); t.tracked != nil && (kind != opPExpire || perKey) && t.tracked.up.Load() {
+		r := newRequest(ctx, kind, key, value, ttl, applied)
+		r.verify = verify && perKey
+		if rep, err := t.viaTracked(ctx, op, r, true); !errors.Is(err, errNotSent) {
+			return rep, err
+		}
+	}
+	switch kind {
+	case opPExpire:
+		value = nil // a copy to verify, not an argument
+	case opSet:
+		value = bytes.Clone(value) // the caller's: a write left to the lanes, or detached, may outlive the call
+	}
 	return write(t, ctx, op, func(ctx context.Context) (reply, error) {
-		if t.tracked != nil && (kind != opPExpire || perKey) {
-			r := newRequest(ctx, kind, key, value, ttl, applied)
-			r.verify = verify && perKey
-			if rep, err := t.tracked.do(r); !errors.Is(err, errNotSent) {
-				return rep, err
-			}
-		}
-		if kind == opPExpire {
-			value = nil // a copy to verify, not an argument
-		}
 		var found bool
 		var err error
 		switch {
@@ -396,6 +395,28 @@ func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, va
 		}
 		return reply{found: found}, err
 	})
+}
+
+// viaTracked sends r on the tracked connection, bounded by the Tier's
+// timeout as call is, with a timer of r's own rather than a context of
+// its own (a write's fast path); errNotSent: it was not sent, and the
+// caller sends it another way. write: r changes Redis, and one that ended
+// without a reply counts as abandoned (see write).
+func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool) (rep reply, err error) {
+	if t.trace != nil {
+		var end func(error)
+		ctx, end = t.trace(ctx, op)
+		defer func() { end(err) }()
+	}
+	r.ctx = ctx
+	rep, err = t.tracked.do(r, t.timeout)
+	if err == nil || errors.Is(err, errNotSent) {
+		return rep, err
+	}
+	if write && t.fence != nil && !IsReply(err) {
+		t.fence.abandoned.Add(1)
+	}
+	return rep, fmt.Errorf("redis: %s: %w", op, err)
 }
 
 // Close waits for calls that outlived their deadline on a client that

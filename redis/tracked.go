@@ -97,18 +97,23 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 }
 
 // do sends r (a write, or opGet) through the connection and waits for
-// its reply or for r.ctx. errNotSent: the connection is down (or, for a
-// read, its queue is full), nothing was sent. r.applied, if not nil, is called on the reader's goroutine once
+// its reply, for r.ctx, or for timeout to pass. errNotSent: the
+// connection is down (or, for a read, its queue is full), nothing was
+// sent. Nothing r's caller owns is read once do has returned (r is encoded
+// before it is queued; r.value is compared with a verifying read's reply,
+// when r.verify, and must then be immutable). r.applied, if not nil, is called on the reader's goroutine once
 // Redis answered OK (and, with r.verify, once the read that follows
 // returned the value written), unless the caller gave up first; the reply
 // carries what it returned. A write whose caller gave up and that Redis
 // then executed is reported to the Handler as a change of its key, as
 // another client's would be.
-func (t *tracked) do(r *request) (reply, error) {
+func (t *tracked) do(r *request, timeout time.Duration) (reply, error) {
 	if !t.up.Load() {
 		r.release()
 		return reply{}, errNotSent
 	}
+	r.encode()
+	r.arm(timeout)
 	if r.kind == opGet { // a read can go another way at once, if not be cached
 		select {
 		case t.queue <- r:
@@ -187,15 +192,13 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 	}
 	idle := len(c.inflight) == 0
 	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+		if err := r.gaveUp(); err != nil {
 			r.done <- reply{err: err}
 			continue
 		}
-		var second bool
-		buf, second = appendRequest(buf, r)
-		if second {
+		buf = append(buf, r.cmd...)
+		if r.two {
 			c.inflight = append(c.inflight, flight{r: r, sent: now, part: true})
-			buf = appendCheck(buf, r)
 		}
 		c.inflight = append(c.inflight, flight{r: r, sent: now})
 	}

@@ -27,10 +27,21 @@ var kindNames = [...]string{kindSet: "set", kindDelete: "delete", kindTouch: "to
 // change is one write of a session: Set, Delete or Touch. Every change
 // takes the one path of write.
 type change struct {
-	kind  kind
-	id    string
-	value []byte        // kindSet: the Store's own copy
-	ttl   time.Duration // kindSet, kindTouch
+	kind     kind
+	id       string
+	value    []byte        // kindSet: the caller's bytes while borrowed, else the Store's own copy
+	ttl      time.Duration // kindSet, kindTouch
+	borrowed bool          // value is the caller's: own it before keeping it past the call
+}
+
+// own makes c's value the Store's own copy, the first time it is to be
+// kept: in the local tier or the outage tier. A write that keeps nothing
+// (a new session in per-key mode) never copies it: Redis's tier does not
+// keep it past the call either.
+func (c *change) own() {
+	if c.borrowed {
+		c.value, c.borrowed = bytes.Clone(c.value), false
+	}
 }
 
 // Set stores a copy of data under id for ttl: in Redis first, then, once
@@ -48,11 +59,10 @@ func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Durati
 	if s.opts.MaxValueBytes >= 0 && len(data) > s.opts.MaxValueBytes {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.opts.MaxValueBytes)
 	}
-	v := bytes.Clone(data)
-	if v == nil {
-		v = []byte{}
+	if data == nil {
+		data = []byte{}
 	}
-	return s.run(ctx, telemetry.OpSet, change{kind: kindSet, id: id, value: v, ttl: ttl})
+	return s.run(ctx, telemetry.OpSet, change{kind: kindSet, id: id, value: data, ttl: ttl, borrowed: len(data) > 0})
 }
 
 // Delete removes the session from Redis and from the local tier. Deleting
@@ -113,6 +123,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 	w := s.beginLocal(c.id)
 	if s.out != nil && s.out.has(c.id) { // queues behind the id's pending state
 		*tier = telemetry.TierFallback
+		c.own()
 		return s.pending(ctx, c, w, nil)
 	}
 	if c.kind != kindDelete && s.listener != nil && ((c.kind == kindTouch && !s.remote.PerKey()) || s.listener.Echoes()) {
@@ -123,7 +134,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		e     ending
 	)
 	err := s.brk.Do(ctx, func() (err error) {
-		found, e, err = s.send(ctx, c, w)
+		found, e, err = s.send(ctx, &c, w)
 		return err
 	})
 	s.loads.Forget(c.id)
@@ -145,6 +156,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		if !errors.Is(err, breaker.ErrOpen) && s.listener != nil {
 			s.listener.Doubt() // it may have landed: the others revalidate once Redis is back
 		}
+		c.own()
 		return s.pending(ctx, c, w, err)
 	}
 	s.dropWrite(w)
@@ -175,7 +187,7 @@ const (
 // instance holds a copy of the session: an update of a session in use
 // keeps it fresh, while a new session, which may never be read here, is
 // cached by its first read instead, and its write costs Redis no tracking.
-func (s *Store) send(ctx context.Context, c change, w lru.Write) (found bool, e ending, err error) {
+func (s *Store) send(ctx context.Context, c *change, w lru.Write) (found bool, e ending, err error) {
 	switch c.kind {
 	case kindSet:
 		if s.local == nil {
@@ -185,9 +197,13 @@ func (s *Store) send(ctx context.Context, c change, w lru.Write) (found bool, e 
 		if s.remote.PerKey() {
 			_, keep = s.local.Seen(c.id)
 		}
-		o, err := s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, keep, func() bool {
-			return s.local.EndSetIfOverlapped(w, c.value, s.opts.Local.TTL, c.ttl)
-		})
+		var applied func() bool
+		if keep {
+			c.own()
+			value, ttl := c.value, c.ttl
+			applied = func() bool { return s.local.EndSetIfOverlapped(w, value, s.opts.Local.TTL, ttl) }
+		}
+		o, err := s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, keep, applied)
 		return true, keeping(o), err
 	case kindDelete:
 		return true, endUsual, s.remote.Delete(ctx, c.id)

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		rate      = fs.Int("rate", 0, "W1..W3 in open loop at this many requests per second in all, latency from each intended start (default: closed loop)")
 		cpuprof   = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (run one target and workload to profile it alone)")
 		memprof   = fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
+		traceOut  = fs.String("trace", "", "write an execution trace of the whole run to this file (go tool trace; keep the run short)")
 		instances = fs.String("instances", "0,1,10,40", "W6: the numbers of sessiontier instances attached, a point each (--quick: 0,1,10)")
 	)
 	fs.Usage = func() {
@@ -113,6 +115,14 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
+	if *traceOut != "" {
+		stop, err := startTrace(*traceOut)
+		if err != nil {
+			fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	if *memprof != "" {
 		defer func() {
 			if f, err := os.Create(*memprof); err == nil {
@@ -153,6 +163,19 @@ func startProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// startTrace starts an execution trace written to path; stop ends it.
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { trace.Stop(); f.Close() }, nil
 }
 
 // commit names the code measured: the VCS revision stamped in the binary,
