@@ -229,7 +229,9 @@ func (s *shard) add(key string, v cached) (stored bool, evicted int) {
 // remove drops key and reports whether it was present. The caller holds
 // s.mu.
 func (s *shard) remove(key string) bool {
-	s.index.remove(key, s.hashOf(key))
+	if !s.index.remove(key, s.hashOf(key)) {
+		return false // the index holds what core holds
+	}
 	_, ok := s.core.Remove(key)
 	return ok
 }

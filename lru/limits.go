@@ -31,7 +31,7 @@ const (
 // and its slot in the lock-free index (lru.Cache).
 // It is an estimate for 64-bit platforms, checked by a heap test in this
 // package.
-const EntryOverhead = 384
+const EntryOverhead = 400
 
 // ErrInvalidLimits is returned by New for limits it cannot honour.
 var ErrInvalidLimits = errors.New("lru: invalid limits")

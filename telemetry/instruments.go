@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,7 @@ type State struct {
 // concurrent use.
 type Telemetry struct {
 	tracer   trace.Tracer
+	unset    trace.TracerProvider // the global provider while none is set, if the store uses it; else nil
 	logger   log.Logger
 	onAlert  func(Alert)
 	duration metric.Float64Histogram
@@ -104,12 +106,16 @@ type Telemetry struct {
 // New returns the instruments for o (zero providers: the global ones);
 // observe fills the State at each metric collection.
 func New(o Options, observe func(*State)) (*Telemetry, error) {
+	global := o.TracerProvider == nil
 	o = o.WithDefaults()
 	meter := o.MeterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version()))
 	t := &Telemetry{
 		tracer:  o.TracerProvider.Tracer(ScopeName, trace.WithInstrumentationVersion(Version())),
 		logger:  o.LoggerProvider.Logger(ScopeName, log.WithInstrumentationVersion(Version())),
 		onAlert: o.OnAlert,
+	}
+	if global && fmt.Sprintf("%T", o.TracerProvider) == globalDelegate {
+		t.unset = o.TracerProvider
 	}
 	var err error
 	t.duration, err = meter.Float64Histogram("sessiontier.operation.duration",
@@ -264,10 +270,27 @@ type Span struct {
 	span  trace.Span
 }
 
+// globalDelegate is the type of otel's global TracerProvider before one
+// is set: it makes only non-recording spans until then, which Start skips
+// (they would cost two allocations per operation and record nothing; the
+// caller's context keeps its own span for propagation). Once a provider
+// is set, otel.GetTracerProvider returns it, and Start makes spans again.
+// Should otel rename the type, spans are always made.
+const globalDelegate = "*global.tracerProvider"
+
+// tracing reports whether a span may record: a provider has been given or
+// set.
+func (t *Telemetry) tracing() bool {
+	return t.unset == nil || otel.GetTracerProvider() != t.unset
+}
+
 // Start starts the span and the timer of op. The returned context carries
 // the span, for the Redis calls and alerts of the operation.
 func (t *Telemetry) Start(ctx context.Context, op Op) (context.Context, Span) {
 	start := t.Now(ctx)
+	if !t.tracing() {
+		return ctx, Span{t: t, op: op, start: start}
+	}
 	ctx, span := t.tracer.Start(ctx, t.spanNames[op], t.spanOpts...)
 	return ctx, Span{t: t, op: op, start: start, span: span}
 }
@@ -277,6 +300,9 @@ func (t *Telemetry) Start(ctx context.Context, op Op) (context.Context, Span) {
 // to Error and error.type to errType.
 func (s Span) End(tier Tier, result Result, errType string) {
 	s.t.Record(context.Background(), s.op, tier, result, s.start)
+	if s.span == nil {
+		return
+	}
 	if s.span.IsRecording() {
 		s.span.SetAttributes(attribute.String("sessiontier.tier", tierNames[tier]), attribute.String("sessiontier.result", resultNames[result]))
 		if result == ResultError {

@@ -1,0 +1,48 @@
+package telemetry
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// A store that uses the global TracerProvider makes no span while none is
+// set (each would cost allocations and record nothing), and records them
+// once one is set. The check runs in a process of its own: it sets the
+// global provider, which no test can unset.
+func TestSpansWaitForAGlobalTracerProvider(t *testing.T) {
+	if os.Getenv("SESSIONTIER_GLOBAL_TRACER_TEST") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSpansWaitForAGlobalTracerProvider$", "-test.v")
+		cmd.Env = append(os.Environ(), "SESSIONTIER_GLOBAL_TRACER_TEST=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("in its own process: %v\n%s", err, out)
+		}
+		return
+	}
+	tel, err := New(Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tel.unset == nil {
+		t.Fatalf("the global provider before any is set is %T, not %s: spans would always be made", otel.GetTracerProvider(), globalDelegate)
+	}
+	ctx := context.Background()
+	got, span := tel.Start(ctx, OpSet)
+	if got != ctx || span.span != nil {
+		t.Fatalf("Start made a span with no provider set")
+	}
+	span.End(TierRedis, ResultHit, "")
+
+	rec := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	_, span = tel.Start(ctx, OpSet)
+	span.End(TierRedis, ResultHit, "")
+	if ended := rec.Ended(); len(ended) != 1 || ended[0].Name() != "sessiontier.set" {
+		t.Fatalf("after SetTracerProvider, spans ended: %v; want one sessiontier.set", ended)
+	}
+}
