@@ -89,7 +89,7 @@ type State struct {
 // concurrent use.
 type Telemetry struct {
 	tracer   trace.Tracer
-	unset    trace.TracerProvider // the global provider while none is set, if the store uses it; else nil
+	unset    trace.TracerProvider // otel's global provider, if the store uses it: unset while GetTracerProvider returns it
 	logger   log.Logger
 	onAlert  func(Alert)
 	duration metric.Float64Histogram
@@ -106,7 +106,6 @@ type Telemetry struct {
 // New returns the instruments for o (zero providers: the global ones);
 // observe fills the State at each metric collection.
 func New(o Options, observe func(*State)) (*Telemetry, error) {
-	global := o.TracerProvider == nil
 	o = o.WithDefaults()
 	meter := o.MeterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version()))
 	t := &Telemetry{
@@ -114,7 +113,7 @@ func New(o Options, observe func(*State)) (*Telemetry, error) {
 		logger:  o.LoggerProvider.Logger(ScopeName, log.WithInstrumentationVersion(Version())),
 		onAlert: o.OnAlert,
 	}
-	if global && fmt.Sprintf("%T", o.TracerProvider) == globalDelegate {
+	if fmt.Sprintf("%T", o.TracerProvider) == globalDelegate { // given or by default
 		t.unset = o.TracerProvider
 	}
 	var err error
