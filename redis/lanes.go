@@ -88,11 +88,14 @@ type request struct {
 	limit  int
 	first  value
 
-	// On the tracked connection (see Tier.viaTracked): cmd is the
+	// On the tracked connection (see Tier.viaTracked): id is the session,
+	// whose key (the connection's prefix and id) is never built as a
+	// string; cmd is the
 	// request's commands, encoded by its caller so that nothing of the
 	// caller's is read once it may have returned; two says that cmd holds
 	// a second command. timer bounds the caller's wait when armed, instead
 	// of a context deadline of its own.
+	id    string
 	cmd   []byte
 	two   bool
 	timer *time.Timer
@@ -124,7 +127,7 @@ func newRequest(ctx context.Context, kind opKind, key string, value []byte, ttl 
 // release clears r, which its caller owns again, and puts it back in the
 // pool.
 func (r *request) release() {
-	r.ctx, r.key, r.value, r.applied = nil, "", nil, nil
+	r.ctx, r.key, r.id, r.value, r.applied = nil, "", "", nil, nil
 	r.verify, r.limit, r.first = false, 0, value{}
 	r.cmd, r.two = r.cmd[:0], false
 	if cap(r.cmd) > maxPooledCmd {

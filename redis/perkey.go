@@ -40,19 +40,21 @@ import (
 // again): that one is not reported. A write without verify leaves nothing
 // to keep.
 
-// encode encodes r's commands into r.cmd, as tracked.send sends them.
-func (r *request) encode() {
-	r.cmd, r.two = appendRequest(r.cmd[:0], r)
+// encode encodes r's commands into r.cmd, as tracked.send sends them,
+// for the key prefix+r.id.
+func (r *request) encode(prefix string) {
+	var kb [128]byte // the key, built without an allocation unless longer
+	key := append(append(kb[:0], prefix...), r.id...)
+	r.cmd, r.two = appendRequest(r.cmd[:0], r, key)
 	if r.two {
-		r.cmd = appendCheck(r.cmd, r)
+		r.cmd = appendCheck(r.cmd, r, key)
 	}
 }
 
-// appendRequest appends r's command, and reports whether a second command
-// (appendCheck) follows it.
-func appendRequest(buf []byte, r *request) ([]byte, bool) {
+// appendRequest appends r's command on key, and reports whether a second
+// command (appendCheck) follows it.
+func appendRequest(buf []byte, r *request, key []byte) ([]byte, bool) {
 	var n [20]byte
-	key := []byte(r.key)
 	switch r.kind {
 	case opSet:
 		ms := strconv.AppendInt(n[:0], max(r.ttl.Milliseconds(), 1), 10)
@@ -79,8 +81,7 @@ func appendRequest(buf []byte, r *request) ([]byte, bool) {
 // or the read that verifies a write. It reads one byte more than the
 // value expected, so that a longer value costs no more, and uses GET for
 // an empty one (GETRANGE answers "" for a missing key too).
-func appendCheck(buf []byte, r *request) []byte {
-	key := []byte(r.key)
+func appendCheck(buf []byte, r *request, key []byte) []byte {
 	switch {
 	case r.kind == opGet:
 		return appendCommand(buf, []byte("PTTL"), key)
@@ -113,7 +114,7 @@ func replyOf(r *request, v value) reply {
 		rep.found = w.n > 0
 	}
 	if r.verify && w.err == nil {
-		rep.verified = v.kind == '$' && bytes.Equal(v.bulk, r.value)
+		rep.verified = v.kind == '$' && (v.equal || bytes.Equal(v.bulk, r.value)) // equal: read by readMatching
 	}
 	return rep
 }

@@ -11,16 +11,16 @@ import (
 // it reads the two replies of a request back.
 func TestPerKeyCommands(t *testing.T) {
 	req := func(kind opKind, value string, verify bool, limit int) *request {
-		r := &request{kind: kind, key: "p:k", ttl: 1500 * time.Millisecond, verify: verify, limit: limit}
+		r := &request{kind: kind, ttl: 1500 * time.Millisecond, verify: verify, limit: limit}
 		if value != "" || kind == opSet {
 			r.value = []byte(value)
 		}
 		return r
 	}
 	cmds := func(r *request) string {
-		buf, second := appendRequest(nil, r)
+		buf, second := appendRequest(nil, r, []byte("p:k"))
 		if second {
-			buf = appendCheck(buf, r)
+			buf = appendCheck(buf, r, []byte("p:k"))
 		}
 		return strings.ReplaceAll(string(buf), "\r\n", " ")
 	}

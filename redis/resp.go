@@ -52,6 +52,9 @@ type value struct {
 	n     int64
 	err   error
 	elems []value
+	// equal: read by readMatching, a bulk string equal to the bytes
+	// expected, of which neither str nor bulk keeps a copy.
+	equal bool
 }
 
 // Bounds on what readValue accepts: Redis's own limit on a bulk string
@@ -64,6 +67,40 @@ const (
 
 // readValue reads one value; attributes ('|') are read and dropped.
 func readValue(r *bufio.Reader) (value, error) { return readNested(r, 0) }
+
+// readMatching reads one value as readValue does, except a bulk string,
+// which it compares with want as it reads, keeping no copy: the value of
+// a verifying read (see perkey.go), which need not cost an allocation.
+func readMatching(r *bufio.Reader, want []byte) (value, error) {
+	if b, err := r.Peek(1); err != nil || b[0] != '$' {
+		return readNested(r, 0)
+	}
+	line, err := readLine(r)
+	if err != nil {
+		return value{}, err
+	}
+	n, err := strconv.Atoi(string(line[1:]))
+	if err != nil || n > maxBulk {
+		return value{}, errProtocol
+	}
+	if n < 0 {
+		return value{kind: '_'}, nil
+	}
+	equal := n == len(want)
+	for left := n + 2; left > 0; { // the bytes, then CRLF
+		p, err := r.Peek(min(left, r.Size()))
+		if err != nil && len(p) == 0 {
+			return value{}, err
+		}
+		if off := n + 2 - left; equal && off < n {
+			k := min(len(p), n-off)
+			equal = string(p[:k]) == string(want[off:off+k])
+		}
+		r.Discard(len(p))
+		left -= len(p)
+	}
+	return value{kind: '$', equal: equal}, nil
+}
 
 // readNested reads one value found inside depth aggregates.
 func readNested(r *bufio.Reader, depth int) (value, error) {

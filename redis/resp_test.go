@@ -48,3 +48,43 @@ func TestAppendCommand(t *testing.T) {
 		t.Fatalf("appendCommand = %q; want %q", got, want)
 	}
 }
+
+// readMatching compares a bulk string with the bytes expected as it reads
+// it, across reads of the buffer, and reads every other value as
+// readValue does; the stream stays aligned on the next value either way.
+func TestReadMatching(t *testing.T) {
+	long := strings.Repeat("0123456789abcdef", 300) // 4800 bytes: past the 16-byte buffer below
+	other := long[:len(long)-1] + "X"
+	cases := []struct {
+		in, want string
+		equal    bool
+		kind     byte
+	}{
+		{"$3\r\nabc\r\n", "abc", true, '$'},
+		{"$3\r\nabd\r\n", "abc", false, '$'},
+		{"$4\r\nabcd\r\n", "abc", false, '$'}, // GETRANGE's one byte more
+		{"$2\r\nab\r\n", "abc", false, '$'},
+		{"$0\r\n\r\n", "", true, '$'},
+		{"$0\r\n\r\n", "a", false, '$'},
+		{"$4800\r\n" + long + "\r\n", long, true, '$'},
+		{"$4800\r\n" + other + "\r\n", long, false, '$'},
+		{"_\r\n", "abc", false, '_'},
+		{"$-1\r\n", "abc", false, '_'},
+		{"-ERR nope\r\n", "abc", false, '-'},
+		{">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\nabc\r\n", "abc", false, '>'}, // a push is read whole
+	}
+	for _, c := range cases {
+		r := bufio.NewReaderSize(strings.NewReader(c.in+":7\r\n"), 16)
+		v, err := readMatching(r, []byte(c.want))
+		if err != nil || v.equal != c.equal || v.kind != c.kind {
+			t.Errorf("readMatching(%.30q, %.10q) = kind %q equal %v, %v; want kind %q equal %v", c.in, c.want, v.kind, v.equal, err, c.kind, c.equal)
+			continue
+		}
+		if next, err := readValue(r); err != nil || next.n != 7 {
+			t.Errorf("after readMatching(%.30q): next value %+v, %v; want :7", c.in, next, err)
+		}
+	}
+	if _, err := readMatching(bufio.NewReader(strings.NewReader("$5\r\nab")), []byte("abcde")); err == nil {
+		t.Errorf("readMatching read a truncated bulk string")
+	}
+}

@@ -207,8 +207,8 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // connection: the copy must not be kept).
 func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
 	if t.perKey() && t.tracked.up.Load() {
-		r := newRequest(ctx, opGet, t.key(id), nil, 0, nil)
-		r.limit = t.maxValue
+		r := newRequest(ctx, opGet, "", nil, 0, nil)
+		r.id, r.limit = id, t.maxValue
 		rep, err := t.viaTracked(ctx, "GET", r, false)
 		switch {
 		case err == nil:
@@ -365,14 +365,14 @@ func (t *Tier) outcome(rep reply, keep bool) Written {
 // verify: in per-key mode, follow the write with a read of the key (see
 // perkey.go); value is then also the value expected.
 func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, verify bool, applied func() bool) (reply, error) {
-	key := t.key(id)
 	if perKey := t.perKey(); t.tracked != nil && (kind != opPExpire || perKey) && t.tracked.up.Load() {
-		r := newRequest(ctx, kind, key, value, ttl, applied)
-		r.verify = verify && perKey
+		r := newRequest(ctx, kind, "", value, ttl, applied)
+		r.id, r.verify = id, verify && perKey
 		if rep, err := t.viaTracked(ctx, op, r, true); !errors.Is(err, errNotSent) {
 			return rep, err
 		}
 	}
+	key := t.key(id)
 	switch kind {
 	case opPExpire:
 		value = nil // a copy to verify, not an argument

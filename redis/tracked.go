@@ -112,7 +112,7 @@ func (t *tracked) do(r *request, timeout time.Duration) (reply, error) {
 		r.release()
 		return reply{}, errNotSent
 	}
-	r.encode()
+	r.encode(t.prefix)
 	r.arm(timeout)
 	if r.kind == opGet { // a read can go another way at once, if not be cached
 		select {
@@ -337,7 +337,8 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 
 // read reads replies and pushes until an error.
 func (t *tracked) read(c *trackConn) error {
-	var echo string // the key of a verified write answered, and whose read is not (see perkey.go)
+	var echo string        // the id of a verified write answered, and whose read is not (see perkey.go)
+	var verifying *request // a write whose verifying read's reply comes next
 	for {
 		if c.rd.Buffered() == 0 {
 			t.mu.Lock()
@@ -348,7 +349,13 @@ func (t *tracked) read(c *trackConn) error {
 			c.nc.SetReadDeadline(deadline)
 			t.mu.Unlock()
 		}
-		v, err := readValue(c.rd)
+		var v value
+		var err error
+		if verifying != nil {
+			v, err = readMatching(c.rd, verifying.value)
+		} else {
+			v, err = readValue(c.rd)
+		}
 		if err != nil {
 			return err
 		}
@@ -375,11 +382,14 @@ func (t *tracked) read(c *trackConn) error {
 		if r != nil && f.part {
 			r.first = v // answered with the second
 			if r.verify && v.err == nil && (v.kind != ':' || v.n > 0) {
-				echo = r.key // it changed the key
+				echo = r.id // it changed the key
+			}
+			if r.verify {
+				verifying = r
 			}
 			continue
 		}
-		echo = ""
+		echo, verifying = "", nil
 		if r != nil {
 			t.answer(r, v)
 		}
@@ -401,12 +411,12 @@ func (t *tracked) answer(r *request, v value) {
 		// mode sends one only for a key tracked here, and drops it
 		// before a verifying read): report it here, where the
 		// invalidation would have been.
-		t.h.Changed([]string{strings.TrimPrefix(r.key, t.prefix)})
+		t.h.Changed([]string{r.id})
 	}
 	r.done <- rep
 }
 
-// push reports an invalidation: a null payload is a flush. A key equal to
+// push reports an invalidation: a null payload is a flush. The key of id
 // echo is the invalidation of this connection's own write, and is not
 // reported (see perkey.go).
 func (t *tracked) push(v value, echo string) {
@@ -419,10 +429,7 @@ func (t *tracked) push(v value, echo string) {
 	}
 	ids := make([]string, 0, len(v.elems[1].elems))
 	for _, k := range v.elems[1].elems {
-		if k.str == echo {
-			continue
-		}
-		if id, ok := strings.CutPrefix(k.str, t.prefix); ok {
+		if id, ok := strings.CutPrefix(k.str, t.prefix); ok && (echo == "" || id != echo) {
 			ids = append(ids, id)
 		}
 	}
