@@ -296,7 +296,8 @@ func (t *Tier) get(ctx context.Context, id string) (value []byte, ttl time.Durat
 	return r.value, r.ttl, true, nil
 }
 
-// Set stores value at id for ttl (SET PX).
+// Set stores value at id for ttl (SET PX). value is not kept, nor read,
+// once Set has returned: the caller may reuse it.
 func (t *Tier) Set(ctx context.Context, id string, value []byte, ttl time.Duration) error {
 	_, err := t.change(ctx, "SET", opSet, id, value, ttl, false, nil)
 	return err
@@ -324,7 +325,10 @@ type Written struct {
 // applied follows the order in which Redis executed this Tier's writes and
 // other clients' changes. It is not called if the write went another way,
 // failed, or if ctx ended first. applied must be quick and must not call
-// the Tier.
+// the Tier. With keep, value is compared with what Redis returns, which
+// may happen after a caller that gave up has returned: it must then not
+// be modified (the caller's own copy); without keep it is not kept past
+// the call, as for Set.
 func (t *Tier) SetOrdered(ctx context.Context, id string, value []byte, ttl time.Duration, keep bool, applied func() bool) (Written, error) {
 	if !keep {
 		applied = nil
