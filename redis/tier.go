@@ -417,7 +417,7 @@ func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool
 	if err == nil || errors.Is(err, errNotSent) {
 		return rep, err
 	}
-	if write && t.fence != nil && !IsReply(err) {
+	if write && t.fence != nil && !IsReply(err) && !errors.Is(err, errLost) { // errLost: never sent
 		t.fence.abandoned.Add(1)
 	}
 	return rep, fmt.Errorf("redis: %s: %w", op, err)

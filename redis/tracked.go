@@ -58,6 +58,13 @@ const (
 // because the connection is down: the caller sends it another way.
 var errNotSent = errors.New("redis: the tracked connection is down")
 
+// errLost is the error of a request that was queued for the tracked
+// connection and found it gone when its turn came: it was not sent, but
+// part of its caller's time bound is spent, so it is not sent another way
+// (which would take a whole bound of its own): it fails as the requests in
+// flight on the lost connection do.
+var errLost = errors.New("redis: the tracked connection was lost before the request was sent")
+
 // tracked is the connection of tracking mode: its writer (the flusher) and
 // its state; the reader is the Listener's goroutine (serve).
 type tracked struct {
@@ -99,7 +106,8 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 // do sends r (a write, or opGet) through the connection and waits for
 // its reply, for r.ctx, or for timeout to pass. errNotSent: the
 // connection is down (or, for a read, its queue is full), nothing was
-// sent. Nothing r's caller owns is read once do has returned (r is encoded
+// sent, at once; errLost: it was lost while r waited in the queue, and r
+// was not sent either. Nothing r's caller owns is read once do has returned (r is encoded
 // before it is queued; r.value is compared with a verifying read's reply,
 // when r.verify, and must then be immutable). r.applied, if not nil, is called on the reader's goroutine once
 // Redis answered OK (and, with r.verify, once the read that follows
@@ -129,7 +137,7 @@ func (t *tracked) do(r *request, timeout time.Duration) (reply, error) {
 
 // flush sends what the queue holds, batch after batch, and a PING after
 // pingEvery of silence, until ctx ends; then it answers what is left with
-// errNotSent.
+// errLost.
 func (t *tracked) flush(ctx context.Context) {
 	batch := make([]*request, 0, maxBatch)
 	var buf []byte
@@ -151,7 +159,7 @@ func (t *tracked) flush(ctx context.Context) {
 		case <-idle.C:
 			ping = true
 		case <-ctx.Done():
-			refuse(t.queue, errNotSent)
+			refuse(t.queue, errLost)
 			return
 		}
 		batch = gather(t.queue, batch)
@@ -185,8 +193,9 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 	c := t.conn
 	if c == nil {
 		t.mu.Unlock()
+		err := shared(errLost) // one failure for every caller
 		for _, r := range batch {
-			r.done <- reply{err: errNotSent}
+			r.done <- reply{err: err}
 		}
 		return buf
 	}

@@ -169,3 +169,41 @@ func usesTheClientsCredentialsAndDatabase(t *testing.T, srv *redistest.Server, m
 		})
 	}
 }
+
+// TestWritesQueuedWhenTheTrackedConnectionIsLostAreBounded: writes queued
+// behind batches that hang on the tracking connection are still bounded by
+// OpTimeout from their own start. The connection is dropped when the
+// first batch's deadline passes; a write that was still queued then was
+// never sent, and must fail (or go to the outage tier) at once rather than
+// start again on another connection with a whole OpTimeout of its own.
+func TestWritesQueuedWhenTheTrackedConnectionIsLostAreBounded(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		const timeout = time.Second
+		e := newEnv(t)
+		s := e.store(t, tiered.Options{Invalidation: m.opt, OpTimeout: timeout})
+		mustSet(t, s, "warm", "v")
+		e.srv.Pause()
+		defer e.srv.Resume()
+		var wg sync.WaitGroup
+		slow := make(chan string, 40)
+		wave := func(name string) {
+			for i := range 20 {
+				wg.Go(func() {
+					start := time.Now()
+					s.Set(bg, fmt.Sprintf("%s-%d", name, i), []byte("v"), time.Hour) // nil once the outage tier takes it
+					if elapsed := time.Since(start); elapsed > timeout+300*time.Millisecond {
+						slow <- fmt.Sprintf("%s write %d took %v", name, i, elapsed)
+					}
+				})
+			}
+		}
+		wave("first") // in flight: its batches hang, and the connection is dropped at their deadline
+		time.Sleep(timeout / 2) // the second wave starts half a bound later: queued behind them
+		wave("second")
+		wg.Wait()
+		close(slow)
+		for msg := range slow {
+			t.Errorf("%s; want at most about %v", msg, timeout)
+		}
+	})
+}
