@@ -197,7 +197,7 @@ func TestWritesQueuedWhenTheTrackedConnectionIsLostAreBounded(t *testing.T) {
 				})
 			}
 		}
-		wave("first") // in flight: its batches hang, and the connection is dropped at their deadline
+		wave("first")           // in flight: its batches hang, and the connection is dropped at their deadline
 		time.Sleep(timeout / 2) // the second wave starts half a bound later: queued behind them
 		wave("second")
 		wg.Wait()
