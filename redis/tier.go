@@ -207,6 +207,7 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // connection: the copy must not be kept).
 func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
 	if t.perKey() && t.tracked.up.Load() {
+		start := time.Now() // a miss: the clock's cost is no matter here
 		r := newRequest(ctx, opGet, "", nil, 0, nil)
 		r.id, r.limit = id, t.maxValue
 		rep, err := t.viaTracked(ctx, "GET", r, false)
@@ -214,6 +215,12 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 		case err == nil:
 			value, ttl, found, err = t.answer(rep)
 			return value, ttl, found, err == nil, err
+		case errors.Is(err, errLost):
+			// Lost while queued: a read changes nothing, so it may go
+			// another way, within what is left of its bound.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
+			defer cancel()
 		case !errors.Is(err, errNotSent):
 			return nil, 0, false, false, err
 		}
