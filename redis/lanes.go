@@ -90,11 +90,10 @@ type request struct {
 
 	// On the tracked connection (see Tier.viaTracked): id is the session,
 	// whose key (the connection's prefix and id) is never built as a
-	// string; cmd is the
-	// request's commands, encoded by its caller so that nothing of the
-	// caller's is read once it may have returned; two says that cmd holds
-	// a second command. timer bounds the caller's wait when armed, instead
-	// of a context deadline of its own.
+	// string; cmd is the request's commands, encoded by its caller so that
+	// nothing of the caller's is read once it may have returned; two says
+	// that cmd holds a second command. timer bounds the caller's wait when
+	// armed, instead of a context deadline of its own.
 	id    string
 	cmd   []byte
 	two   bool
@@ -192,10 +191,11 @@ func (r *request) enqueue(q chan<- *request) error {
 	}
 }
 
-// await waits for the reply of a queued r, or for r.ctx or its timer. A caller that
-// gives up claims r first, so that applied is not called; if the reader
-// claimed it already, applied is running and its reply follows. r is then
-// left to the flusher or the reader, and may still land.
+// await waits for the reply of a queued r, or for r.ctx or its timer. A
+// caller that gives up claims r first, so that applied is not called; if
+// the reader claimed it already, applied is running and its reply
+// follows. r is then left to the flusher or the reader, and may still
+// land.
 func (r *request) await() (reply, error) {
 	var err error
 	select {

@@ -60,9 +60,10 @@ var errNotSent = errors.New("redis: the tracked connection is down")
 
 // errLost is the error of a request that was queued for the tracked
 // connection and found it gone when its turn came: it was not sent, but
-// part of its caller's time bound is spent, so it is not sent another way
-// (which would take a whole bound of its own): it fails as the requests in
-// flight on the lost connection do.
+// part of its caller's time bound is spent. A write then fails as the
+// requests in flight on the lost connection do, rather than start again
+// another way with a whole bound of its own; a read goes another way
+// within what is left of its bound (Tier.GetTracked).
 var errLost = errors.New("redis: the tracked connection was lost before the request was sent")
 
 // tracked is the connection of tracking mode: its writer (the flusher) and
