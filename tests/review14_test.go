@@ -1,11 +1,15 @@
 package tests
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -71,4 +75,131 @@ func boundedOnHungRedis(t *testing.T, m mode, name string, op func(s *tiered.Sto
 			t.Errorf("%s %d on a hung Redis took %v; want at most about OpTimeout (%v)", name, i, d, opTimeout)
 		}
 	}
+}
+
+// TestReview14VerifyingReadOfAnotherValueAfterAnEmptySet: in per-key mode
+// a Set of a session this instance holds is followed by a read of the
+// key, and the copy is kept only if that read returned the value written.
+// Here the value written is empty, and another client's SET lands
+// between the two (the two commands reach Redis in two packets). Redis
+// sends no invalidation for it (the store's own SET had just made Redis
+// forget the key for this connection), so the store must see from the
+// read that Redis holds something else, and not serve "" as fresh.
+func TestReview14VerifyingReadOfAnotherValueAfterAnEmptySet(t *testing.T) {
+	e := newEnv(t)
+	verify := []byte("*2\r\n$3\r\nGET\r\n$12\r\nsession:held\r\n")
+	p := newSplitProxy(t, e.srv.Addr, verify, func() {
+		// The store's SET has run: another client changes the key before
+		// the verifying read does.
+		waitFor(t, "the empty SET to land", func() bool {
+			v, err := e.plain.Get(bg, "session:held").Result()
+			return err == nil && v == ""
+		})
+		e.plain.Set(bg, "session:held", "foreign", time.Hour)
+	})
+	client := goredis.NewClient(&goredis.Options{Addr: p.addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	s, err := tiered.New(client, tiered.Options{Invalidation: tiered.InvalidationPerKey, OpTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	waitStream(t, s)
+
+	mustSet(t, s, "held", "old")
+	wantGet(t, s, "held", "old") // a local copy: the next Set is verified
+	mustSet(t, s, "held", "")
+	if !p.split() {
+		t.Fatal("the verifying read was not seen after the SET")
+	}
+	if v := e.plain.Get(bg, "session:held").Val(); v != "foreign" {
+		t.Fatalf("Redis holds %q; want the other client's \"foreign\"", v)
+	}
+	wantGet(t, s, "held", "foreign")
+}
+
+// splitProxy forwards loopback TCP to a server; the first time a client
+// sends a chunk holding match after other bytes, it forwards what comes
+// before match, runs between, then forwards the rest: two packets.
+type splitProxy struct {
+	addr    string
+	ln      net.Listener
+	match   []byte
+	between func()
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+	done    bool // the split happened
+}
+
+func newSplitProxy(t *testing.T, target string, match []byte, between func()) *splitProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &splitProxy{addr: ln.Addr().String(), ln: ln, match: match, between: between}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(c, s); c.Close() }()
+			go func() { defer p.wg.Done(); p.forward(s, c); s.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *splitProxy) forward(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		chunk := buf[:n]
+		p.mu.Lock()
+		i := -1
+		if !p.done {
+			if i = bytes.Index(chunk, p.match); i > 0 {
+				p.done = true
+			}
+		}
+		p.mu.Unlock()
+		if i > 0 {
+			if _, err := dst.Write(chunk[:i]); err != nil {
+				return
+			}
+			p.between()
+			chunk = chunk[i:]
+		}
+		if _, werr := dst.Write(chunk); werr != nil || err != nil {
+			return
+		}
+	}
+}
+
+func (p *splitProxy) split() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
 }
