@@ -114,7 +114,7 @@ func replyOf(r *request, v value) reply {
 		rep.found = w.n > 0
 	}
 	if r.verify && w.err == nil {
-		rep.verified = v.kind == '$' && (v.equal || bytes.Equal(v.bulk, r.value)) // equal: read by readMatching
+		rep.verified = v.kind == '$' && (v.equal || !v.matched && bytes.Equal(v.bulk, r.value)) // matched: read by readMatching, which keeps no bytes
 	}
 	return rep
 }
