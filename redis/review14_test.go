@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReview14VerifyingReadOfAnotherValue: a verifying read (per-key mode)
@@ -27,4 +28,31 @@ func TestReview14VerifyingReadOfAnotherValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestReview14PooledTimerCarriesNoStaleTick: a request whose reply came
+// as its timer fired goes back to the pool with the timer stopped after
+// firing. Under GODEBUG=asynctimerchan=1 (still honoured by Go) the tick
+// then stays in the timer's channel, and the next caller to take the
+// request from the pool would give up at once, its write never sent and
+// counted as a Redis timeout.
+func TestReview14PooledTimerCarriesNoStaleTick(t *testing.T) {
+	t.Setenv("GODEBUG", "asynctimerchan=1")
+	r := &request{}
+	r.arm(time.Nanosecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.timer.C) == 0 { // fired, not received: the reply won the caller's select
+		if time.Now().After(deadline) {
+			t.Fatal("the timer did not fire (asynctimerchan=1 not in effect?)")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.disarm() // as release does
+	r.arm(time.Hour)
+	select {
+	case <-r.expiry():
+		t.Fatal("a request armed for an hour expired at once: a stale tick of its last use")
+	default:
+	}
+	r.disarm()
 }
