@@ -149,7 +149,15 @@ func (r *request) arm(d time.Duration) {
 
 func (r *request) disarm() {
 	if r.armed {
-		r.timer.Stop() // nothing stale is received after Stop (Go 1.23 timers)
+		if !r.timer.Stop() {
+			// Fired, not received. Go 1.23 timers drop the tick; with
+			// GODEBUG=asynctimerchan=1 it would wait in the channel and
+			// end r's next use at once.
+			select {
+			case <-r.timer.C:
+			default:
+			}
+		}
 		r.armed = false
 	}
 }
