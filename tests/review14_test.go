@@ -41,7 +41,7 @@ func TestReview14TrackedReadSentAnotherWayIsBoundedByOpTimeout(t *testing.T) {
 // the first part of OpTimeout, and checks that each returned within about
 // OpTimeout of its start.
 func boundedOnHungRedis(t *testing.T, m mode, name string, op func(s *tiered.Store, id string)) {
-	const opTimeout = 300 * time.Millisecond
+	const opTimeout = 400 * time.Millisecond
 	e := newEnv(t)
 	s := e.store(t, tiered.Options{Invalidation: m.opt, OpTimeout: opTimeout,
 		Breaker: breaker.Settings{Failures: 1000, OpenTimeout: time.Hour}})
