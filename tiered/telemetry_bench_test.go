@@ -38,6 +38,14 @@ func benchHitStore(b *testing.B) (*Store, []string) {
 		if err := s.Set(context.Background(), ids[i], make([]byte, 1024), time.Hour); err != nil {
 			b.Fatal(err)
 		}
+		// A read makes the local copy: in per-key mode (the default) a
+		// Set of a session this instance does not hold keeps none.
+		if _, err := s.GetShared(context.Background(), ids[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.LocalEntries != len(ids) {
+		b.Fatalf("the local tier holds %d of the %d sessions: the pair would not time hits", st.LocalEntries, len(ids))
 	}
 	return s, ids
 }
