@@ -410,9 +410,11 @@ func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, va
 
 // viaTracked sends r on the tracked connection, bounded by the Tier's
 // timeout as call is, with a timer of r's own rather than a context of
-// its own (a write's fast path); errNotSent: it was not sent, and the
-// caller sends it another way. write: r changes Redis, and one that ended
-// without a reply counts as abandoned (see write).
+// its own: the fast path of writes and per-key reads. errNotSent: it was
+// not sent, at once, and the caller may send it another way; errLost: it
+// was not sent either, but after a wait (see errLost). write: r changes
+// Redis, and one that ended without a reply counts as abandoned (see
+// write).
 func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool) (rep reply, err error) {
 	if t.trace != nil {
 		var end func(error)
