@@ -207,7 +207,7 @@ func (t *Tier) Get(ctx context.Context, id string) (value []byte, ttl time.Durat
 // connection: the copy must not be kept).
 func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl time.Duration, found, coherent bool, err error) {
 	if t.perKey() && t.tracked.up.Load() {
-		start := time.Now() // a miss: the clock's cost is no matter here
+		start := time.Now()
 		r := newRequest(ctx, opGet, "", nil, 0, nil)
 		r.id, r.limit = id, t.maxValue
 		rep, err := t.viaTracked(ctx, "GET", r, false)
@@ -215,16 +215,14 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 		case err == nil:
 			value, ttl, found, err = t.answer(rep)
 			return value, ttl, found, err == nil, err
-		case errors.Is(err, errLost):
-			// Lost while queued: a read changes nothing, so it may go
-			// another way, within what is left of its bound.
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
-			defer cancel()
-		case !errors.Is(err, errNotSent):
+		case !notSent(err):
 			return nil, 0, false, false, err
 		}
-		// Down since: read through the caller's client, for this caller only.
+		// Down: read through the caller's client, for this caller only,
+		// within what is left of the bound.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
+		defer cancel()
 	}
 	value, ttl, found, err = t.get(ctx, id)
 	return value, ttl, found, !t.perKey(), err
@@ -377,11 +375,17 @@ func (t *Tier) outcome(rep reply, keep bool) Written {
 // perkey.go); value is then also the value expected.
 func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, value []byte, ttl time.Duration, verify bool, applied func() bool) (reply, error) {
 	if perKey := t.perKey(); t.tracked != nil && (kind != opPExpire || perKey) && t.tracked.up.Load() {
+		start := time.Now()
 		r := newRequest(ctx, kind, "", value, ttl, applied)
 		r.id, r.verify = id, verify && perKey
-		if rep, err := t.viaTracked(ctx, op, r, true); !errors.Is(err, errNotSent) {
+		rep, err := t.viaTracked(ctx, op, r, true)
+		if !notSent(err) {
 			return rep, err
 		}
+		// Not sent: through the lanes, within what is left of the bound.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
+		defer cancel()
 	}
 	key := t.key(id)
 	switch kind {
@@ -410,11 +414,10 @@ func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, va
 
 // viaTracked sends r on the tracked connection, bounded by the Tier's
 // timeout as call is, with a timer of r's own rather than a context of
-// its own: the fast path of writes and per-key reads. errNotSent: it was
-// not sent, at once, and the caller may send it another way; errLost: it
-// was not sent either, but after a wait (see errLost). write: r changes
-// Redis, and one that ended without a reply counts as abandoned (see
-// write).
+// its own: the fast path of writes and per-key reads. An error for which
+// notSent holds says r was not sent: the caller sends it another way,
+// within what is left of its bound. write: r changes Redis, and one that
+// ended without a reply counts as abandoned (see write).
 func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool) (rep reply, err error) {
 	if t.trace != nil {
 		var end func(error)
@@ -423,14 +426,19 @@ func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool
 	}
 	r.ctx = ctx
 	rep, err = t.tracked.do(r, t.timeout)
-	if err == nil || errors.Is(err, errNotSent) {
+	if err == nil || notSent(err) {
 		return rep, err
 	}
-	if write && t.fence != nil && !IsReply(err) && !errors.Is(err, errLost) { // errLost: never sent
+	if write && t.fence != nil && !IsReply(err) {
 		t.fence.abandoned.Add(1)
 	}
 	return rep, fmt.Errorf("redis: %s: %w", op, err)
 }
+
+// notSent reports whether err says a request for the tracked connection
+// was not sent: the connection was down (errNotSent), or was lost while
+// the request waited for its turn (errLost).
+func notSent(err error) bool { return errors.Is(err, errNotSent) || errors.Is(err, errLost) }
 
 // Close waits for calls that outlived their deadline on a client that
 // ignores context deadlines, then closes the Tier's own write client. It

@@ -59,11 +59,9 @@ const (
 var errNotSent = errors.New("redis: the tracked connection is down")
 
 // errLost is the error of a request that was queued for the tracked
-// connection and found it gone when its turn came: it was not sent, but
-// part of its caller's time bound is spent. A write then fails as the
-// requests in flight on the lost connection do, rather than start again
-// another way with a whole bound of its own; a read goes another way
-// within what is left of its bound (Tier.GetTracked).
+// connection and found it gone when its turn came: it was not sent, and
+// goes another way, but part of its caller's time bound is spent (see
+// Tier.change).
 var errLost = errors.New("redis: the tracked connection was lost before the request was sent")
 
 // tracked is the connection of tracking mode: its writer (the flusher) and
@@ -194,9 +192,8 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 	c := t.conn
 	if c == nil {
 		t.mu.Unlock()
-		err := shared(errLost) // one failure for every caller
 		for _, r := range batch {
-			r.done <- reply{err: err}
+			r.done <- reply{err: errLost}
 		}
 		return buf
 	}
