@@ -215,7 +215,7 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 		case err == nil:
 			value, ttl, found, err = t.answer(rep)
 			return value, ttl, found, err == nil, err
-		case !notSent(err):
+		case !errors.Is(err, errNotSent):
 			return nil, 0, false, false, err
 		}
 		// Down: read through the caller's client, for this caller only,
@@ -379,7 +379,7 @@ func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, va
 		r := newRequest(ctx, kind, "", value, ttl, applied)
 		r.id, r.verify = id, verify && perKey
 		rep, err := t.viaTracked(ctx, op, r, true)
-		if !notSent(err) {
+		if !errors.Is(err, errNotSent) {
 			return rep, err
 		}
 		// Not sent: through the lanes, within what is left of the bound.
@@ -414,9 +414,9 @@ func (t *Tier) change(ctx context.Context, op string, kind opKind, id string, va
 
 // viaTracked sends r on the tracked connection, bounded by the Tier's
 // timeout as call is, with a timer of r's own rather than a context of
-// its own: the fast path of writes and per-key reads. An error for which
-// notSent holds says r was not sent: the caller sends it another way,
-// within what is left of its bound. write: r changes Redis, and one that
+// its own: the fast path of writes and per-key reads. errNotSent: r was
+// not sent, and the caller sends it another way, within what is left of
+// its bound. write: r changes Redis, and one that
 // ended without a reply counts as abandoned (see write).
 func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool) (rep reply, err error) {
 	if t.trace != nil {
@@ -426,7 +426,7 @@ func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool
 	}
 	r.ctx = ctx
 	rep, err = t.tracked.do(r, t.timeout)
-	if err == nil || notSent(err) {
+	if err == nil || errors.Is(err, errNotSent) {
 		return rep, err
 	}
 	if write && t.fence != nil && !IsReply(err) {
@@ -434,11 +434,6 @@ func (t *Tier) viaTracked(ctx context.Context, op string, r *request, write bool
 	}
 	return rep, fmt.Errorf("redis: %s: %w", op, err)
 }
-
-// notSent reports whether err says a request for the tracked connection
-// was not sent: the connection was down (errNotSent), or was lost while
-// the request waited for its turn (errLost).
-func notSent(err error) bool { return errors.Is(err, errNotSent) || errors.Is(err, errLost) }
 
 // Close waits for calls that outlived their deadline on a client that
 // ignores context deadlines, then closes the Tier's own write client. It

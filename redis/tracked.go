@@ -54,15 +54,11 @@ const (
 	maxInFlight = 2
 )
 
-// errNotSent is returned by tracked.do for a write that was not sent
-// because the connection is down: the caller sends it another way.
-var errNotSent = errors.New("redis: the tracked connection is down")
-
-// errLost is the error of a request that was queued for the tracked
-// connection and found it gone when its turn came: it was not sent, and
-// goes another way, but part of its caller's time bound is spent (see
+// errNotSent is the error of a request that was not sent because the
+// connection is down, or was lost while the request waited for its turn:
+// the caller sends it another way, within what is left of its bound (see
 // Tier.change).
-var errLost = errors.New("redis: the tracked connection was lost before the request was sent")
+var errNotSent = errors.New("redis: the tracked connection is down")
 
 // tracked is the connection of tracking mode: its writer (the flusher) and
 // its state; the reader is the Listener's goroutine (serve).
@@ -103,17 +99,17 @@ func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Han
 }
 
 // do sends r (a write, or opGet) through the connection and waits for
-// its reply, for r.ctx, or for timeout to pass. errNotSent: the
-// connection is down (or, for a read, its queue is full), nothing was
-// sent, at once; errLost: it was lost while r waited in the queue, and r
-// was not sent either. Nothing r's caller owns is read once do has returned (r is encoded
-// before it is queued; r.value is compared with a verifying read's reply,
-// when r.verify, and must then be immutable). r.applied, if not nil, is called on the reader's goroutine once
-// Redis answered OK (and, with r.verify, once the read that follows
-// returned the value written), unless the caller gave up first; the reply
-// carries what it returned. A write whose caller gave up and that Redis
-// then executed is reported to the Handler as a change of its key, as
-// another client's would be.
+// its reply, for r.ctx, or for timeout to pass. errNotSent: nothing was
+// sent, at once (the connection is down or, for a read, its queue is
+// full) or after waiting in the queue for a connection lost meanwhile.
+// Nothing r's caller owns is read once do has returned: r is encoded
+// before it is queued, and r.value, compared with a verifying read's
+// reply when r.verify, must then be immutable. r.applied, if not nil, is
+// called on the reader's goroutine once Redis answered OK (and, with
+// r.verify, once the read that follows returned the value written),
+// unless the caller gave up first; the reply carries what it returned. A
+// write whose caller gave up and that Redis then executed is reported to
+// the Handler as a change of its key, as another client's would be.
 func (t *tracked) do(r *request, timeout time.Duration) (reply, error) {
 	if !t.up.Load() {
 		r.release()
@@ -136,7 +132,7 @@ func (t *tracked) do(r *request, timeout time.Duration) (reply, error) {
 
 // flush sends what the queue holds, batch after batch, and a PING after
 // pingEvery of silence, until ctx ends; then it answers what is left with
-// errLost.
+// errNotSent.
 func (t *tracked) flush(ctx context.Context) {
 	batch := make([]*request, 0, maxBatch)
 	var buf []byte
@@ -158,7 +154,7 @@ func (t *tracked) flush(ctx context.Context) {
 		case <-idle.C:
 			ping = true
 		case <-ctx.Done():
-			refuse(t.queue, errLost)
+			refuse(t.queue, errNotSent)
 			return
 		}
 		batch = gather(t.queue, batch)
@@ -193,7 +189,7 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 	if c == nil {
 		t.mu.Unlock()
 		for _, r := range batch {
-			r.done <- reply{err: errLost}
+			r.done <- reply{err: errNotSent}
 		}
 		return buf
 	}
