@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
@@ -22,16 +21,9 @@ func TestAbandonedSetCannotUndoAReplayedDelete(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
 	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-	t.Cleanup(func() { client.Close() })
-	s, err := tiered.New(client, tiered.Options{
+	s := storeAt(t, proxy.Addr, tiered.Options{
 		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	waitStream(t, s)
 
 	const value = "held-in-the-network"
 	hold := proxy.Hold([]byte(value))

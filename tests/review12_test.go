@@ -17,15 +17,22 @@ import (
 func trackedViaProxy(t *testing.T, srv *redistest.Server, m mode) (*tiered.Store, *redistest.Proxy) {
 	t.Helper()
 	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+	return storeAt(t, proxy.Addr, tiered.Options{Invalidation: m.opt, OpTimeout: 2 * time.Second}), proxy
+}
+
+// storeAt returns a store with opts on a client of its own to addr (a
+// proxy's), once its invalidation stream is up; both close with t.
+func storeAt(t *testing.T, addr string, opts tiered.Options) *tiered.Store {
+	t.Helper()
+	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
-	s, err := tiered.New(client, tiered.Options{Invalidation: m.opt, OpTimeout: 2 * time.Second})
+	s, err := tiered.New(client, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	waitStream(t, s)
-	return s, proxy
+	return s
 }
 
 // cancelWhileHeld runs op, holds in the proxy the traffic holding match

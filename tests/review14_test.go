@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -97,14 +96,7 @@ func TestReview14VerifyingReadOfAnotherValueAfterAnEmptySet(t *testing.T) {
 		})
 		e.plain.Set(bg, "session:held", "foreign", time.Hour)
 	})
-	client := goredis.NewClient(&goredis.Options{Addr: p.addr, ContextTimeoutEnabled: true, MaxRetries: -1})
-	t.Cleanup(func() { client.Close() })
-	s, err := tiered.New(client, tiered.Options{Invalidation: tiered.InvalidationPerKey, OpTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	waitStream(t, s)
+	s := storeAt(t, p.addr, tiered.Options{Invalidation: tiered.InvalidationPerKey, OpTimeout: 5 * time.Second})
 
 	mustSet(t, s, "held", "old")
 	wantGet(t, s, "held", "old") // a local copy: the next Set is verified
