@@ -107,21 +107,20 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sessiontier bench: no redis-server on PATH: running against miniredis, in process (install redis-server for real figures)")
 	}
 	measured := commit() // before the run: the tree may change while it runs
-	if *cpuprof != "" {
-		stop, err := startProfile(*cpuprof)
+	for _, o := range []struct {
+		path  string
+		start func(io.Writer) error
+		end   func()
+	}{{*cpuprof, pprof.StartCPUProfile, pprof.StopCPUProfile}, {*traceOut, trace.Start, trace.Stop}} {
+		if o.path == "" {
+			continue
+		}
+		stop, err := startFile(o.path, o.start, o.end)
 		if err != nil {
 			fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
 			return 1
 		}
-		defer stop()
-	}
-	if *traceOut != "" {
-		stop, err := startTrace(*traceOut)
-		if err != nil {
-			fmt.Fprintf(stderr, "sessiontier bench: %v\n", err)
-			return 1
-		}
-		defer stop()
+		defer stop() // at the end of the run
 	}
 	if *memprof != "" {
 		defer func() {
@@ -152,30 +151,19 @@ func runBench(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-// startProfile starts a CPU profile written to path; stop ends it.
-func startProfile(path string) (stop func(), err error) {
+// startFile creates path and starts writing to it with start (a CPU
+// profile, an execution trace); the returned stop ends it with end and
+// closes the file.
+func startFile(path string, start func(io.Writer) error, end func()) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
-}
-
-// startTrace starts an execution trace written to path; stop ends it.
-func startTrace(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := trace.Start(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { trace.Stop(); f.Close() }, nil
+	return func() { end(); f.Close() }, nil
 }
 
 // commit names the code measured: the VCS revision stamped in the binary,
