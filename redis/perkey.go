@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"bytes"
 	"strconv"
 )
 
@@ -114,7 +113,7 @@ func replyOf(r *request, v value) reply {
 		rep.found = w.n > 0
 	}
 	if r.verify && w.err == nil {
-		rep.verified = v.kind == '$' && (v.equal || !v.matched && bytes.Equal(v.bulk, r.value)) // matched: read by readMatching, which keeps no bytes
+		rep.verified = v.kind == '$' && v.equal // a verifying read is read by readMatching (tracked.read)
 	}
 	return rep
 }

@@ -60,7 +60,11 @@ func TestPerKeyCommands(t *testing.T) {
 		{"-OOM no\r\n", "$3\r\nabc\r\n", false},
 	} {
 		set.first = read(c.first)
-		if rep := replyOf(set, read(c.second)); rep.verified != c.verified {
+		second, err := readMatching(bufio.NewReader(strings.NewReader(c.second)), set.value) // as tracked.read reads it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := replyOf(set, second); rep.verified != c.verified {
 			t.Errorf("SET %q then %q: verified %v; want %v", c.first, c.second, rep.verified, c.verified)
 		}
 	}

@@ -52,9 +52,9 @@ type value struct {
 	n     int64
 	err   error
 	elems []value
-	// matched: a bulk string read by readMatching, of which neither str
-	// nor bulk keeps a copy; equal: it was equal to the bytes expected.
-	matched, equal bool
+	// equal: a bulk string read by readMatching (which keeps no copy of
+	// it in str or bulk) was equal to the bytes expected.
+	equal bool
 }
 
 // Bounds on what readValue accepts: Redis's own limit on a bulk string
@@ -99,7 +99,7 @@ func readMatching(r *bufio.Reader, want []byte) (value, error) {
 		r.Discard(len(p))
 		left -= len(p)
 	}
-	return value{kind: '$', matched: true, equal: equal}, nil
+	return value{kind: '$', equal: equal}, nil
 }
 
 // readNested reads one value found inside depth aggregates.
