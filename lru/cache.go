@@ -38,6 +38,7 @@ type shard struct {
 	_           [cacheLinePad]byte  // keep mu's line apart from the rest
 	core        *Segmented[cached]  // the entries, their recency and the bounds
 	seq         uint64              // Begin calls so far
+	adds        uint64              // add calls so far (see Write.absent)
 	writes      map[string]inflight // keys with a write between Begin and End
 	expirations uint64              // entries dropped because they expired
 	// index maps each key of core to its value, read without a lock by
@@ -187,12 +188,29 @@ func (c *Cache) Get(key string) (value []byte, fresh, ok bool) {
 // process last saw at the source or wrote there, for comparing with the
 // source later. It is never to be served. The slice is shared.
 func (c *Cache) Seen(key string) ([]byte, bool) {
+	v, ok, _ := c.seen(key)
+	return v, ok
+}
+
+// SeenFor is Seen of w's key, for the writer of w. When there is no entry
+// of the key at all, it notes so in w: then EndDelete need not look for
+// one unless an entry was stored in its shard since Begin (a write of a
+// new key, the common case, looks the key up once instead of twice).
+func (c *Cache) SeenFor(w *Write) ([]byte, bool) {
+	v, ok, present := c.seen(w.key)
+	w.absent = !present
+	return v, ok
+}
+
+// seen is Seen, and reports whether the index holds an entry of key,
+// expired or not.
+func (c *Cache) seen(key string) (value []byte, ok, present bool) {
 	s, h := c.locate(key)
-	v, ok := s.index.load(key, h)
-	if ok && c.now() < v.expires {
-		return v.value, true
+	v, present := s.index.load(key, h)
+	if present && c.now() < v.expires {
+		return v.value, true, true
 	}
-	return nil, false
+	return nil, false, present
 }
 
 // Set stores value under key, served as fresh for freshFor and kept for at
@@ -216,6 +234,7 @@ func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
 
 // add stores v under key. The caller holds s.mu.
 func (s *shard) add(key string, v cached) (stored bool, evicted int) {
+	s.adds++
 	before := s.core.evictions
 	stored = s.core.Add(key, v, int64(len(key)+len(v.value))+EntryOverhead)
 	if h := s.hashOf(key); stored {

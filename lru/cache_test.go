@@ -371,3 +371,41 @@ func TestTouchDoesNotExtendFreshness(t *testing.T) {
 		t.Fatal("a copy touched to a shorter lifetime outlives it")
 	}
 }
+
+// A write that found no entry of its key (SeenFor) skips looking again
+// when it ends with EndDelete, but only while nothing was stored since:
+// an entry stored meanwhile, or one that was present but expired, is
+// still dropped.
+func TestEndDeleteAfterSeenForDropsWhatCameMeanwhile(t *testing.T) {
+	clock := tiertest.NewClock()
+	c := newCache(t, lru.Limits{}, clock)
+
+	w := c.Begin("k")
+	if v, ok := c.SeenFor(&w); ok {
+		t.Fatalf("SeenFor = %q on an empty cache", v)
+	}
+	c.Set("k", []byte("meanwhile"), time.Hour, time.Hour) // say, an EndSet of another write
+	c.EndDelete(w)
+	if v, _, ok := c.Get("k"); ok {
+		t.Fatalf("EndDelete left %q, stored after SeenFor found nothing", v)
+	}
+
+	c.Set("old", []byte("v"), time.Minute, time.Minute)
+	clock.Advance(2 * time.Minute)
+	w = c.Begin("old")
+	if _, ok := c.SeenFor(&w); ok {
+		t.Fatal("SeenFor returned an expired entry")
+	}
+	c.EndDelete(w)
+	if st := c.Stats(); st.Entries != 0 {
+		t.Fatalf("EndDelete left an expired entry it was told of: %d entries", st.Entries)
+	}
+
+	c.Set("other", []byte("v"), time.Hour, time.Hour)
+	w = c.Begin("k")
+	c.SeenFor(&w)
+	c.EndDelete(w)
+	if _, _, ok := c.Get("other"); !ok {
+		t.Fatal("EndDelete of an absent key dropped another")
+	}
+}

@@ -5,9 +5,11 @@ import "time"
 // Write is a write of one key in progress, between Begin and one of the
 // End methods. Every Write must be ended exactly once.
 type Write struct {
-	s   *shard
-	key string
-	gen uint64 // Cache.gen at Begin
+	s      *shard
+	key    string
+	gen    uint64 // Cache.gen at Begin
+	adds   uint64 // s.adds at Begin
+	absent bool   // SeenFor found no entry of key, after Begin
 }
 
 // Begin announces a write of key to the source of truth. Until the write
@@ -25,8 +27,9 @@ func (c *Cache) Begin(key string) Write {
 	w.contended = w.n > 0 || w.contended
 	w.n++
 	s.writes[key] = w
+	adds := s.adds
 	s.mu.Unlock()
-	return Write{s: s, key: key, gen: gen}
+	return Write{s: s, key: key, gen: gen, adds: adds}
 }
 
 // end closes w and reports whether it overlapped another write of its key
@@ -134,6 +137,9 @@ func (c *Cache) EndDelete(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
+	if w.absent && w.s.adds == w.adds {
+		return // absent after Begin, and nothing stored since
+	}
 	w.s.remove(w.key)
 }
 

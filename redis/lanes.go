@@ -186,6 +186,11 @@ func (r *request) gaveUp() error {
 // enqueue puts r on q, or gives up with the context's error when r.ctx
 // ends first: then r was never queued and cannot land.
 func (r *request) enqueue(q chan<- *request) error {
+	select { // room in q, the usual case: no three-way select
+	case q <- r:
+		return nil
+	default:
+	}
 	select {
 	case q <- r:
 		return nil

@@ -134,7 +134,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		e     ending
 	)
 	err := s.brk.Do(ctx, func() (err error) {
-		found, e, err = s.send(ctx, &c, w)
+		found, e, err = s.send(ctx, &c, &w)
 		return err
 	})
 	s.loads.Forget(c.id)
@@ -187,7 +187,7 @@ const (
 // instance holds a copy of the session: an update of a session in use
 // keeps it fresh, while a new session, which may never be read here, is
 // cached by its first read instead, and its write costs Redis no tracking.
-func (s *Store) send(ctx context.Context, c *change, w lru.Write) (found bool, e ending, err error) {
+func (s *Store) send(ctx context.Context, c *change, w *lru.Write) (found bool, e ending, err error) {
 	switch c.kind {
 	case kindSet:
 		if s.local == nil {
@@ -195,12 +195,13 @@ func (s *Store) send(ctx context.Context, c *change, w lru.Write) (found bool, e
 		}
 		keep := true
 		if s.remote.PerKey() {
-			_, keep = s.local.Seen(c.id)
+			_, keep = s.local.SeenFor(w)
 		}
 		var applied func() bool
 		if keep {
 			c.own()
 			value, ttl := c.value, c.ttl
+			w := *w
 			applied = func() bool { return s.local.EndSetIfOverlapped(w, value, s.opts.Local.TTL, ttl) }
 		}
 		o, err := s.remote.SetOrdered(ctx, c.id, c.value, c.ttl, keep, applied)
@@ -210,7 +211,7 @@ func (s *Store) send(ctx context.Context, c *change, w lru.Write) (found bool, e
 	}
 	var held []byte
 	if s.local != nil && s.remote.PerKey() {
-		held, _ = s.local.Seen(c.id)
+		held, _ = s.local.SeenFor(w)
 	}
 	o, err := s.remote.TouchKept(ctx, c.id, c.ttl, held)
 	if held == nil {
