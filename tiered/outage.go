@@ -252,6 +252,26 @@ func (o *outage) writesDone(batch []redis.Replay, seqs []uint64, applied []bool)
 	o.updateSize()
 }
 
+// writesUnknown records replayed writes whose round trip failed: each may
+// still have landed (a replay that timed out can reach Redis later, until
+// the next Fence), so whatever replaces it must accept it as the value it
+// replaces. A write still pending is marked sent; a newer write of the id,
+// come meanwhile, takes the replayed value among its bases.
+func (o *outage) writesUnknown(batch []redis.Replay, seqs []uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, w := range batch {
+		p, ok := o.writes.Peek(w.ID)
+		switch {
+		case !ok:
+		case p.seq == seqs[i]:
+			p.sent = true
+		default:
+			p.bases = append(p.bases, digest(w.Value))
+		}
+	}
+}
+
 // counts returns the pending writes, their bytes and the tombstones.
 func (o *outage) counts() (writes int, bytes int64, tombs int) {
 	o.mu.Lock()

@@ -34,6 +34,30 @@ func TestNewerWriteDuringReplayKeepsOrder(t *testing.T) {
 	}
 }
 
+// TestWriteAfterAFailedReplayAcceptsItsValue: a replay whose round trip
+// failed may land yet; a write of the id that comes after the failure, or
+// came before it, must accept the replayed value as its base.
+func TestWriteAfterAFailedReplayAcceptsItsValue(t *testing.T) {
+	exp := time.Now().Add(time.Hour)
+	for _, newerFirst := range []bool{false, true} {
+		o := newTestOutage()
+		o.write("id", []byte("v1"), exp, func() string { return "base0" }, false)
+		batch, seqs, _ := o.writeBatch(time.Now())
+		if newerFirst {
+			o.write("id", []byte("v2"), exp, nil, false)
+			o.writesUnknown(batch, seqs)
+		} else {
+			o.writesUnknown(batch, seqs)
+			o.write("id", []byte("v2"), exp, nil, false)
+		}
+		next, _, _ := o.writeBatch(time.Now())
+		if len(next) != 1 || string(next[0].Value) != "v2" || !slices.Contains(next[0].Bases, digest([]byte("v1"))) ||
+			!slices.Contains(next[0].Bases, "base0") {
+			t.Fatalf("newer write first %v: the pending write is %+v; want v2 based on base0 or v1", newerFirst, next)
+		}
+	}
+}
+
 func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)

@@ -215,6 +215,7 @@ func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs [
 			defer func() { <-slots }()
 			var out []redis.Outcome
 			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
+				s.out.writesUnknown(batch, seqs) // it may land yet: what replaces it accepts it
 				mu.Lock()
 				failed = true // Redis failed: the whole batch waits for the next try
 				mu.Unlock()
