@@ -3,6 +3,7 @@ package tiered
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,16 +47,60 @@ type outage struct {
 	maxTombs int                      //
 	seq      uint64                   // versions handed out so far
 	lost     []lostWrite              // filled by evictions during Add, drained by the caller
-	size     atomic.Int64             // len(writes)+len(tombs), read without mu
-	limits   lru.Limits               // of writes
+	// unfenced holds the ids whose pending write was dropped (evicted, or
+	// expired) after it was sent, a replay of it included: it may still
+	// land, until the next Fence. Their changes queue here meanwhile, so
+	// that a Delete is replayed after the Fence rather than undone by the
+	// late write. At most maxTombs.
+	unfenced map[string]unfencedWrite
+	size     atomic.Int64 // len(writes)+len(tombs)+len(unfenced), read without mu
+	limits   lru.Limits   // of writes
+}
+
+// unfencedWrite is a dropped write that may still land: the digest of its
+// value, and the seq at which it was dropped.
+type unfencedWrite struct {
+	digest string
+	seq    uint64
 }
 
 func newOutage(limits lru.Limits, maxTombs int) *outage {
-	o := &outage{tombs: make(map[string]uint64), maxTombs: maxTombs, limits: limits}
+	o := &outage{tombs: make(map[string]uint64), unfenced: make(map[string]unfencedWrite), maxTombs: maxTombs, limits: limits}
 	o.writes = lru.NewSegmented(limits.MaxEntries, limits.MaxBytes, func(id string, p *pending) {
 		o.lost = append(o.lost, lostWrite{id: id, bytes: int64(len(p.value))})
+		o.dropped(id, p)
 	})
 	return o
+}
+
+// dropped records that p, the pending write of id, was dropped: if it was
+// sent, it may still land. The caller holds mu.
+func (o *outage) dropped(id string, p *pending) {
+	if _, ok := o.unfenced[id]; p.sent && (ok || len(o.unfenced) < o.maxTombs) {
+		o.seq++ // a Fence marked before this drop does not cover it
+		o.unfenced[id] = unfencedWrite{digest: digest(p.value), seq: o.seq}
+	}
+}
+
+// fenceMark returns the mark to hand to fenced once a Fence begun after
+// it succeeded.
+func (o *outage) fenceMark() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seq
+}
+
+// fenced forgets the dropped writes recorded up to mark: a Fence since has
+// made sure they cannot land any more.
+func (o *outage) fenced(mark uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id, u := range o.unfenced {
+		if u.seq <= mark {
+			delete(o.unfenced, id)
+		}
+	}
+	o.updateSize()
 }
 
 func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }
@@ -68,7 +113,9 @@ func digest(v []byte) string {
 // active reports, without locking, whether the tier holds anything.
 func (o *outage) active() bool { return o.size.Load() > 0 }
 
-func (o *outage) updateSize() { o.size.Store(int64(o.writes.Len() + len(o.tombs))) }
+func (o *outage) updateSize() {
+	o.size.Store(int64(o.writes.Len() + len(o.tombs) + len(o.unfenced)))
+}
 
 // lookup returns the pending value of id (shared: copy it), or tombstoned
 // true for an id deleted during the outage. It counts as a use of the
@@ -97,7 +144,8 @@ func (o *outage) has(id string) bool {
 	defer o.mu.Unlock()
 	_, pendingWrite := o.writes.Peek(id)
 	_, dead := o.tombs[id]
-	return pendingWrite || dead
+	_, unfenced := o.unfenced[id]
+	return pendingWrite || dead || unfenced
 }
 
 // write records a write of id. base, asked only for an id that has no
@@ -117,13 +165,16 @@ func (o *outage) write(id string, value []byte, expires time.Time, base func() s
 	switch {
 	case had: // superseded: it still replaces what the first write replaced
 		p.bases = old.bases
-		if old.sent && len(old.bases) < maxBases { // and the earlier value, if it may have landed
-			p.bases = append(append(make([]string, 0, len(old.bases)+1), old.bases...), digest(old.value))
+		if old.sent { // and the earlier value, if it may have landed
+			p.bases = withBase(old.bases, digest(old.value))
 		}
 	case o.tombs[id] != 0:
 		p.bases = []string{""} // the delete is replayed first: the key will be absent
 	default:
 		p.bases = []string{base()}
+		if u, ok := o.unfenced[id]; ok { // it may land before the replay
+			p.bases = withBase(p.bases, u.digest)
+		}
 	}
 	o.seq++
 	p.seq = o.seq
@@ -157,6 +208,7 @@ func (o *outage) touch(id string, now, expires time.Time) (found, expired bool) 
 		return false, false
 	case !now.Before(p.expires):
 		o.writes.Remove(id)
+		o.dropped(id, p)
 		o.updateSize()
 		return false, true
 	}
@@ -215,6 +267,7 @@ func (o *outage) writeBatch(now time.Time) (batch []redis.Replay, seqs []uint64,
 	o.writes.Range(func(id string, p *pending) bool {
 		if !now.Before(p.expires) {
 			dead = append(dead, id)
+			o.dropped(id, p)
 			return true
 		}
 		if _, tomb := o.tombs[id]; tomb {
@@ -246,7 +299,7 @@ func (o *outage) writesDone(batch []redis.Replay, seqs []uint64, applied []bool)
 		case p.seq == seqs[i]:
 			o.writes.Remove(w.ID)
 		case applied[i]:
-			p.bases = append(p.bases, digest(w.Value))
+			p.bases = withBase(p.bases, digest(w.Value))
 		}
 	}
 	o.updateSize()
@@ -267,9 +320,25 @@ func (o *outage) writesUnknown(batch []redis.Replay, seqs []uint64) {
 		case p.seq == seqs[i]:
 			p.sent = true
 		default:
-			p.bases = append(p.bases, digest(w.Value))
+			p.bases = withBase(p.bases, digest(w.Value))
 		}
 	}
+}
+
+// withBase returns bases with d added, as a new slice (bases may be shared
+// by a superseded write), unless d is there already. Past maxBases it
+// keeps the first, what this instance saw in Redis before any of its own
+// writes, and the newest: the later a value was sent, the likelier it is
+// what Redis holds.
+func withBase(bases []string, d string) []string {
+	if slices.Contains(bases, d) {
+		return bases
+	}
+	out := append(append(make([]string, 0, len(bases)+1), bases...), d)
+	if len(out) > maxBases {
+		out = append(out[:1], out[len(out)-(maxBases-1):]...)
+	}
+	return out
 }
 
 // counts returns the pending writes, their bytes and the tombstones.

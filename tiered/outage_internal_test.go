@@ -182,3 +182,33 @@ func TestReplayAcceptsWhatThisInstanceMayHaveWritten(t *testing.T) {
 		t.Fatalf("batch = %+v; want v2 replacing base0 or v1", batch)
 	}
 }
+
+// TestDroppedSentWriteQueuesLaterChangesUntilAFence: a pending write that
+// was sent (it may land) and is then dropped, here by its expiry, keeps
+// its id queued here until a Fence begun after the drop succeeds; a write
+// of the id meanwhile accepts the dropped value as a base.
+func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
+	o := newTestOutage()
+	o.write("id", []byte("v1"), time.Now().Add(time.Millisecond), func() string { return "base0" }, true)
+	before := o.fenceMark()
+	if _, _, expired := o.writeBatch(time.Now().Add(time.Second)); expired != 1 {
+		t.Fatalf("%d expired; want the write dropped by its expiry", expired)
+	}
+	if !o.has("id") || !o.active() {
+		t.Fatal("a dropped write that may land left no state: a Delete of its id would go straight to Redis")
+	}
+	o.fenced(before) // a Fence begun before the drop proves nothing
+	if !o.has("id") {
+		t.Fatal("a Fence begun before the drop cleared it")
+	}
+	o.write("id", []byte("v2"), time.Now().Add(time.Hour), func() string { return "base0" }, false)
+	batch, seqs, _ := o.writeBatch(time.Now())
+	if len(batch) != 1 || !slices.Contains(batch[0].Bases, digest([]byte("v1"))) {
+		t.Fatalf("batch = %+v; want v2 accepting v1, which may land", batch)
+	}
+	o.writesDone(batch, seqs, []bool{true})
+	o.fenced(o.fenceMark())
+	if o.has("id") || o.active() {
+		t.Fatal("state left after the replay and a Fence")
+	}
+}

@@ -275,15 +275,18 @@ func writeBatchEnd(writes []redis.Replay, i int) int {
 // CLIENT KILL, a proxy, an in-process Redis) would otherwise stop replay
 // for good: replay then goes on unfenced, and says so.
 func (s *Store) fence(ctx context.Context) bool {
+	mark := s.out.fenceMark()
 	err := s.remote.Fence(ctx)
 	switch {
 	case err == nil:
+		s.out.fenced(mark)
 		return true
 	case !redis.IsReply(err):
 		return false // Redis failed: try again later
 	}
 	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertUnfenced, Severity: telemetry.SeverityWarn,
 		Message: "Redis refused CLIENT LIST or CLIENT KILL: replay went on without fencing writes abandoned at OpTimeout", Count: 1})
+	s.out.fenced(mark) // nothing more to wait for
 	return true
 }
 
