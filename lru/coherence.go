@@ -86,6 +86,20 @@ func (c *Cache) EndSetIfOverlapped(w Write, value []byte, freshFor, expiresIn ti
 	return true
 }
 
+// EndSetOutOfService ends w after the source accepted value, storing value
+// out of service as EndRevoke leaves an entry: never served, but returned
+// by Seen as the last value this process wrote there. For a write whose
+// value the caller may not serve (it would not hear of the next change)
+// but must remember (to compare with the source later).
+func (c *Cache) EndSetOutOfService(w Write, value []byte, freshFor, expiresIn time.Duration) {
+	v := c.cached(value, freshFor, expiresIn)
+	v.gen, v.revoked = w.gen, true
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	c.end(w)
+	w.s.add(w.key, v)
+}
+
 // EndRevoke ends w by taking the entry out of service: it is never served
 // again, fresh or stale, until a write or a read of the source replaces
 // it, but Seen still returns it. For a change made at the source by

@@ -32,6 +32,7 @@ type change struct {
 	value    []byte        // kindSet: the caller's bytes while borrowed, else the Store's own copy
 	ttl      time.Duration // kindSet, kindTouch
 	borrowed bool          // value is the caller's: own it before keeping it past the call
+	kept     bool          // kindSet sent to Redis for a session held here (see Store.send)
 }
 
 // own makes c's value the Store's own copy, the first time it is to be
@@ -144,7 +145,14 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		case endUsual:
 			s.endLocal(w, c, found)
 		case endDrop:
-			s.dropWrite(w)
+			if c.kind == kindSet && c.kept {
+				// Not to be served, but this store's last write of a
+				// session it held: a write accepted during an outage that
+				// follows replays onto it (see lastSeen).
+				s.local.EndSetOutOfService(w, c.value, s.opts.Local.TTL, c.ttl)
+			} else {
+				s.dropWrite(w)
+			}
 		}
 		s.announce(ctx, c.id)
 		if c.kind == kindTouch && !found {
@@ -200,6 +208,7 @@ func (s *Store) send(ctx context.Context, c *change, w *lru.Write) (found bool, 
 		var applied func() bool
 		if keep {
 			c.own()
+			c.kept = true
 			value, ttl := c.value, c.ttl
 			w := *w
 			applied = func() bool { return s.local.EndSetIfOverlapped(w, value, s.opts.Local.TTL, ttl) }
