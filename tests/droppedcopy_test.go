@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -32,13 +31,8 @@ func TestWriteAfterAnUnkeptUpdateReplaysOntoIt(t *testing.T) {
 
 	hold := proxy.Hold([]byte("sessiontier-invalidation")) // the tracking connection's reconnection
 	defer hold.Release()
-	for _, line := range strings.Split(plain.ClientList(bg).Val(), "\n") {
-		if strings.Contains(line, "name=sessiontier-invalidation") {
-			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
-			if err := plain.Do(bg, "CLIENT", "KILL", "ID", id).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if n := killListenersOn(t, plain); n != 1 {
+		t.Fatalf("killed %d tracking connections; want 1", n)
 	}
 	waitFor(t, "the tracking connection to be down", func() bool { return s.Stats().Invalidation == "connecting" })
 	if err := s.Set(bg, "victim", []byte("v2"), time.Hour); err != nil { // through the lanes: not kept

@@ -32,14 +32,7 @@ func TestReplayThatTimedOutButLandedDoesNotUndoANewerWrite(t *testing.T) {
 	if _, err := s.Get(bg, "victim"); err != nil { // held here: the replay's base
 		t.Fatal(err)
 	}
-	// A first outage, replayed: Redis then has the replay's script, so that
-	// the held replay below runs when it arrives (EVALSHA, not NOSCRIPT).
-	srv.Pause()
-	if err := s.Set(bg, "warm", []byte("x"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	srv.Resume()
-	waitReplayed(t, s)
+	loadReplayScript(t, srv, s)
 
 	srv.Pause()
 	if err := s.Set(bg, "tripper", []byte("x"), time.Hour); err != nil { // times out: the breaker opens
@@ -80,4 +73,17 @@ func TestReplayThatTimedOutButLandedDoesNotUndoANewerWrite(t *testing.T) {
 	if v, err := s.Get(bg, "victim"); err != nil || string(v) != "newest" {
 		t.Fatalf("Get after the replay = %q, %v; want newest", v, err)
 	}
+}
+
+// loadReplayScript runs a first outage and its replay, so that Redis has
+// the replay's script: a replay held in the network then runs when it
+// arrives (EVALSHA), rather than failing with NOSCRIPT.
+func loadReplayScript(t *testing.T, srv *redistest.Server, s *tiered.Store) {
+	t.Helper()
+	srv.Pause()
+	if err := s.Set(bg, "warm", []byte("x"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	srv.Resume()
+	waitReplayed(t, s)
 }

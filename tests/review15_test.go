@@ -55,14 +55,7 @@ func TestReview15ManyFailedReplaysDoNotDropTheLastWrite(t *testing.T) {
 	if _, err := s.Get(bg, "victim"); err != nil { // held here: the first replay's base
 		t.Fatal(err)
 	}
-	// A first outage, replayed: Redis then has the replay's script, so that
-	// the held replays below run when they arrive (EVALSHA, not NOSCRIPT).
-	srv.Pause()
-	if err := s.Set(bg, "warm", []byte("x"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	srv.Resume()
-	waitReplayed(t, s)
+	loadReplayScript(t, srv, s)
 
 	srv.Pause()
 	if err := s.Set(bg, "tripper", []byte("x"), time.Hour); err != nil { // times out: the breaker opens
@@ -118,14 +111,7 @@ func TestReview15DeleteAfterAFailedReplayStaysDeleted(t *testing.T) {
 	}
 	failed := failedReplays(t, &opts)
 	s := storeAt(t, proxy.Addr, opts)
-	// A first outage, replayed: Redis then has the replay's script, so that
-	// the held replay below runs when it arrives (EVALSHA, not NOSCRIPT).
-	srv.Pause()
-	if err := s.Set(bg, "warm", []byte("x"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	srv.Resume()
-	waitReplayed(t, s)
+	loadReplayScript(t, srv, s)
 
 	srv.Pause()
 	if err := s.Set(bg, "filler", []byte("x"), time.Hour); err != nil {

@@ -22,13 +22,16 @@ import (
 // killListeners closes, server-side, the tracking or subscribing
 // connections of the stores (client name sessiontier-invalidation); it
 // returns how many it killed.
-func killListeners(t *testing.T, e *env) int {
+func killListeners(t *testing.T, e *env) int { t.Helper(); return killListenersOn(t, e.plain) }
+
+// killListenersOn is killListeners on the server plain is a client of.
+func killListenersOn(t *testing.T, plain *goredis.Client) int {
 	t.Helper()
 	killed := 0
-	for _, line := range strings.Split(e.plain.ClientList(bg).Val(), "\n") {
+	for _, line := range strings.Split(plain.ClientList(bg).Val(), "\n") {
 		if strings.Contains(line, "name=sessiontier-invalidation") {
 			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
-			if err := e.plain.Do(bg, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+			if err := plain.Do(bg, "CLIENT", "KILL", "ID", id).Err(); err != nil {
 				t.Fatal(err)
 			}
 			killed++
