@@ -81,16 +81,8 @@ type tracked struct {
 type trackConn struct {
 	nc       net.Conn
 	rd       *bufio.Reader
-	inflight []flight // sent, not answered yet, in order; guarded by tracked.mu
+	inflight flights // sent, not answered yet, in order; guarded by tracked.mu
 	batches  int      // batches in inflight; guarded by tracked.mu
-}
-
-// flight is a command sent: r is nil for a PING.
-type flight struct {
-	r    *request
-	sent time.Time
-	last bool // the last command of its batch
-	part bool // the first of r's two commands: its reply waits for the second
 }
 
 func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler, perKey bool) *tracked {
@@ -193,7 +185,7 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 		}
 		return buf
 	}
-	idle := len(c.inflight) == 0
+	idle := c.inflight.len() == 0
 	for _, r := range batch {
 		if err := r.gaveUp(); err != nil {
 			r.done <- reply{err: err}
@@ -201,19 +193,19 @@ func (t *tracked) send(buf []byte, batch []*request, ping bool) []byte {
 		}
 		buf = append(buf, r.cmd...)
 		if r.two {
-			c.inflight = append(c.inflight, flight{r: r, sent: now, part: true})
+			c.inflight.push(flight{r: r, sent: now, part: true})
 		}
-		c.inflight = append(c.inflight, flight{r: r, sent: now})
+		c.inflight.push(flight{r: r, sent: now})
 	}
 	if ping {
 		buf = appendCommand(buf, []byte("PING"))
-		c.inflight = append(c.inflight, flight{sent: now})
+		c.inflight.push(flight{sent: now})
 	}
-	if n := len(c.inflight); n > 0 && !c.inflight[n-1].last && len(buf) > 0 {
-		c.inflight[n-1].last = true
+	if c.inflight.len() > 0 && !c.inflight.newest().last && len(buf) > 0 {
+		c.inflight.newest().last = true
 		c.batches++
 	}
-	if idle && len(c.inflight) > 0 {
+	if idle && c.inflight.len() > 0 {
 		c.nc.SetReadDeadline(now.Add(t.timeout)) // the reader may be waiting without one
 	}
 	t.mu.Unlock()
@@ -321,8 +313,7 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 	lost()
 	t.mu.Lock()
 	t.conn = nil
-	flown := c.inflight
-	c.inflight = nil
+	flown := c.inflight.drain()
 	t.mu.Unlock()
 	t.signalDrained()
 	c.nc.Close()
@@ -346,8 +337,8 @@ func (t *tracked) read(c *trackConn) error {
 		if c.rd.Buffered() == 0 {
 			t.mu.Lock()
 			var deadline time.Time // none while nothing is in flight: pushes may take their time
-			if len(c.inflight) > 0 {
-				deadline = c.inflight[0].sent.Add(t.timeout)
+			if c.inflight.len() > 0 {
+				deadline = c.inflight.front().sent.Add(t.timeout)
 			}
 			c.nc.SetReadDeadline(deadline)
 			t.mu.Unlock()
@@ -367,13 +358,11 @@ func (t *tracked) read(c *trackConn) error {
 			continue
 		}
 		t.mu.Lock()
-		if len(c.inflight) == 0 {
+		if c.inflight.len() == 0 {
 			t.mu.Unlock()
 			return errProtocol // a reply to nothing
 		}
-		f := c.inflight[0]
-		c.inflight[0] = flight{}
-		c.inflight = c.inflight[1:]
+		f := c.inflight.pop()
 		if f.last {
 			c.batches--
 		}
