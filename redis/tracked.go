@@ -82,7 +82,7 @@ type trackConn struct {
 	nc       net.Conn
 	rd       *bufio.Reader
 	inflight flights // sent, not answered yet, in order; guarded by tracked.mu
-	batches  int      // batches in inflight; guarded by tracked.mu
+	batches  int     // batches in inflight; guarded by tracked.mu
 }
 
 func newTracked(opt goredis.Options, prefix string, timeout time.Duration, h Handler, perKey bool) *tracked {
