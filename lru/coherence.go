@@ -52,11 +52,18 @@ func (c *Cache) end(w Write) (drop bool) {
 // service (see Seen): its order at the source is unknown. It returns the
 // number of entries evicted to make room.
 func (c *Cache) EndSet(w Write, value []byte, freshFor, expiresIn time.Duration) (evicted int) {
+	return c.endSet(w, value, freshFor, expiresIn, false)
+}
+
+// endSet ends w storing value, out of service if outOfService or if the
+// write overlapped another (see EndSet).
+func (c *Cache) endSet(w Write, value []byte, freshFor, expiresIn time.Duration, outOfService bool) (evicted int) {
 	v := c.cached(value, freshFor, expiresIn)
 	v.gen = w.gen // an Invalidate racing with this EndSet leaves it stale
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	v.revoked = c.end(w)
+	overlapped := c.end(w) // always: it closes w
+	v.revoked = overlapped || outOfService
 	_, evicted = w.s.add(w.key, v)
 	return evicted
 }
@@ -92,12 +99,7 @@ func (c *Cache) EndSetIfOverlapped(w Write, value []byte, freshFor, expiresIn ti
 // value the caller may not serve (it would not hear of the next change)
 // but must remember (to compare with the source later).
 func (c *Cache) EndSetOutOfService(w Write, value []byte, freshFor, expiresIn time.Duration) {
-	v := c.cached(value, freshFor, expiresIn)
-	v.gen, v.revoked = w.gen, true
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	c.end(w)
-	w.s.add(w.key, v)
+	c.endSet(w, value, freshFor, expiresIn, true)
 }
 
 // EndRevoke ends w by taking the entry out of service: it is never served

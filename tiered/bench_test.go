@@ -67,11 +67,22 @@ func benchStore(b *testing.B, local lru.Limits) (*tiered.Store, *goredis.Client)
 	b.Cleanup(func() { s.Close() })
 	waitStream(b, s)
 	value := make([]byte, benchValueSize)
+	eachSession(b, func(id string) error { return s.Set(context.Background(), id, value, time.Hour) })
+	// A new session is cached by its first read, not by its write
+	// (per-key mode, the default): read each once, once no write is in
+	// flight, which would void a read's fill.
+	eachSession(b, func(id string) error { _, err := s.Get(context.Background(), id); return err })
+	return s, client
+}
+
+// eachSession calls fn with every bench session id, on 32 goroutines, and
+// returns once all calls have; each goroutine stops at its first error.
+func eachSession(b *testing.B, fn func(id string) error) {
 	var wg sync.WaitGroup
 	for w := range 32 {
 		wg.Go(func() {
 			for i := w; i < benchSessions; i += 32 {
-				if err := s.Set(context.Background(), benchIDs[i], value, time.Hour); err != nil {
+				if err := fn(benchIDs[i]); err != nil {
 					b.Error(err)
 					return
 				}
@@ -79,21 +90,6 @@ func benchStore(b *testing.B, local lru.Limits) (*tiered.Store, *goredis.Client)
 		})
 	}
 	wg.Wait()
-	// A new session is cached by its first read, not by its write
-	// (per-key mode, the default): read each once, once no write is in
-	// flight, which would void a read's fill.
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < benchSessions; i += 32 {
-				if _, err := s.Get(context.Background(), benchIDs[i]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return s, client
 }
 
 // waitStream waits for the store's invalidation stream: until then local
