@@ -46,6 +46,7 @@ type shard struct {
 	// its used flag), a change publishes a new one. It changes only under
 	// mu, with core.
 	index index
+	notes notes              // digests of values written and not kept (see EndNoted)
 	seed  maphash.Seed       // the Cache's
 	_     [cacheLinePad]byte // keeps neighbouring shards' locks apart
 }
@@ -81,6 +82,7 @@ type Stats struct {
 	Bytes       int64  // len(key)+len(value)+EntryOverhead, summed
 	Evictions   uint64 // entries dropped to respect a bound
 	Expirations uint64 // entries dropped because they expired
+	Notes       int    // keys with digests noted (see EndNoted)
 }
 
 // New returns a Cache bounded by l (zero fields take the defaults). clock
@@ -115,6 +117,7 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 		sh.seed = c.seed
 		sh.core = NewSegmented(entries, bytes, func(key string, _ cached) { sh.index.remove(key, sh.hashOf(key)) })
 		sh.writes = make(map[string]inflight)
+		sh.notes.max = max(entries, 1)
 	}
 	return c, nil
 }
@@ -286,6 +289,7 @@ func (c *Cache) Purge() {
 		s.mu.Lock()
 		s.core.Purge()
 		s.index.clear()
+		s.notes.clear()
 		s.mu.Unlock()
 	}
 }
@@ -300,6 +304,7 @@ func (c *Cache) Stats() Stats {
 		st.Bytes += s.core.Bytes()
 		st.Evictions += s.core.Evictions()
 		st.Expirations += s.expirations
+		st.Notes += s.notes.len()
 		s.mu.RUnlock()
 	}
 	return st

@@ -1,12 +1,16 @@
 package lru
 
-import "time"
+import (
+	"hash/maphash"
+	"time"
+)
 
 // Write is a write of one key in progress, between Begin and one of the
 // End methods. Every Write must be ended exactly once.
 type Write struct {
 	s      *shard
 	key    string
+	hash   uint64 // the key's, which chose s
 	gen    uint64 // Cache.gen at Begin
 	adds   uint64 // s.adds at Begin
 	absent bool   // SeenFor found no entry of key, after Begin
@@ -19,7 +23,8 @@ type Write struct {
 // storing its own value. So does a write that an Invalidate or a Purge
 // overlapped: the source may have lost its value meanwhile.
 func (c *Cache) Begin(key string) Write {
-	s := c.shard(key)
+	h := maphash.String(c.seed, key)
+	s := &c.shards[h&c.mask]
 	gen := c.gen.Load()
 	s.mu.Lock()
 	s.seq++
@@ -29,7 +34,7 @@ func (c *Cache) Begin(key string) Write {
 	s.writes[key] = w
 	adds := s.adds
 	s.mu.Unlock()
-	return Write{s: s, key: key, gen: gen, adds: adds}
+	return Write{s: s, key: key, hash: h, gen: gen, adds: adds}
 }
 
 // end closes w and reports whether it overlapped another write of its key
@@ -147,16 +152,50 @@ func (c *Cache) EndKeep(w Write) {
 	}
 }
 
-// EndDelete ends w by dropping the entry: after a delete, after a failed
-// write, or whenever the outcome at the source is unknown.
+// EndDelete ends w by dropping the entry and what is noted of the key (see
+// EndNoted): after a delete, after a failed write, or whenever the outcome
+// at the source is unknown.
 func (c *Cache) EndDelete(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
+	w.s.notes.forget(w.hash)
 	if w.absent && w.s.adds == w.adds {
 		return // absent after Begin, and nothing stored since
 	}
 	w.s.remove(w.key)
+}
+
+// EndNoted ends w after the source accepted a value that the caller does
+// not keep, dropping the entry as EndDelete does but noting d, the
+// value's digest: Noted returns it, as Seen returns a value, for
+// comparing with the source later. The note replaces what was noted of
+// the key, unless the write overlapped another write of the key or an
+// Invalidate: their order at the source is unknown, so d joins the
+// digests noted (at most 8, the oldest dropped first). Each shard notes
+// at most as many keys as it holds entries, forgetting the key noted
+// first; Purge forgets them all.
+func (c *Cache) EndNoted(w Write, d Digest) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	overlapped := c.end(w)
+	w.s.notes.put(w.hash, d, !overlapped)
+	if w.absent && w.s.adds == w.adds {
+		return
+	}
+	w.s.remove(w.key)
+}
+
+// Noted returns a copy of the digests noted of key by EndNoted, newest
+// last, or nil: values this process wrote at the source and did not keep.
+// Like Seen, it is for comparing with the source: the source may have
+// changed since.
+func (c *Cache) Noted(key string) []Digest {
+	h := maphash.String(c.seed, key)
+	s := &c.shards[h&c.mask]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.notes.get(h, nil)
 }
 
 // FillToken is taken before reading key from the source of truth, and

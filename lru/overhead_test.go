@@ -48,3 +48,36 @@ func checkOverhead(t *testing.T, n int) {
 	runtime.KeepAlive(keys)
 	runtime.KeepAlive(values)
 }
+
+// TestNoteBytesCoversTheHeap checks that NoteBytes is no smaller than the
+// heap a note takes, its key not retained, at the fill levels of a shard's
+// ring and map that cost most.
+func TestNoteBytesCoversTheHeap(t *testing.T) {
+	for _, n := range []int{20_000, 33_000, 50_000, 70_000, 100_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			keys := make([]string, n)
+			for i := range n {
+				keys[i] = fmt.Sprintf("key-%011d", i)
+			}
+			before := tiertest.HeapAfterGC()
+			c, err := lru.New(lru.Limits{MaxEntries: n}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				c.EndNoted(c.Begin(keys[i]), lru.Digest{byte(i)})
+			}
+			after := tiertest.HeapAfterGC()
+			notes := c.Stats().Notes
+			perNote := float64(after-before) / float64(notes)
+			t.Logf("heap per note: %.0f bytes (NoteBytes %d), %d notes", perNote, lru.NoteBytes, notes)
+			if notes < n*9/10 {
+				t.Fatalf("%d notes of %d keys", notes, n)
+			}
+			if perNote > lru.NoteBytes {
+				t.Fatalf("a note costs %.0f heap bytes; NoteBytes is %d", perNote, lru.NoteBytes)
+			}
+			runtime.KeepAlive(keys)
+		})
+	}
+}

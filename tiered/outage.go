@@ -149,12 +149,12 @@ func (o *outage) has(id string) bool {
 }
 
 // write records a write of id. base, asked only for an id that has no
-// pending write yet, returns the digest of the Redis value this instance
-// last saw, or "";
+// pending write yet, returns the digests of the Redis values this instance
+// last saw or wrote, or [""] (absent);
 // sent says the write was sent to Redis and may have landed there. It
 // returns stored false, changing nothing, for a write the tier cannot
 // keep, and the earlier writes evicted to make room for it.
-func (o *outage) write(id string, value []byte, expires time.Time, base func() string, sent bool) (stored bool, lost []lostWrite) {
+func (o *outage) write(id string, value []byte, expires time.Time, base func() []string, sent bool) (stored bool, lost []lostWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := &pending{value: value, expires: expires, sent: sent}
@@ -171,7 +171,7 @@ func (o *outage) write(id string, value []byte, expires time.Time, base func() s
 	case o.tombs[id] != 0:
 		p.bases = []string{""} // the delete is replayed first: the key will be absent
 	default:
-		p.bases = []string{base()}
+		p.bases = base()
 		if u, ok := o.unfenced[id]; ok { // it may land before the replay
 			p.bases = withBase(p.bases, u.digest)
 		}

@@ -20,12 +20,12 @@ func newTestOutage() *outage {
 func TestNewerWriteDuringReplayKeepsOrder(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
-	o.write("id", []byte("v1"), exp, func() string { return "base0" }, false)
+	o.write("id", []byte("v1"), exp, func() []string { return []string{"base0"} }, false)
 	batch, seqs, _ := o.writeBatch(time.Now())
 	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"base0", digest([]byte("v1"))}) {
 		t.Fatalf("batch = %+v", batch)
 	}
-	o.write("id", []byte("v2"), exp, func() string { return "ignored: the id is pending" }, false)
+	o.write("id", []byte("v2"), exp, func() []string { return []string{"ignored: the id is pending"} }, false)
 	o.writesDone(batch, seqs, []bool{true})
 	next, _, _ := o.writeBatch(time.Now())
 	if len(next) != 1 || string(next[0].Value) != "v2" || !slices.Contains(next[0].Bases, digest([]byte("v1"))) ||
@@ -41,7 +41,7 @@ func TestWriteAfterAFailedReplayAcceptsItsValue(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	for _, newerFirst := range []bool{false, true} {
 		o := newTestOutage()
-		o.write("id", []byte("v1"), exp, func() string { return "base0" }, false)
+		o.write("id", []byte("v1"), exp, func() []string { return []string{"base0"} }, false)
 		batch, seqs, _ := o.writeBatch(time.Now())
 		if newerFirst {
 			o.write("id", []byte("v2"), exp, nil, false)
@@ -62,7 +62,7 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
 	o.tombstone("id")
-	o.write("id", []byte("new"), exp, func() string { return "stale-base" }, false)
+	o.write("id", []byte("new"), exp, func() []string { return []string{"stale-base"} }, false)
 	if batch, _, _ := o.writeBatch(time.Now()); len(batch) != 0 {
 		t.Fatalf("a write of a tombstoned id was batched before its delete: %+v", batch)
 	}
@@ -76,7 +76,7 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 
 func TestExpiredPendingWritesAreDroppedNotReplayed(t *testing.T) {
 	o := newTestOutage()
-	o.write("id", []byte("v"), time.Now().Add(time.Millisecond), func() string { return "" }, false)
+	o.write("id", []byte("v"), time.Now().Add(time.Millisecond), func() []string { return []string{""} }, false)
 	batch, _, expired := o.writeBatch(time.Now().Add(time.Second))
 	if len(batch) != 0 || expired != 1 || o.active() {
 		t.Fatalf("batch %+v, expired %d, active %v; want the expired write dropped", batch, expired, o.active())
@@ -95,12 +95,12 @@ func TestOutageWriteReportsOnlyWhatItKeeps(t *testing.T) {
 			now, exp := time.Now(), time.Now().Add(time.Hour)
 			for i := range 10 {
 				id := fmt.Sprint("s", i)
-				o.write(id, make([]byte, 100), exp, func() string { return "" }, false)
+				o.write(id, make([]byte, 100), exp, func() []string { return []string{""} }, false)
 				if _, _, ok := o.lookup(id, now); !ok {
 					t.Fatalf("%s not kept while filling the tier", id)
 				}
 			}
-			stored, lost := o.write("new", make([]byte, n), exp, func() string { return "" }, false)
+			stored, lost := o.write("new", make([]byte, n), exp, func() []string { return []string{""} }, false)
 			_, _, found := o.lookup("new", now)
 			if stored != found {
 				t.Fatalf("write = stored %v, but lookup finds it %v (%d writes evicted)", stored, found, len(lost))
@@ -139,7 +139,7 @@ func TestAlerterLimitsCountsAndFlushesThem(t *testing.T) {
 func TestTouchDoesNotReviveAnExpiredPendingWrite(t *testing.T) {
 	o := newTestOutage()
 	now := time.Now()
-	o.write("id", []byte("v"), now.Add(time.Second), func() string { return "" }, false)
+	o.write("id", []byte("v"), now.Add(time.Second), func() []string { return []string{""} }, false)
 	found, expired := o.touch("id", now.Add(2*time.Second), now.Add(time.Hour))
 	if found || !expired {
 		t.Fatalf("touch of an expired pending write: found %v, expired %v; want it reported expired", found, expired)
@@ -157,10 +157,10 @@ func TestTouchDoesNotReviveAnExpiredPendingWrite(t *testing.T) {
 func TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite(t *testing.T) {
 	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 4096}, 10)
 	exp := time.Now().Add(time.Hour)
-	if stored, _ := o.write("id", []byte("small"), exp, func() string { return "" }, false); !stored {
+	if stored, _ := o.write("id", []byte("small"), exp, func() []string { return []string{""} }, false); !stored {
 		t.Fatal("a small write was refused")
 	}
-	stored, lost := o.write("id", make([]byte, 8192), exp, func() string { return "" }, false)
+	stored, lost := o.write("id", make([]byte, 8192), exp, func() []string { return []string{""} }, false)
 	if stored || len(lost) != 0 {
 		t.Fatalf("oversized write: stored %v, lost %v; want refused with nothing lost", stored, lost)
 	}
@@ -175,8 +175,8 @@ func TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite(t *testing.T) {
 func TestReplayAcceptsWhatThisInstanceMayHaveWritten(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
-	o.write("id", []byte("v1"), exp, func() string { return "base0" }, true) // timed out: may be in Redis
-	o.write("id", []byte("v2"), exp, func() string { return "" }, false)
+	o.write("id", []byte("v1"), exp, func() []string { return []string{"base0"} }, true) // timed out: may be in Redis
+	o.write("id", []byte("v2"), exp, func() []string { return []string{""} }, false)
 	batch, _, _ := o.writeBatch(time.Now())
 	if len(batch) != 1 || !slices.Contains(batch[0].Bases, digest([]byte("v1"))) || !slices.Contains(batch[0].Bases, "base0") {
 		t.Fatalf("batch = %+v; want v2 replacing base0 or v1", batch)
@@ -189,7 +189,7 @@ func TestReplayAcceptsWhatThisInstanceMayHaveWritten(t *testing.T) {
 // of the id meanwhile accepts the dropped value as a base.
 func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 	o := newTestOutage()
-	o.write("id", []byte("v1"), time.Now().Add(time.Millisecond), func() string { return "base0" }, true)
+	o.write("id", []byte("v1"), time.Now().Add(time.Millisecond), func() []string { return []string{"base0"} }, true)
 	before := o.fenceMark()
 	if _, _, expired := o.writeBatch(time.Now().Add(time.Second)); expired != 1 {
 		t.Fatalf("%d expired; want the write dropped by its expiry", expired)
@@ -201,7 +201,7 @@ func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 	if !o.has("id") {
 		t.Fatal("a Fence begun before the drop cleared it")
 	}
-	o.write("id", []byte("v2"), time.Now().Add(time.Hour), func() string { return "base0" }, false)
+	o.write("id", []byte("v2"), time.Now().Add(time.Hour), func() []string { return []string{"base0"} }, false)
 	batch, seqs, _ := o.writeBatch(time.Now())
 	if len(batch) != 1 || !slices.Contains(batch[0].Bases, digest([]byte("v1"))) {
 		t.Fatalf("batch = %+v; want v2 accepting v1, which may land", batch)

@@ -17,7 +17,7 @@ import (
 func TestReview15ManyFailedReplaysKeepTheLastSentValueAsABase(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
-	o.write("id", []byte("v0"), exp, func() string { return "base0" }, false)
+	o.write("id", []byte("v0"), exp, func() []string { return []string{"base0"} }, false)
 	const failures = maxBases
 	for i := 1; i <= failures; i++ {
 		batch, seqs, _ := o.writeBatch(time.Now())
@@ -39,7 +39,7 @@ func TestReview15ManyFailedReplaysKeepTheLastSentValueAsABase(t *testing.T) {
 func TestReview15BasesStayBounded(t *testing.T) {
 	o := newTestOutage()
 	exp := time.Now().Add(time.Hour)
-	o.write("id", []byte("v0"), exp, func() string { return "base0" }, false)
+	o.write("id", []byte("v0"), exp, func() []string { return []string{"base0"} }, false)
 	for range 200 {
 		batch, seqs, _ := o.writeBatch(time.Now())
 		o.touch("id", time.Now(), exp) // sliding expiry: a request while the replay is in flight

@@ -3,6 +3,8 @@ package tiered
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -145,12 +147,16 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		case endUsual:
 			s.endLocal(w, c, found)
 		case endDrop:
-			if c.kind == kindSet && c.kept {
+			switch {
+			case c.kind == kindSet && c.kept:
 				// Not to be served, but this store's last write of a
 				// session it held: a write accepted during an outage that
 				// follows replays onto it (see lastSeen).
 				s.local.EndSetOutOfService(w, c.value, s.opts.Local.TTL, c.ttl)
-			} else {
+			case c.kind == kindSet && s.out != nil:
+				// A session not held here: its digest is enough for that.
+				s.local.EndNoted(w, lru.Digest(sha1.Sum(c.value)))
+			default:
 				s.dropWrite(w)
 			}
 		}
@@ -296,7 +302,7 @@ func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error)
 // and may have landed. The local copy takes the value only if the outage
 // tier kept it.
 func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
-	base := func() string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
+	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
 	s.lose(ctx, lost, true)
 	s.watchFallback(ctx)
@@ -311,17 +317,25 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 	return nil
 }
 
-// lastSeen returns the digest of the value of id this instance last saw in
-// Redis or wrote there (its local copy, fresh, stale or out of service
-// since an invalidation), or "" if it holds none.
-func (s *Store) lastSeen(id string) string {
-	if s.local == nil {
-		return ""
+// lastSeen returns the digests of the values of id this instance last saw
+// in Redis or wrote there: its local copy (fresh, stale or out of service
+// since an invalidation), and the digests noted of a session it wrote
+// without keeping a copy (see lru.Cache.EndNoted); [""] (an absent key)
+// if it has neither.
+func (s *Store) lastSeen(id string) []string {
+	var bases []string
+	if s.local != nil {
+		if v, ok := s.local.Seen(id); ok {
+			bases = append(bases, digest(v))
+		}
+		for _, d := range s.local.Noted(id) {
+			bases = withBase(bases, hex.EncodeToString(d[:]))
+		}
 	}
-	if v, ok := s.local.Seen(id); ok {
-		return digest(v)
+	if len(bases) == 0 {
+		return []string{""}
 	}
-	return ""
+	return bases
 }
 
 // touchPending extends id during an outage: its pending write, or the
