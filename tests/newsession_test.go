@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -114,5 +116,43 @@ func TestOutageWriteAfterANewSessionWasFlushed(t *testing.T) {
 	})
 	if got != "outage" || st.ReplayConflicts != 0 {
 		t.Fatalf("Redis holds %q after the replay (%d conflicts); want the outage write", got, st.ReplayConflicts)
+	}
+}
+
+// A write that the outage tier refuses (ErrUnavailable: it does not fit)
+// changes nothing: not the session's local copy, which still answers, nor
+// the base of the next outage write, which still replays.
+func TestARefusedOutageWriteKeepsTheBase(t *testing.T) {
+	for _, held := range []bool{true, false} {
+		srv := redistest.Start(t)
+		plain := srv.Client()
+		proxy := redistest.NewProxy(t, srv.Addr)
+		s := storeAt(t, proxy.Addr, tiered.Options{
+			Fallback: lru.Limits{MaxBytes: 4096},
+			Breaker:  breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
+		})
+		waitFor(t, "the stream", func() bool { return s.Stats().Invalidation != "connecting" })
+		set(t, s, "sid", "v1")
+		if held {
+			if v, err := s.Get(bg, "sid"); err != nil || string(v) != "v1" {
+				t.Fatalf("Get = %q, %v", v, err)
+			}
+		}
+		srv.Pause()
+		set(t, s, "tripper", "x")
+		if err := s.Set(bg, "sid", make([]byte, 8192), time.Hour); !errors.Is(err, tiered.ErrUnavailable) {
+			t.Fatalf("held %v: a write too large for the outage tier returned %v; want ErrUnavailable", held, err)
+		}
+		if held {
+			if v, err := s.Get(bg, "sid"); err != nil || string(v) != "v1" {
+				t.Fatalf("after the refused write Get = %q, %v; want the copy v1", v, err)
+			}
+		}
+		set(t, s, "sid", "v2")
+		srv.Resume()
+		waitReplayed(t, s)
+		if got, st := plain.Get(bg, "session:sid").Val(), s.Stats(); got != "v2" || st.ReplayConflicts != 0 {
+			t.Fatalf("held %v: Redis holds %q after the replay (%d conflicts); want v2", held, got, st.ReplayConflicts)
+		}
 	}
 }

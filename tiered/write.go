@@ -282,7 +282,7 @@ func (s *Store) dropLocal(id string) { s.dropWrite(s.beginLocal(id)) }
 func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error) error {
 	switch c.kind {
 	case kindSet:
-		return s.setPending(ctx, c, w, cause != nil)
+		return s.setPending(ctx, c, w, sent(cause))
 	case kindDelete:
 		s.dropWrite(w)
 		if !s.out.tombstone(c.id) {
@@ -296,11 +296,16 @@ func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error)
 	return s.touchPending(ctx, c, w, cause)
 }
 
+// sent reports whether a change that failed with cause (nil: queued
+// behind outage state) was sent to Redis, where it may have landed: an
+// open breaker runs nothing.
+func sent(cause error) bool { return cause != nil && !errors.Is(cause, breaker.ErrOpen) }
+
 // setPending accepts a write into the outage tier. The base it replaces,
-// for an id without a pending write, is the value this instance last saw
-// in Redis: its local copy, fresh or not; sent says c was sent to Redis
-// and may have landed. The local copy takes the value only if the outage
-// tier kept it.
+// for an id without a pending write, is what this instance last saw in
+// Redis or wrote there (see lastSeen); sent says c was sent to Redis and
+// may have landed. The local copy takes the value only if the outage tier
+// kept it; a write it cannot keep that was not sent changes nothing.
 func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
 	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
@@ -308,7 +313,11 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 	s.watchFallback(ctx)
 	s.wakeRecovery()
 	if !stored {
-		s.dropWrite(w)
+		if sent || s.local == nil {
+			s.dropWrite(w) // it may have landed: the copy may not be Redis's value
+		} else {
+			s.local.EndKeep(w) // it changed nothing: the copy is still the base
+		}
 		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
 	}
 	if s.local != nil {
@@ -355,7 +364,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 	}
 	if s.local != nil && !s.out.has(c.id) {
 		if v, _, ok := s.local.Get(c.id); ok {
-			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, cause != nil)
+			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause))
 		}
 	}
 	s.dropWrite(w)
