@@ -227,6 +227,7 @@ func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration)
 	v := c.cached(value, freshFor, expiresIn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.notes.forget(s.hashOf(key))
 	return s.add(key, v)
 }
 

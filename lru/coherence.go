@@ -10,7 +10,7 @@ import (
 type Write struct {
 	s      *shard
 	key    string
-	hash   uint64 // the key's, which chose s
+	hash   uint64 // the key's in s's index, and in its notes
 	gen    uint64 // Cache.gen at Begin
 	adds   uint64 // s.adds at Begin
 	absent bool   // SeenFor found no entry of key, after Begin
@@ -19,9 +19,10 @@ type Write struct {
 // Begin announces a write of key to the source of truth. Until the write
 // ends, reads that went to the source of truth cannot fill key (see Fill).
 // When writes of the same key overlap, their order at the source is
-// unknown, so each of them ends by dropping the local entry instead of
-// storing its own value. So does a write that an Invalidate or a Purge
-// overlapped: the source may have lost its value meanwhile.
+// unknown, so none of them leaves an entry to serve: each keeps its
+// outcome out of service, for Seen and Noted to return. So does a write
+// that an Invalidate or a Purge overlapped: the source may have lost its
+// value meanwhile.
 func (c *Cache) Begin(key string) Write {
 	h := maphash.String(c.seed, key)
 	s := &c.shards[h&c.mask]
@@ -34,7 +35,7 @@ func (c *Cache) Begin(key string) Write {
 	s.writes[key] = w
 	adds := s.adds
 	s.mu.Unlock()
-	return Write{s: s, key: key, hash: h, gen: gen, adds: adds}
+	return Write{s: s, key: key, hash: h >> 16, gen: gen, adds: adds}
 }
 
 // end closes w and reports whether it overlapped another write of its key
@@ -69,6 +70,9 @@ func (c *Cache) endSet(w Write, value []byte, freshFor, expiresIn time.Duration,
 	defer w.s.mu.Unlock()
 	overlapped := c.end(w) // always: it closes w
 	v.revoked = overlapped || outOfService
+	if !overlapped {
+		w.s.notes.forget(w.hash) // value is the source's now
+	}
 	_, evicted = w.s.add(w.key, v)
 	return evicted
 }
@@ -115,22 +119,20 @@ func (c *Cache) EndRevoke(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
-	if e, ok := w.s.core.peek(w.key); ok && !e.value.revoked {
-		e.value.revoked = true
-		w.s.republish(e)
-	}
+	w.s.revoke(w.key)
 }
 
 // EndTouch ends w after the source extended the key's lifetime: a present
 // entry gets the new expiry, unless the write overlapped another write or
-// an Invalidate, in which case it is dropped. Its freshness is not
-// extended: a touch does not say that the value is still the source's.
+// an Invalidate, in which case it is taken out of service (see
+// EndRevoke). Its freshness is not extended: a touch does not say that the
+// value is still the source's.
 func (c *Cache) EndTouch(w Write, expiresIn time.Duration) {
 	t := c.cached(nil, expiresIn, expiresIn)
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
-		w.s.remove(w.key)
+		w.s.revoke(w.key)
 		return
 	}
 	if e, ok := w.s.core.peek(w.key); ok {
@@ -142,60 +144,105 @@ func (c *Cache) EndTouch(w Write, expiresIn time.Duration) {
 }
 
 // EndKeep ends w leaving the entry as it is, unless the write overlapped
-// another write or an Invalidate, in which case it is dropped: for a write
-// whose outcome at the source did not change the entry.
+// another write or an Invalidate, in which case it is taken out of service
+// (see EndRevoke): for a write whose outcome at the source did not change
+// the entry, or that did not reach the source.
 func (c *Cache) EndKeep(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
-		w.s.remove(w.key)
+		w.s.revoke(w.key)
 	}
 }
 
-// EndDelete ends w by dropping the entry and what is noted of the key (see
-// EndNoted): after a delete, after a failed write, or whenever the outcome
-// at the source is unknown.
+// EndDelete ends w after the source deleted the key: the entry and what
+// is noted of the key (see EndNoted) are dropped. If the write overlapped
+// another write of the key or an Invalidate, the entry is only taken out
+// of service and Absent joins the notes instead: the source may hold
+// either.
 func (c *Cache) EndDelete(w Write) {
+	c.endWithout(w, Absent, 0)
+}
+
+// EndNoted ends w after the source accepted a value that the caller does
+// not keep: the entry is dropped, and d, the value's digest, is noted
+// until expiresIn, the key's lifetime at the source: Noted returns it, as
+// Seen returns a value, for comparing with the source later. The note
+// replaces what was noted of the key, unless the write overlapped another
+// write of the key or an Invalidate: the source may then hold any of
+// their values, so the entry is only taken out of service and d joins the
+// notes (at most MaxNoted, the oldest forgotten first). Each shard notes
+// at most as many keys as it holds entries, in LRU order; Purge forgets
+// them all.
+func (c *Cache) EndNoted(w Write, d Digest, expiresIn time.Duration) {
+	c.endWithout(w, d, expiresIn)
+}
+
+// EndUnsure ends w when its outcome at the source is unknown (a failed
+// write that may have landed): the entry is taken out of service but kept
+// for Seen, and d, the digest of the value the write would leave (Absent
+// for a delete), joins the notes of the key, until expiresIn or as long as
+// the entry or a note it joins would last: the source may hold any of
+// them.
+func (c *Cache) EndUnsure(w Write, d Digest, expiresIn time.Duration) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
-	w.s.notes.forget(w.hash)
+	c.noteBeside(w, d, expiresIn)
+}
+
+// endWithout ends a write that left no value to keep (EndDelete,
+// EndNoted) and whose outcome is d (Absent: none).
+func (c *Cache) endWithout(w Write, d Digest, expiresIn time.Duration) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if c.end(w) {
+		c.noteBeside(w, d, expiresIn)
+		return
+	}
+	if d == Absent {
+		w.s.notes.forget(w.hash)
+	} else {
+		now := c.now()
+		w.s.notes.put(w.hash, d, true, now, now+int64(expiresIn))
+	}
 	if w.absent && w.s.adds == w.adds {
 		return // absent after Begin, and nothing stored since
 	}
 	w.s.remove(w.key)
 }
 
-// EndNoted ends w after the source accepted a value that the caller does
-// not keep, dropping the entry as EndDelete does but noting d, the
-// value's digest: Noted returns it, as Seen returns a value, for
-// comparing with the source later. The note replaces what was noted of
-// the key, unless the write overlapped another write of the key or an
-// Invalidate: their order at the source is unknown, so d joins the
-// digests noted (at most 8, the oldest dropped first). Each shard notes
-// at most as many keys as it holds entries, forgetting the key noted
-// first; Purge forgets them all.
-func (c *Cache) EndNoted(w Write, d Digest) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	overlapped := c.end(w)
-	w.s.notes.put(w.hash, d, !overlapped)
-	if w.absent && w.s.adds == w.adds {
-		return
+// noteBeside takes w's entry out of service and notes d beside what is
+// noted of its key. The caller holds w.s.mu.
+func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration) {
+	now := c.now()
+	expires := now + int64(expiresIn)
+	if e, ok := w.s.core.peek(w.key); ok {
+		expires = max(expires, e.value.expires)
 	}
-	w.s.remove(w.key)
+	w.s.revoke(w.key)
+	w.s.notes.put(w.hash, d, false, now, expires)
 }
 
-// Noted returns a copy of the digests noted of key by EndNoted, newest
-// last, or nil: values this process wrote at the source and did not keep.
-// Like Seen, it is for comparing with the source: the source may have
-// changed since.
+// revoke takes the entry of key out of service (see EndRevoke). The
+// caller holds s.mu.
+func (s *shard) revoke(key string) {
+	if e, ok := s.core.peek(key); ok && !e.value.revoked {
+		e.value.revoked = true
+		s.republish(e)
+	}
+}
+
+// Noted returns the digests noted of key (see EndNoted and EndUnsure),
+// newest last, or nil: values this process wrote at the source, or may
+// have, and did not keep. Like Seen, it is for comparing with the source:
+// the source may have changed since.
 func (c *Cache) Noted(key string) []Digest {
 	h := maphash.String(c.seed, key)
 	s := &c.shards[h&c.mask]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.notes.get(h, nil)
+	return s.notes.get(h>>16, c.now(), nil)
 }
 
 // FillToken is taken before reading key from the source of truth, and
@@ -235,6 +282,7 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 	if s.seq+1 != t.seq || t.gen != c.gen.Load() {
 		return false
 	}
+	s.notes.forget(s.hashOf(key)) // the source's value: no other is a base
 	stored, _ := s.add(key, v)
 	return stored
 }

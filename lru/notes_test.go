@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 )
 
@@ -24,28 +25,28 @@ func TestEndNotedReplacesUnlessOverlapped(t *testing.T) {
 
 	w := c.Begin("k")
 	c.SeenFor(&w)
-	c.EndNoted(w, a)
+	c.EndNoted(w, a, time.Hour)
 	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{a}) {
 		t.Fatalf("Noted = %v, want [a]", got)
 	}
 	w = c.Begin("k")
-	c.EndNoted(w, b)
+	c.EndNoted(w, b, time.Hour)
 	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{b}) {
 		t.Fatalf("after a second write Noted = %v, want [b] alone", got)
 	}
 
 	w1, w2 := c.Begin("k"), c.Begin("k") // overlapping writes
-	c.EndNoted(w2, x)
-	c.EndNoted(w1, a)
+	c.EndNoted(w2, x, time.Hour)
+	c.EndNoted(w1, a, time.Hour)
 	if got := c.Noted("k"); !slices.Contains(got, x) || !slices.Contains(got, a) {
 		t.Fatalf("after overlapping writes Noted = %v, want both", got)
 	}
 
 	w = c.Begin("k")
-	c.EndNoted(w, b)
+	c.EndNoted(w, b, time.Hour)
 	w = c.Begin("k")
 	c.Invalidate()
-	c.EndNoted(w, x)
+	c.EndNoted(w, x, time.Hour)
 	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{b, x}) {
 		t.Fatalf("after a write that an Invalidate overlapped Noted = %v, want [b x]", got)
 	}
@@ -57,7 +58,7 @@ func TestNotesAreDroppedWithTheKey(t *testing.T) {
 	c := newCache(t, lru.Limits{}, nil)
 	c.Set("k", []byte("v"), time.Hour, time.Hour)
 	w := c.Begin("k")
-	c.EndNoted(w, digestOf("a"))
+	c.EndNoted(w, digestOf("a"), time.Hour)
 	if v, ok := c.Seen("k"); ok {
 		t.Fatalf("EndNoted left the entry %q", v)
 	}
@@ -72,26 +73,26 @@ func TestNotesAreDroppedWithTheKey(t *testing.T) {
 		t.Fatalf("EndDelete left the note %v", got)
 	}
 
-	c.EndNoted(c.Begin("k"), digestOf("a"))
+	c.EndNoted(c.Begin("k"), digestOf("a"), time.Hour)
 	c.Purge()
 	if got, st := c.Noted("k"), c.Stats(); got != nil || st.Notes != 0 {
 		t.Fatalf("Purge left %v (%d notes)", got, st.Notes)
 	}
 }
 
-// At most 8 digests are noted of a key, the newest kept.
+// At most MaxNoted digests are noted of a key, the newest kept.
 func TestNotesOfAKeyAreBounded(t *testing.T) {
 	c := newCache(t, lru.Limits{}, nil)
 	var ws []lru.Write
-	for range 12 {
+	for range lru.MaxNoted + 4 {
 		ws = append(ws, c.Begin("k"))
 	}
 	for i, w := range ws {
-		c.EndNoted(w, digestOf(fmt.Sprint(i)))
+		c.EndNoted(w, digestOf(fmt.Sprint(i)), time.Hour)
 	}
 	got := c.Noted("k")
-	if len(got) != 8 || got[7] != digestOf("11") || got[0] != digestOf("4") {
-		t.Fatalf("Noted = %d digests ending %v; want the newest 8", len(got), got[len(got)-1])
+	if len(got) != lru.MaxNoted || got[lru.MaxNoted-1] != digestOf(fmt.Sprint(lru.MaxNoted+3)) || got[0] != digestOf("4") {
+		t.Fatalf("Noted = %d digests ending %v; want the newest %d", len(got), got[len(got)-1], lru.MaxNoted)
 	}
 }
 
@@ -101,7 +102,7 @@ func TestNotesAreBoundedByMaxEntries(t *testing.T) {
 	const max = 600 // one shard
 	c := newCache(t, lru.Limits{MaxEntries: max}, nil)
 	for i := range 2 * max {
-		c.EndNoted(c.Begin(fmt.Sprint(i)), digestOf(fmt.Sprint(i)))
+		c.EndNoted(c.Begin(fmt.Sprint(i)), digestOf(fmt.Sprint(i)), time.Hour)
 		if n := c.Stats().Notes; n > max {
 			t.Fatalf("%d notes after %d writes; bound %d", n, i+1, max)
 		}
@@ -115,8 +116,68 @@ func TestNotesAreBoundedByMaxEntries(t *testing.T) {
 		}
 	}
 	c.EndDelete(c.Begin(fmt.Sprint(max)))
-	c.EndNoted(c.Begin("new"), digestOf("new"))
+	c.EndNoted(c.Begin("new"), digestOf("new"), time.Hour)
 	if n := c.Stats().Notes; n != max {
 		t.Fatalf("%d notes, want %d", n, max)
+	}
+}
+
+// A write whose outcome is unknown (EndUnsure), or that overlapped another
+// (EndDelete, EndKeep, EndTouch), leaves the entry out of service, still
+// returned by Seen, and adds its outcome to the notes: the source may
+// hold any of them.
+func TestUnsureAndOverlappedEndingsKeepTheBases(t *testing.T) {
+	c := newCache(t, lru.Limits{}, nil)
+	c.Set("k", []byte("v1"), time.Hour, time.Hour)
+	c.EndUnsure(c.Begin("k"), digestOf("v2"), time.Hour)
+	if _, _, ok := c.Get("k"); ok {
+		t.Fatal("the entry is served after a write of unknown outcome")
+	}
+	if v, ok := c.Seen("k"); !ok || string(v) != "v1" {
+		t.Fatalf("Seen = %q, %v; want v1, out of service", v, ok)
+	}
+	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{digestOf("v2")}) {
+		t.Fatalf("Noted = %v, want [v2]", got)
+	}
+
+	c.Set("d", []byte("v1"), time.Hour, time.Hour)
+	w1, w2 := c.Begin("d"), c.Begin("d")
+	c.EndDelete(w1)
+	c.EndKeep(w2)
+	if v, ok := c.Seen("d"); !ok || string(v) != "v1" {
+		t.Fatalf("after an overlapped delete Seen = %q, %v; want v1, out of service", v, ok)
+	}
+	if got := c.Noted("d"); !slices.Equal(got, []lru.Digest{lru.Absent}) {
+		t.Fatalf("after an overlapped delete Noted = %v, want [Absent]", got)
+	}
+	c.EndDelete(c.Begin("d"))
+	if _, ok := c.Seen("d"); ok || c.Noted("d") != nil {
+		t.Fatal("a delete that overlapped nothing left a base")
+	}
+}
+
+// A value the source is known to hold (a Fill, an EndSet that overlapped
+// nothing, a Set) supersedes the notes; a note expires with the key.
+func TestNotesGiveWayToNewerValues(t *testing.T) {
+	clock := tiertest.NewClock()
+	c := newCache(t, lru.Limits{}, clock)
+	for name, store := range map[string]func(){
+		"Fill": func() {
+			tok := c.FillToken("k")
+			c.Fill(tok, "k", []byte("read"), time.Hour, time.Hour)
+		},
+		"EndSet": func() { c.EndSet(c.Begin("k"), []byte("written"), time.Hour, time.Hour) },
+		"Set":    func() { c.Set("k", []byte("set"), time.Hour, time.Hour) },
+	} {
+		c.EndNoted(c.Begin("k"), digestOf("old"), time.Hour)
+		store()
+		if got := c.Noted("k"); got != nil {
+			t.Fatalf("after %s Noted = %v; want nothing", name, got)
+		}
+	}
+	c.EndNoted(c.Begin("e"), digestOf("v"), time.Minute)
+	clock.Advance(time.Minute)
+	if got := c.Noted("e"); got != nil {
+		t.Fatalf("Noted = %v after the key expired", got)
 	}
 }

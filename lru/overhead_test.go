@@ -65,7 +65,7 @@ func TestNoteBytesCoversTheHeap(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range n {
-				c.EndNoted(c.Begin(keys[i]), lru.Digest{byte(i)})
+				c.EndNoted(c.Begin(keys[i]), lru.Digest{byte(i)}, time.Hour)
 			}
 			after := tiertest.HeapAfterGC()
 			notes := c.Stats().Notes

@@ -51,7 +51,9 @@ func (c *change) own() {
 // Redis accepted it, in the local tier. While Redis is unreachable, the
 // write is accepted into the outage tier and the local tier, returns nil,
 // and is replayed once Redis is back; a write the outage tier cannot keep
-// returns ErrUnavailable and changes nothing.
+// returns ErrUnavailable and changes nothing (but a write sent to Redis
+// before it failed may have landed there: the local copy is then no
+// longer served).
 func (s *Store) Set(ctx context.Context, id string, data []byte, ttl time.Duration) error {
 	if err := s.check(id); err != nil {
 		return err
@@ -155,7 +157,9 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 				s.local.EndSetOutOfService(w, c.value, s.opts.Local.TTL, c.ttl)
 			case c.kind == kindSet && s.out != nil:
 				// A session not held here: its digest is enough for that.
-				s.local.EndNoted(w, lru.Digest(sha1.Sum(c.value)))
+				s.local.EndNoted(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+			case c.kind == kindTouch && found: // the value is unchanged: still a base
+				s.local.EndRevoke(w)
 			default:
 				s.dropWrite(w)
 			}
@@ -173,11 +177,35 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		c.own()
 		return s.pending(ctx, c, w, err)
 	}
-	s.dropWrite(w)
+	s.endFailed(w, c, err)
 	if !redis.IsReply(err) && !errors.Is(err, breaker.ErrOpen) {
 		s.announce(ctx, c.id) // it may have landed: the others must not trust their copies
 	}
 	return s.failure(ctx, kindNames[c.kind], err)
+}
+
+// endFailed ends w after c failed with err. A change the breaker refused
+// ran nothing: the copy stays (out of service after a delete, which must
+// not be served). Any other may have landed (or may still: a cancelled
+// call was perhaps sent): the copy is taken out of service, and, for the
+// replay of a later outage write, what c would leave joins the values
+// Redis may hold (see lastSeen).
+func (s *Store) endFailed(w lru.Write, c change, err error) {
+	switch {
+	case s.local == nil:
+	case !sent(err) && c.kind == kindDelete:
+		s.local.EndRevoke(w)
+	case !sent(err):
+		s.local.EndKeep(w)
+	case s.out == nil: // no replay to compare with Redis
+		s.local.EndDelete(w)
+	case c.kind == kindSet:
+		s.local.EndUnsure(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+	case c.kind == kindDelete:
+		s.local.EndUnsure(w, lru.Absent, 0)
+	default: // a touch leaves the value as it was
+		s.local.EndRevoke(w)
+	}
 }
 
 // ending says how a change sent to Redis ends its local write.
@@ -274,6 +302,14 @@ func (s *Store) dropWrite(w lru.Write) {
 	}
 }
 
+// keepLocal ends w leaving the local copy, and what is noted of the id,
+// as they are.
+func (s *Store) keepLocal(w lru.Write) {
+	if s.local != nil {
+		s.local.EndKeep(w)
+	}
+}
+
 // dropLocal drops the local copy of id outside a change (replay outcomes).
 func (s *Store) dropLocal(id string) { s.dropWrite(s.beginLocal(id)) }
 
@@ -284,12 +320,13 @@ func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error)
 	case kindSet:
 		return s.setPending(ctx, c, w, sent(cause))
 	case kindDelete:
-		s.dropWrite(w)
 		if !s.out.tombstone(c.id) {
+			s.endFailed(w, c, cause) // not served again, but still a base
 			s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
 				Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
 			return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
 		}
+		s.dropWrite(w)
 		s.wakeRecovery()
 		return nil
 	}
@@ -313,10 +350,12 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 	s.watchFallback(ctx)
 	s.wakeRecovery()
 	if !stored {
-		if sent || s.local == nil {
-			s.dropWrite(w) // it may have landed: the copy may not be Redis's value
-		} else {
-			s.local.EndKeep(w) // it changed nothing: the copy is still the base
+		switch {
+		case s.local == nil:
+		case sent: // it may have landed: Redis holds the copy's value or this one
+			s.local.EndUnsure(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+		default: // it changed nothing: the copy is still the base
+			s.local.EndKeep(w)
 		}
 		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
 	}
@@ -327,10 +366,11 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 }
 
 // lastSeen returns the digests of the values of id this instance last saw
-// in Redis or wrote there: its local copy (fresh, stale or out of service
-// since an invalidation), and the digests noted of a session it wrote
-// without keeping a copy (see lru.Cache.EndNoted); [""] (an absent key)
-// if it has neither.
+// in Redis or wrote there: its local copy (fresh, stale or out of service),
+// and the digests noted of a session it wrote without keeping a copy, or
+// of writes that overlapped or whose outcome is unknown (see
+// lru.Cache.EndNoted and EndUnsure; "" for an absent key); [""] if it has
+// neither.
 func (s *Store) lastSeen(id string) []string {
 	var bases []string
 	if s.local != nil {
@@ -338,7 +378,11 @@ func (s *Store) lastSeen(id string) []string {
 			bases = append(bases, digest(v))
 		}
 		for _, d := range s.local.Noted(id) {
-			bases = withBase(bases, hex.EncodeToString(d[:]))
+			if d == lru.Absent {
+				bases = withBase(bases, "")
+			} else {
+				bases = withBase(bases, hex.EncodeToString(d[:]))
+			}
 		}
 	}
 	if len(bases) == 0 {
@@ -367,7 +411,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause))
 		}
 	}
-	s.dropWrite(w)
+	s.keepLocal(w) // a touch of a session not held changes nothing here
 	if s.opts.StrictReads && cause != nil {
 		return s.failure(ctx, "touch", cause)
 	}
