@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"go.opentelemetry.io/otel"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -95,7 +94,7 @@ type Telemetry struct {
 	duration metric.Float64Histogram
 	alerts   metric.Int64Counter
 	reg      metric.Registration
-	metered  atomic.Bool // duration.Enabled, as last sampled by HitStart
+	metered  atomic.Bool // duration.Enabled, as last asked (see HitStart)
 
 	// Options built once, so that recording allocates nothing.
 	durationOpts [numOps][numTiers][numResults][]metric.RecordOption
@@ -120,12 +119,10 @@ func New(o Options, observe func(*State)) (*Telemetry, error) {
 	t.duration, err = meter.Float64Histogram("sessiontier.operation.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of store operations, by operation, answering tier and result."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	if err == nil {
-		t.metered.Store(t.duration.Enabled(context.Background()))
-	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
+	t.meters(context.Background())
 	if t.alerts, err = meter.Int64Counter("sessiontier.alerts", metric.WithUnit("{alert}"),
 		metric.WithDescription("Alerts raised, by kind.")); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
@@ -186,7 +183,8 @@ func (t *Telemetry) observe(meter metric.Meter, observe func(*State)) error {
 		stateOpts                   = []metric.ObserveOption{set(attribute.String("state", states[0])), set(attribute.String("state", states[1])), set(attribute.String("state", states[2]))}
 	)
 	var err error
-	t.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	t.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		t.meters(ctx)
 		var st State
 		observe(&st)
 		o.ObserveInt64(entries, st.LocalEntries, onLocal)
@@ -227,16 +225,14 @@ func (t *Telemetry) Close() error { return t.reg.Unregister() }
 // recording span (a traced request): a store answers a local hit outside a
 // traced request without a span of its own, and everything else gets one.
 // start is the time to pass to Record, zero when no duration will be
-// recorded. Whether durations are
-// recorded is asked of the meter on one call in 1024, so that the hot path
-// takes no interface call: a meter installed after New starts receiving
-// local hits' durations within about a thousand hits.
+// recorded. Whether durations are recorded is asked of the meter by every
+// other operation (Now) and at every metric collection, never by a hit,
+// so that the hot path takes no interface call: a meter enabled after New
+// starts receiving local hits' durations from the store's next operation
+// that is not a local hit, or its next collection.
 func (t *Telemetry) HitStart(ctx context.Context) (start time.Time, traced bool) {
 	if trace.SpanFromContext(ctx).IsRecording() {
 		return time.Time{}, true
-	}
-	if rand.Uint32()&1023 == 0 {
-		t.metered.Store(t.duration.Enabled(ctx))
 	}
 	if t.metered.Load() {
 		return time.Now(), false
@@ -247,10 +243,20 @@ func (t *Telemetry) HitStart(ctx context.Context) (start time.Time, traced bool)
 // Now returns the start time of an operation, or the zero time when no
 // duration will be recorded (the meter is a no-op), to spare the clock.
 func (t *Telemetry) Now(ctx context.Context) time.Time {
-	if t.duration.Enabled(ctx) {
+	if t.meters(ctx) {
 		return time.Now()
 	}
 	return time.Time{}
+}
+
+// meters asks the meter whether durations are recorded, and keeps the
+// answer for HitStart.
+func (t *Telemetry) meters(ctx context.Context) bool {
+	on := t.duration.Enabled(ctx)
+	if t.metered.Load() != on { // stores only on a change: hits read it
+		t.metered.Store(on)
+	}
+	return on
 }
 
 // Record records the duration of an operation that started at start (a

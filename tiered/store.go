@@ -212,7 +212,9 @@ func (s *Store) Get(ctx context.Context, id string) ([]byte, error) {
 func (s *Store) GetShared(ctx context.Context, id string) ([]byte, error) {
 	if start, traced := s.tel.HitStart(ctx); !traced { // the hot path: a local hit outside a traced request
 		if v, ok := s.localHit(id); ok {
-			s.tel.Record(ctx, telemetry.OpGet, telemetry.TierLocal, telemetry.ResultHit, start)
+			if !start.IsZero() { // metered: spares the call otherwise
+				s.tel.Record(ctx, telemetry.OpGet, telemetry.TierLocal, telemetry.ResultHit, start)
+			}
 			return v, nil
 		}
 	}
