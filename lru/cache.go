@@ -117,7 +117,7 @@ func New(l Limits, clock func() time.Time) (*Cache, error) {
 		sh.seed = c.seed
 		sh.core = NewSegmented(entries, bytes, func(key string, _ cached) { sh.index.remove(key, sh.hashOf(key)) })
 		sh.writes = make(map[string]inflight)
-		sh.notes.max = max(entries, 1)
+		sh.notes = newNotes(max(entries, 1))
 	}
 	return c, nil
 }
@@ -227,7 +227,7 @@ func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration)
 	v := c.cached(value, freshFor, expiresIn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.notes.forget(s.hashOf(key))
+	s.notes.known(s.hashOf(key), c.now())
 	return s.add(key, v)
 }
 

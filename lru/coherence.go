@@ -42,6 +42,12 @@ func (c *Cache) Begin(key string) Write {
 // or a whole-cache invalidation: then its value must not be kept. The
 // caller holds w.s.mu.
 func (c *Cache) end(w Write) (drop bool) {
+	return w.close() || w.gen != c.gen.Load()
+}
+
+// close closes w and reports whether it overlapped another write of its
+// key. The caller holds w.s.mu.
+func (w Write) close() (contended bool) {
 	rec := w.s.writes[w.key]
 	rec.n--
 	if rec.n == 0 {
@@ -49,7 +55,7 @@ func (c *Cache) end(w Write) (drop bool) {
 	} else {
 		w.s.writes[w.key] = rec
 	}
-	return rec.contended || w.gen != c.gen.Load()
+	return rec.contended
 }
 
 // EndSet ends w after the source accepted value: the entry takes value
@@ -71,7 +77,7 @@ func (c *Cache) endSet(w Write, value []byte, freshFor, expiresIn time.Duration,
 	overlapped := c.end(w) // always: it closes w
 	v.revoked = overlapped || outOfService
 	if !overlapped {
-		w.s.notes.forget(w.hash) // value is the source's now
+		w.s.notes.known(w.hash, c.now()) // value is the source's now
 	}
 	_, evicted = w.s.add(w.key, v)
 	return evicted
@@ -98,6 +104,7 @@ func (c *Cache) EndSetIfOverlapped(w Write, value []byte, freshFor, expiresIn ti
 	v.gen = w.gen
 	c.end(w)
 	v.revoked = w.gen != c.gen.Load()
+	w.s.notes.known(w.hash, c.now()) // value is the source's now
 	w.s.add(w.key, v)
 	return true
 }
@@ -141,16 +148,17 @@ func (c *Cache) EndTouch(w Write, expiresIn time.Duration) {
 		e.value.fresh, e.value.expires = min(e.value.fresh, t.expires), t.expires
 		w.s.republish(e)
 	}
+	w.s.notes.touch(w.hash, c.now(), t.expires) // the noted values live as long
 }
 
 // EndKeep ends w leaving the entry as it is, unless the write overlapped
-// another write or an Invalidate, in which case it is taken out of service
-// (see EndRevoke): for a write whose outcome at the source did not change
-// the entry, or that did not reach the source.
+// another write of the key, in which case it is taken out of service (see
+// EndRevoke): for a write that did not reach the source. (An Invalidate
+// since Begin made the entry stale already: nothing more to do.)
 func (c *Cache) EndKeep(w Write) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if c.end(w) {
+	if w.close() {
 		w.s.revoke(w.key)
 	}
 }
@@ -188,7 +196,7 @@ func (c *Cache) EndUnsure(w Write, d Digest, expiresIn time.Duration) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	c.end(w)
-	c.noteBeside(w, d, expiresIn)
+	c.noteBeside(w, d, expiresIn, true)
 }
 
 // endWithout ends a write that left no value to keep (EndDelete,
@@ -197,7 +205,7 @@ func (c *Cache) endWithout(w Write, d Digest, expiresIn time.Duration) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if c.end(w) {
-		c.noteBeside(w, d, expiresIn)
+		c.noteBeside(w, d, expiresIn, false)
 		return
 	}
 	if d == Absent {
@@ -213,15 +221,26 @@ func (c *Cache) endWithout(w Write, d Digest, expiresIn time.Duration) {
 }
 
 // noteBeside takes w's entry out of service and notes d beside what is
-// noted of its key. The caller holds w.s.mu.
-func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration) {
+// noted of its key. For a write whose outcome is unknown, when nothing is
+// known of the key (no entry, no note), the source may still hold what it
+// held before, unknown: d goes beside Absent, what the caller assumes of
+// a key it knows nothing of. The caller holds w.s.mu.
+func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration, unknown bool) {
 	now := c.now()
 	expires := now + int64(expiresIn)
-	if e, ok := w.s.core.peek(w.key); ok {
+	e, held := w.s.core.peek(w.key)
+	if held {
 		expires = max(expires, e.value.expires)
+		held = now < e.value.expires
+	}
+	if _, noted := w.s.notes.peek(w.hash, now); unknown && !held && !noted {
+		w.s.notes.put(w.hash, Absent, true, now, expires)
 	}
 	w.s.revoke(w.key)
 	w.s.notes.put(w.hash, d, false, now, expires)
+	if unknown {
+		w.s.notes.markUnsure(w.hash, now)
+	}
 }
 
 // revoke takes the entry of key out of service (see EndRevoke). The
@@ -282,7 +301,7 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 	if s.seq+1 != t.seq || t.gen != c.gen.Load() {
 		return false
 	}
-	s.notes.forget(s.hashOf(key)) // the source's value: no other is a base
+	s.notes.known(s.hashOf(key), c.now()) // the source's value supersedes them
 	stored, _ := s.add(key, v)
 	return stored
 }

@@ -18,20 +18,26 @@ var Absent Digest
 // noted is forgotten.
 const MaxNoted = 16
 
-// NoteBytes bounds the heap a note of one digest takes, whatever the
+// NoteBytes is the heap a note of one digest may take, whatever the
 // length of its key (notes are looked up by the key's hash), its share of
-// the LRU's list and map included; checked by a heap test in this package.
-// A note of writes that overlapped takes 20 bytes more per digest beyond
-// the first until a write that overlapped nothing ends. With the default
-// MaxEntries, notes take at most about 18 MiB.
+// the LRU's list and map included; a note is charged NoteBytes plus
+// extraDigestBytes per digest beyond the first. A shard's notes are
+// charged at most NoteBytes times the entries it may hold: past it, the
+// least recently written are forgotten. So all the notes of a Cache take
+// at most NoteBytes times MaxEntries (about 18 MiB at the default),
+// checked by heap tests in this package.
 const NoteBytes = 192
+
+// extraDigestBytes is the heap a digest beyond a note's first may take:
+// its 20 bytes, rounded up to the allocator's size classes.
+const extraDigestBytes = 40
 
 // notes remembers, per shard, the digests of the values the source may
 // hold of keys that have no entry here, or whose entry may not be the
 // source's value: the values of writes that were not kept (EndNoted), and
 // of writes that overlapped others or whose outcome is unknown (see
-// EndUnsure). It is bounded by an LRU of max keys: a key noted or read
-// again moves to its front.
+// EndUnsure). It is an LRU of at most max keys, charged at most budget
+// bytes: a key noted again moves to its front.
 //
 // Keys are known by the 48-bit hash of the shard's index, so that a note
 // does not keep its key's string: two keys of one shard with the same hash
@@ -40,8 +46,10 @@ const NoteBytes = 192
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	lru *simplelru.LRU[uint64, note] // nil until the first note
-	max int
+	lru    *simplelru.LRU[uint64, note] // nil until the first note
+	max    int                          // keys
+	budget int64                        // bytes: max × NoteBytes, and room for one full note
+	bytes  int64                        // charged to the notes held (see cost)
 }
 
 // note is what is noted of one key.
@@ -49,40 +57,113 @@ type note struct {
 	last    Digest   // the value the source holds, or the newest it may hold
 	more    []Digest // others it may hold, when writes overlapped: nil usually; never modified once set
 	expires int64    // clock offset after which the source no longer holds any of them
+	unsure  bool     // holds the outcome of a write that may still land (see EndUnsure)
+}
+
+func (nt note) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
+
+func newNotes(keys int) notes {
+	return notes{max: keys, budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes)}
 }
 
 // get appends the digests noted of the key of hash h, unless expired at
 // now, to ds, newest last.
 func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
-	if n.lru == nil {
-		return ds
-	}
-	if nt, ok := n.lru.Peek(h); ok && now < nt.expires {
+	if nt, ok := n.peek(h, now); ok {
 		ds = append(append(ds, nt.more...), nt.last)
 	}
 	return ds
+}
+
+// peek returns the note of the key of hash h, unless expired at now.
+func (n *notes) peek(h uint64, now int64) (note, bool) {
+	if n.lru == nil {
+		return note{}, false
+	}
+	nt, ok := n.lru.Peek(h)
+	return nt, ok && now < nt.expires
 }
 
 // put notes d of the key of hash h, until expires: alone if sure, else
 // beside the digests noted already (unless expired at now).
 func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 	if n.lru == nil {
-		n.lru, _ = simplelru.NewLRU[uint64, note](n.max, nil)
+		n.lru, _ = simplelru.NewLRU[uint64, note](n.max, func(_ uint64, nt note) { n.bytes -= nt.cost() })
 	}
-	nt, ok := n.lru.Peek(h)
+	old, ok := n.lru.Peek(h)
+	nt := old
 	switch {
-	case sure || !ok || now >= nt.expires:
+	case sure || !ok || now >= old.expires:
 		nt = note{last: d, expires: expires}
-	case nt.last == d || slices.Contains(nt.more, d):
-		nt.expires = max(nt.expires, expires)
+	case old.last == d || slices.Contains(old.more, d):
+		nt.expires = max(old.expires, expires)
 	default:
 		if len(nt.more) == MaxNoted-1 {
 			nt.more = nt.more[1:]
 		}
 		nt.more = append(slices.Clip(nt.more), nt.last) // a new array: more is never modified
-		nt.last, nt.expires = d, max(nt.expires, expires)
+		nt.last, nt.expires = d, max(old.expires, expires)
 	}
-	n.lru.Add(h, nt)
+	n.set(h, nt, old, ok)
+}
+
+// markUnsure records that the note of the key of hash h holds the outcome
+// of a write that may still land.
+func (n *notes) markUnsure(h uint64, now int64) {
+	if old, ok := n.peek(h, now); ok && !old.unsure {
+		nt := old
+		nt.unsure = true
+		n.set(h, nt, old, true)
+	}
+}
+
+// known is told that the source holds a value known here (read, or
+// written in a known order): it supersedes the note of the key of hash h,
+// but for the values of writes that may still land (an unsure note), which
+// stay; the absent key does not, since the key is not absent now.
+func (n *notes) known(h uint64, now int64) {
+	old, ok := n.peek(h, now)
+	if !ok || !old.unsure {
+		n.forget(h)
+		return
+	}
+	var ds []Digest
+	for _, d := range n.get(h, now, nil) {
+		if d != Absent {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		n.forget(h)
+		return
+	}
+	nt := note{last: ds[len(ds)-1], expires: old.expires, unsure: true}
+	if len(ds) > 1 {
+		nt.more = ds[:len(ds)-1]
+	}
+	n.set(h, nt, old, true)
+}
+
+// touch sets the expiry of the note of the key of hash h, if any.
+func (n *notes) touch(h uint64, now, expires int64) {
+	if old, ok := n.peek(h, now); ok {
+		nt := old
+		nt.expires = expires
+		n.set(h, nt, old, true)
+	}
+}
+
+// set stores nt as the note of the key of hash h, in place of old if had,
+// and forgets the least recently written notes past the budget.
+func (n *notes) set(h uint64, nt, old note, had bool) {
+	if had {
+		n.bytes -= old.cost() // Add replaces it without the eviction callback
+	}
+	n.bytes += nt.cost()
+	n.lru.Add(h, nt) // past max keys, evicts the oldest through the callback
+	for n.bytes > n.budget {
+		n.lru.RemoveOldest()
+	}
 }
 
 // forget drops the note of the key of hash h.

@@ -181,3 +181,25 @@ func TestNotesGiveWayToNewerValues(t *testing.T) {
 		t.Fatalf("Noted = %v after the key expired", got)
 	}
 }
+
+// The outcome of a write that may still land (EndUnsure) survives a value
+// read or written meanwhile, but for the absent key: the key is not absent
+// now. A first unsure write of a key nothing is known of keeps Absent
+// beside it: the key may still be as it was, unknown.
+func TestUnsureNotesSurviveKnownValues(t *testing.T) {
+	c := newCache(t, lru.Limits{}, nil)
+	c.EndUnsure(c.Begin("k"), digestOf("maybe"), time.Hour)
+	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{lru.Absent, digestOf("maybe")}) {
+		t.Fatalf("Noted = %v; want [Absent maybe]", got)
+	}
+	tok := c.FillToken("k")
+	c.Fill(tok, "k", []byte("read"), time.Hour, time.Hour)
+	if got := c.Noted("k"); !slices.Equal(got, []lru.Digest{digestOf("maybe")}) {
+		t.Fatalf("after a read Noted = %v; want [maybe]", got)
+	}
+	c.EndUnsure(c.Begin("d"), lru.Absent, time.Hour) // a delete that may land
+	c.EndSet(c.Begin("d"), []byte("v"), time.Hour, time.Hour)
+	if got := c.Noted("d"); got != nil {
+		t.Fatalf("after a write Noted = %v; want nothing: the delete's absent key is no base", got)
+	}
+}
