@@ -95,6 +95,7 @@ type Telemetry struct {
 	alerts   metric.Int64Counter
 	reg      metric.Registration
 	metered  atomic.Bool // duration.Enabled, as last asked (see HitStart)
+	traces   atomic.Bool // tracing(), as last asked (see HitStart)
 
 	// Options built once, so that recording allocates nothing.
 	durationOpts [numOps][numTiers][numResults][]metric.RecordOption
@@ -123,6 +124,7 @@ func New(o Options, observe func(*State)) (*Telemetry, error) {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	t.meters(context.Background())
+	t.tracing()
 	if t.alerts, err = meter.Int64Counter("sessiontier.alerts", metric.WithUnit("{alert}"),
 		metric.WithDescription("Alerts raised, by kind.")); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
@@ -185,6 +187,7 @@ func (t *Telemetry) observe(meter metric.Meter, observe func(*State)) error {
 	var err error
 	t.reg, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		t.meters(ctx)
+		t.tracing()
 		var st State
 		observe(&st)
 		o.ObserveInt64(entries, st.LocalEntries, onLocal)
@@ -225,13 +228,15 @@ func (t *Telemetry) Close() error { return t.reg.Unregister() }
 // recording span (a traced request): a store answers a local hit outside a
 // traced request without a span of its own, and everything else gets one.
 // start is the time to pass to Record, zero when no duration will be
-// recorded. Whether durations are recorded is asked of the meter by every
-// other operation (Now) and at every metric collection, never by a hit,
-// so that the hot path takes no interface call: a meter enabled after New
-// starts receiving local hits' durations from the store's next operation
-// that is not a local hit, or its next collection.
+// recorded. Whether durations are recorded, and whether spans are made at
+// all (a tracer provider given or set), is asked by every other operation
+// (Start) and at every metric collection, never by a hit, so that the hot
+// path takes no interface call but the look-up of ctx's span, and only
+// when spans are made: a meter enabled, or a global tracer provider set,
+// after New starts receiving local hits' durations and spans from the
+// store's next operation that is not a local hit, or its next collection.
 func (t *Telemetry) HitStart(ctx context.Context) (start time.Time, traced bool) {
-	if trace.SpanFromContext(ctx).IsRecording() {
+	if t.traces.Load() && trace.SpanFromContext(ctx).IsRecording() {
 		return time.Time{}, true
 	}
 	if t.metered.Load() {
@@ -259,6 +264,16 @@ func (t *Telemetry) meters(ctx context.Context) bool {
 	return on
 }
 
+// tracing reports whether a span may record: a provider has been given or
+// set; and keeps the answer for HitStart.
+func (t *Telemetry) tracing() bool {
+	on := t.unset == nil || otel.GetTracerProvider() != t.unset
+	if t.traces.Load() != on {
+		t.traces.Store(on)
+	}
+	return on
+}
+
 // Record records the duration of an operation that started at start (a
 // value from Now) and had no span.
 func (t *Telemetry) Record(ctx context.Context, op Op, tier Tier, result Result, start time.Time) {
@@ -282,12 +297,6 @@ type Span struct {
 // is set, otel.GetTracerProvider returns it, and Start makes spans again.
 // Should otel rename the type, spans are always made.
 const globalDelegate = "*global.tracerProvider"
-
-// tracing reports whether a span may record: a provider has been given or
-// set.
-func (t *Telemetry) tracing() bool {
-	return t.unset == nil || otel.GetTracerProvider() != t.unset
-}
 
 // Start starts the span and the timer of op. The returned context carries
 // the span, for the Redis calls and alerts of the operation.
