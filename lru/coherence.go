@@ -233,7 +233,7 @@ func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration, unknown b
 		expires = max(expires, e.value.expires)
 		held = now < e.value.expires
 	}
-	if _, noted := w.s.notes.peek(w.hash, now); unknown && !held && !noted {
+	if unknown && !held && w.s.notes.peek(w.hash, now) == nil {
 		w.s.notes.put(w.hash, Absent, true, now, expires)
 	}
 	w.s.revoke(w.key)

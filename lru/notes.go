@@ -46,21 +46,21 @@ const extraDigestBytes = 40
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	lru    *simplelru.LRU[uint64, note] // nil until the first note
-	max    int                          // keys
-	budget int64                        // bytes: max × NoteBytes, and room for one full note
-	bytes  int64                        // charged to the notes held (see cost)
+	lru    *simplelru.LRU[uint64, *note] // nil until the first note
+	max    int                           // keys
+	budget int64                         // bytes: max × NoteBytes, and room for one full note
+	bytes  int64                         // charged to the notes held (see cost)
 }
 
 // note is what is noted of one key.
 type note struct {
 	last    Digest   // the value the source holds, or the newest it may hold
-	more    []Digest // others it may hold, when writes overlapped: nil usually; never modified once set
+	more    []Digest // others it may hold, when writes overlapped: nil usually
 	expires int64    // clock offset after which the source no longer holds any of them
 	unsure  bool     // holds the outcome of a write that may still land (see EndUnsure)
 }
 
-func (nt note) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
+func (nt *note) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
 
 func newNotes(keys int) notes {
 	return notes{max: keys, budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes)}
@@ -69,51 +69,60 @@ func newNotes(keys int) notes {
 // get appends the digests noted of the key of hash h, unless expired at
 // now, to ds, newest last.
 func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
-	if nt, ok := n.peek(h, now); ok {
+	if nt := n.peek(h, now); nt != nil {
 		ds = append(append(ds, nt.more...), nt.last)
 	}
 	return ds
 }
 
-// peek returns the note of the key of hash h, unless expired at now.
-func (n *notes) peek(h uint64, now int64) (note, bool) {
+// peek returns the note of the key of hash h, unless expired at now, or
+// nil.
+func (n *notes) peek(h uint64, now int64) *note {
 	if n.lru == nil {
-		return note{}, false
+		return nil
 	}
-	nt, ok := n.lru.Peek(h)
-	return nt, ok && now < nt.expires
+	if nt, ok := n.lru.Peek(h); ok && now < nt.expires {
+		return nt
+	}
+	return nil
 }
 
 // put notes d of the key of hash h, until expires: alone if sure, else
-// beside the digests noted already (unless expired at now).
+// beside the digests noted already (unless expired at now). The note
+// moves to the front of the LRU.
 func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 	if n.lru == nil {
-		n.lru, _ = simplelru.NewLRU[uint64, note](n.max, func(_ uint64, nt note) { n.bytes -= nt.cost() })
+		n.lru, _ = simplelru.NewLRU[uint64, *note](n.max, func(_ uint64, nt *note) { n.bytes -= nt.cost() })
 	}
-	old, ok := n.lru.Peek(h)
-	nt := old
+	nt, ok := n.lru.Get(h)
+	if !ok {
+		n.bytes += NoteBytes
+		n.lru.Add(h, &note{last: d, expires: expires}) // past max keys, evicts the oldest through the callback
+		n.trim()
+		return
+	}
+	before := nt.cost()
 	switch {
-	case sure || !ok || now >= old.expires:
-		nt = note{last: d, expires: expires}
-	case old.last == d || slices.Contains(old.more, d):
-		nt.expires = max(old.expires, expires)
+	case sure || now >= nt.expires:
+		*nt = note{last: d, expires: expires}
+	case nt.last == d || slices.Contains(nt.more, d):
+		nt.expires = max(nt.expires, expires)
 	default:
 		if len(nt.more) == MaxNoted-1 {
 			nt.more = nt.more[1:]
 		}
-		nt.more = append(slices.Clip(nt.more), nt.last) // a new array: more is never modified
-		nt.last, nt.expires = d, max(old.expires, expires)
+		nt.more = append(slices.Clip(nt.more), nt.last) // a new array: the spare room is charged for nothing
+		nt.last, nt.expires = d, max(nt.expires, expires)
 	}
-	n.set(h, nt, old, ok)
+	n.bytes += nt.cost() - before
+	n.trim()
 }
 
 // markUnsure records that the note of the key of hash h holds the outcome
 // of a write that may still land.
 func (n *notes) markUnsure(h uint64, now int64) {
-	if old, ok := n.peek(h, now); ok && !old.unsure {
-		nt := old
+	if nt := n.peek(h, now); nt != nil {
 		nt.unsure = true
-		n.set(h, nt, old, true)
 	}
 }
 
@@ -122,8 +131,8 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	old, ok := n.peek(h, now)
-	if !ok || !old.unsure {
+	nt := n.peek(h, now)
+	if nt == nil || !nt.unsure {
 		n.forget(h)
 		return
 	}
@@ -137,30 +146,23 @@ func (n *notes) known(h uint64, now int64) {
 		n.forget(h)
 		return
 	}
-	nt := note{last: ds[len(ds)-1], expires: old.expires, unsure: true}
-	if len(ds) > 1 {
-		nt.more = ds[:len(ds)-1]
+	before := nt.cost()
+	nt.last, nt.more = ds[len(ds)-1], ds[:len(ds)-1:len(ds)-1]
+	if len(nt.more) == 0 {
+		nt.more = nil
 	}
-	n.set(h, nt, old, true)
+	n.bytes += nt.cost() - before
 }
 
 // touch sets the expiry of the note of the key of hash h, if any.
 func (n *notes) touch(h uint64, now, expires int64) {
-	if old, ok := n.peek(h, now); ok {
-		nt := old
+	if nt := n.peek(h, now); nt != nil {
 		nt.expires = expires
-		n.set(h, nt, old, true)
 	}
 }
 
-// set stores nt as the note of the key of hash h, in place of old if had,
-// and forgets the least recently written notes past the budget.
-func (n *notes) set(h uint64, nt, old note, had bool) {
-	if had {
-		n.bytes -= old.cost() // Add replaces it without the eviction callback
-	}
-	n.bytes += nt.cost()
-	n.lru.Add(h, nt) // past max keys, evicts the oldest through the callback
+// trim forgets the least recently written notes past the budget.
+func (n *notes) trim() {
 	for n.bytes > n.budget {
 		n.lru.RemoveOldest()
 	}
