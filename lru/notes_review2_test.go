@@ -1,12 +1,9 @@
 package lru_test
 
 import (
-	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 )
 
@@ -21,28 +18,21 @@ import (
 // of a shard are bounded by bytes too: full notes, fewer of them.
 func TestReviewNotes2NoteBytesBoundsFullNotes(t *testing.T) {
 	const n = 20_000
-	keys := make([]string, n)
-	for i := range n {
-		keys[i] = fmt.Sprintf("key-%011d", i)
-	}
-	before := tiertest.HeapAfterGC()
-	c, err := lru.New(lru.Limits{MaxEntries: n}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		for j := range lru.MaxNoted {
-			c.EndUnsure(c.Begin(keys[i]), lru.Digest{byte(i), byte(i >> 8), byte(j), 1}, time.Hour)
+	var last string
+	c, heap := notesHeap(t, n, func(c *lru.Cache, keys []string) {
+		for i, k := range keys {
+			for j := range lru.MaxNoted {
+				c.EndUnsure(c.Begin(k), lru.Digest{byte(i), byte(i >> 8), byte(j), 1}, time.Hour)
+			}
 		}
-	}
-	after := tiertest.HeapAfterGC()
-	if got := len(c.Noted(keys[n-1])); got != lru.MaxNoted {
+		last = keys[n-1]
+	})
+	if got := len(c.Noted(last)); got != lru.MaxNoted {
 		t.Fatalf("%d digests noted; want %d", got, lru.MaxNoted)
 	}
-	perEntry := float64(after-before) / n
+	perEntry := float64(heap) / n
 	t.Logf("%d full notes kept of %d keys; heap %.0f bytes per entry allowed", c.Stats().Notes, n, perEntry)
 	if perEntry > lru.NoteBytes {
 		t.Fatalf("notes of %d digests cost %.0f heap bytes per entry allowed; NoteBytes (the README's bound) is %d", lru.MaxNoted, perEntry, lru.NoteBytes)
 	}
-	runtime.KeepAlive(keys)
 }

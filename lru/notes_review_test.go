@@ -2,12 +2,10 @@ package lru_test
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/sessiontier/sessiontier/internal/tiertest"
 	"github.com/sessiontier/sessiontier/lru"
 )
 
@@ -42,33 +40,24 @@ func TestReviewNotesAForgottenNoteFreesItsPlace(t *testing.T) {
 // digest per key, so it does not see it.
 func TestReviewNotesNoteBytesCoversOverlappedWrites(t *testing.T) {
 	const n = 20_000
-	keys := make([]string, n)
-	for i := range n {
-		keys[i] = fmt.Sprintf("key-%011d", i)
-	}
-	before := tiertest.HeapAfterGC()
-	c, err := lru.New(lru.Limits{MaxEntries: n}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		var ws []lru.Write
-		for range 8 { // a hot session: 8 requests writing it at once
-			ws = append(ws, c.Begin(keys[i]))
+	c, heap := notesHeap(t, n, func(c *lru.Cache, keys []string) {
+		for i, k := range keys {
+			var ws []lru.Write
+			for range 8 { // a hot session: 8 requests writing it at once
+				ws = append(ws, c.Begin(k))
+			}
+			for j, w := range ws {
+				c.EndNoted(w, lru.Digest{byte(i), byte(i >> 8), byte(j)}, time.Hour)
+			}
+			c.EndNoted(c.Begin(k), lru.Digest{byte(i), byte(i >> 8), 0xff}, time.Hour) // then alone: one digest noted
 		}
-		for j, w := range ws {
-			c.EndNoted(w, lru.Digest{byte(i), byte(i >> 8), byte(j)}, time.Hour)
-		}
-		c.EndNoted(c.Begin(keys[i]), lru.Digest{byte(i), byte(i >> 8), 0xff}, time.Hour) // then alone: one digest noted
-	}
-	after := tiertest.HeapAfterGC()
+	})
 	notes := c.Stats().Notes
-	perNote := float64(after-before) / float64(notes)
+	perNote := float64(heap) / float64(notes)
 	if notes < n*9/10 {
 		t.Fatalf("%d notes of %d keys", notes, n)
 	}
 	if perNote > lru.NoteBytes {
 		t.Fatalf("a note costs %.0f heap bytes (one digest noted, after overlapped writes); NoteBytes is %d", perNote, lru.NoteBytes)
 	}
-	runtime.KeepAlive(keys)
 }

@@ -49,27 +49,39 @@ func checkOverhead(t *testing.T, n int) {
 	runtime.KeepAlive(values)
 }
 
+// notesHeap returns a Cache of n entries whose notes fill wrote, given n
+// keys of 16 bytes (their strings are not counted), and the heap it grew
+// by.
+func notesHeap(t *testing.T, n int, fill func(c *lru.Cache, keys []string)) (*lru.Cache, int64) {
+	t.Helper()
+	keys := make([]string, n)
+	for i := range n {
+		keys[i] = fmt.Sprintf("key-%011d", i)
+	}
+	before := tiertest.HeapAfterGC()
+	c, err := lru.New(lru.Limits{MaxEntries: n}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(c, keys)
+	after := tiertest.HeapAfterGC()
+	runtime.KeepAlive(keys)
+	return c, int64(after - before)
+}
+
 // TestNoteBytesCoversTheHeap checks that NoteBytes is no smaller than the
 // heap a note takes, its key not retained, at the fill levels of a shard's
-// ring and map that cost most.
+// LRU and map that cost most.
 func TestNoteBytesCoversTheHeap(t *testing.T) {
 	for _, n := range []int{20_000, 33_000, 50_000, 70_000, 100_000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			keys := make([]string, n)
-			for i := range n {
-				keys[i] = fmt.Sprintf("key-%011d", i)
-			}
-			before := tiertest.HeapAfterGC()
-			c, err := lru.New(lru.Limits{MaxEntries: n}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range n {
-				c.EndNoted(c.Begin(keys[i]), lru.Digest{byte(i)}, time.Hour)
-			}
-			after := tiertest.HeapAfterGC()
+			c, heap := notesHeap(t, n, func(c *lru.Cache, keys []string) {
+				for i, k := range keys {
+					c.EndNoted(c.Begin(k), lru.Digest{byte(i)}, time.Hour)
+				}
+			})
 			notes := c.Stats().Notes
-			perNote := float64(after-before) / float64(notes)
+			perNote := float64(heap) / float64(notes)
 			t.Logf("heap per note: %.0f bytes (NoteBytes %d), %d notes", perNote, lru.NoteBytes, notes)
 			if notes < n*9/10 {
 				t.Fatalf("%d notes of %d keys", notes, n)
@@ -77,7 +89,6 @@ func TestNoteBytesCoversTheHeap(t *testing.T) {
 			if perNote > lru.NoteBytes {
 				t.Fatalf("a note costs %.0f heap bytes; NoteBytes is %d", perNote, lru.NoteBytes)
 			}
-			runtime.KeepAlive(keys)
 		})
 	}
 }

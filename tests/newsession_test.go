@@ -7,8 +7,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/sessiontier/sessiontier/breaker"
-	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -21,23 +19,9 @@ import (
 // session; then the replay. They return what Redis holds afterwards.
 func outageWriteAfter(t *testing.T, opts tiered.Options, before func(s *tiered.Store, plain *goredis.Client)) (string, tiered.Stats) {
 	t.Helper()
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	opts.Breaker = breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond}
-	s := storeAt(t, proxy.Addr, opts)
-	waitFor(t, "the stream", func() bool { return s.Stats().Invalidation != "connecting" })
-	before(s, plain)
-	srv.Pause()
-	if err := s.Set(bg, "tripper", []byte("x"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Set(bg, "fresh", []byte("outage"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	srv.Resume()
-	waitReplayed(t, s)
-	return plain.Get(bg, "session:fresh").Val(), s.Stats()
+	r := newNotesRig(t, opts) // tests/reviewnotes_test.go
+	before(r.s, r.plain)
+	return r.outage(t, nil)
 }
 
 func set(t *testing.T, s *tiered.Store, id, v string) {
@@ -124,14 +108,8 @@ func TestOutageWriteAfterANewSessionWasFlushed(t *testing.T) {
 // the base of the next outage write, which still replays.
 func TestARefusedOutageWriteKeepsTheBase(t *testing.T) {
 	for _, held := range []bool{true, false} {
-		srv := redistest.Start(t)
-		plain := srv.Client()
-		proxy := redistest.NewProxy(t, srv.Addr)
-		s := storeAt(t, proxy.Addr, tiered.Options{
-			Fallback: lru.Limits{MaxBytes: 4096},
-			Breaker:  breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
-		})
-		waitFor(t, "the stream", func() bool { return s.Stats().Invalidation != "connecting" })
+		r := newNotesRig(t, tiered.Options{Fallback: lru.Limits{MaxBytes: 4096}})
+		srv, plain, s := r.srv, r.plain, r.s
 		set(t, s, "sid", "v1")
 		if held {
 			if v, err := s.Get(bg, "sid"); err != nil || string(v) != "v1" {
