@@ -105,9 +105,18 @@ func (o *outage) fenced(mark uint64) {
 
 func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }
 
-func digest(v []byte) string {
-	sum := sha1.Sum(v)
-	return hex.EncodeToString(sum[:])
+// digest is v's SHA-1 in hex, as the replay script's bases spell it.
+func digest(v []byte) string { return hexOf(sum(v)) }
+
+// sum is the SHA-1 of v: what the replay script compares (redis.sha1hex).
+func sum(v []byte) lru.Digest { return sha1.Sum(v) }
+
+// hexOf is d as the replay script's bases spell it ("" for lru.Absent).
+func hexOf(d lru.Digest) string {
+	if d == lru.Absent {
+		return ""
+	}
+	return hex.EncodeToString(d[:])
 }
 
 // active reports, without locking, whether the tier holds anything.

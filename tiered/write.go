@@ -3,8 +3,6 @@ package tiered
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -157,7 +155,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 				s.local.EndSetOutOfService(w, c.value, s.opts.Local.TTL, c.ttl)
 			case c.kind == kindSet && s.out != nil:
 				// A session not held here: its digest is enough for that.
-				s.local.EndNoted(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+				s.local.EndNoted(w, sum(c.value), c.ttl)
 			case c.kind == kindTouch && found: // the value is unchanged: still a base
 				s.local.EndRevoke(w)
 			default:
@@ -200,7 +198,7 @@ func (s *Store) endFailed(w lru.Write, c change, err error) {
 	case s.out == nil: // no replay to compare with Redis
 		s.local.EndDelete(w)
 	case c.kind == kindSet:
-		s.local.EndUnsure(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+		s.local.EndUnsure(w, sum(c.value), c.ttl)
 	case c.kind == kindDelete:
 		s.local.EndUnsure(w, lru.Absent, 0)
 	default: // a touch leaves the value as it was
@@ -353,7 +351,7 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 		switch {
 		case s.local == nil:
 		case sent: // it may have landed: Redis holds the copy's value or this one
-			s.local.EndUnsure(w, lru.Digest(sha1.Sum(c.value)), c.ttl)
+			s.local.EndUnsure(w, sum(c.value), c.ttl)
 		default: // it changed nothing: the copy is still the base
 			s.local.EndKeep(w)
 		}
@@ -378,11 +376,7 @@ func (s *Store) lastSeen(id string) []string {
 			bases = append(bases, digest(v))
 		}
 		for _, d := range s.local.Noted(id) {
-			if d == lru.Absent {
-				bases = withBase(bases, "")
-			} else {
-				bases = withBase(bases, hex.EncodeToString(d[:]))
-			}
+			bases = withBase(bases, hexOf(d))
 		}
 	}
 	if len(bases) == 0 {
