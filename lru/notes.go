@@ -24,9 +24,9 @@ const MaxNoted = 16
 // extraDigestBytes per digest beyond the first. A shard's notes are
 // charged at most NoteBytes times the entries it may hold: past it, the
 // least recently written are forgotten. So all the notes of a Cache take
-// at most NoteBytes times MaxEntries (about 18 MiB at the default),
+// at most NoteBytes times MaxEntries (about 20 MiB at the default),
 // checked by heap tests in this package.
-const NoteBytes = 192
+const NoteBytes = 208
 
 // extraDigestBytes is the heap a digest beyond a note's first may take:
 // its 20 bytes, rounded up to the allocator's size classes.
@@ -37,7 +37,7 @@ const extraDigestBytes = 40
 // source's value: the values of writes that were not kept (EndNoted), and
 // of writes that overlapped others or whose outcome is unknown (see
 // EndUnsure). It is an LRU of at most max keys, charged at most budget
-// bytes: a key noted again moves to its front.
+// bytes: a key noted, touched or read again moves to its front.
 //
 // Keys are known by the 48-bit hash of the shard's index, so that a note
 // does not keep its key's string: two keys of one shard with the same hash
@@ -73,6 +73,19 @@ func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
 		ds = append(append(ds, nt.more...), nt.last)
 	}
 	return ds
+}
+
+// use returns the note of the key of hash h, unless expired at now, or
+// nil, and moves it to the front of the LRU: a note touched or read is in
+// use, as one written again.
+func (n *notes) use(h uint64, now int64) *note {
+	if n.lru == nil {
+		return nil
+	}
+	if nt, ok := n.lru.Get(h); ok && now < nt.expires {
+		return nt
+	}
+	return nil
 }
 
 // peek returns the note of the key of hash h, unless expired at now, or
@@ -131,7 +144,7 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	nt := n.peek(h, now)
+	nt := n.use(h, now)
 	if nt == nil || !nt.unsure {
 		n.forget(h)
 		return
@@ -156,7 +169,7 @@ func (n *notes) known(h uint64, now int64) {
 
 // touch sets the expiry of the note of the key of hash h, if any.
 func (n *notes) touch(h uint64, now, expires int64) {
-	if nt := n.peek(h, now); nt != nil {
+	if nt := n.use(h, now); nt != nil {
 		nt.expires = expires
 	}
 }

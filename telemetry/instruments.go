@@ -257,21 +257,30 @@ func (t *Telemetry) Now(ctx context.Context) time.Time {
 // meters asks the meter whether durations are recorded, and keeps the
 // answer for HitStart.
 func (t *Telemetry) meters(ctx context.Context) bool {
-	on := t.duration.Enabled(ctx)
-	if t.metered.Load() != on { // stores only on a change: hits read it
-		t.metered.Store(on)
+	return keep(&t.metered, func() bool { return t.duration.Enabled(ctx) })
+}
+
+// keep stores ask's answer in b, for the hits to read, and returns it.
+// It stores only on a change, so that hits' reads of b stay in their
+// cores' caches; and after a change it asks again until the answer
+// agrees with b, so that an answer stored late by a slow caller (asked
+// before the meter or provider changed, stored after a later caller found
+// nothing to change) is corrected before its operation returns.
+func keep(b *atomic.Bool, ask func() bool) bool {
+	for {
+		on := ask()
+		cur := b.Load()
+		if cur == on {
+			return on
+		}
+		b.CompareAndSwap(cur, on)
 	}
-	return on
 }
 
 // tracing reports whether a span may record: a provider has been given or
 // set; and keeps the answer for HitStart.
 func (t *Telemetry) tracing() bool {
-	on := t.unset == nil || otel.GetTracerProvider() != t.unset
-	if t.traces.Load() != on {
-		t.traces.Store(on)
-	}
-	return on
+	return keep(&t.traces, func() bool { return t.unset == nil || otel.GetTracerProvider() != t.unset })
 }
 
 // Record records the duration of an operation that started at start (a
