@@ -223,12 +223,12 @@ func (c *Cache) seen(key string) (value []byte, ok, present bool) {
 // and how many entries were evicted to make room. Set takes ownership of
 // value.
 func (c *Cache) Set(key string, value []byte, freshFor, expiresIn time.Duration) (stored bool, evicted int) {
-	s := c.shard(key)
+	s, h := c.locate(key)
 	v := c.cached(value, freshFor, expiresIn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.notes.known(s.hashOf(key), c.now())
-	return s.add(key, v)
+	s.notes.known(h, c.now())
+	return s.add(key, h, v)
 }
 
 func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
@@ -236,12 +236,13 @@ func (c *Cache) cached(value []byte, freshFor, expiresIn time.Duration) cached {
 	return cached{value: value, fresh: now + int64(min(freshFor, expiresIn)), expires: now + int64(expiresIn), gen: c.gen.Load()}
 }
 
-// add stores v under key. The caller holds s.mu.
-func (s *shard) add(key string, v cached) (stored bool, evicted int) {
+// add stores v under key, whose hash in s's index is h. The caller holds
+// s.mu.
+func (s *shard) add(key string, h uint64, v cached) (stored bool, evicted int) {
 	s.adds++
 	before := s.core.evictions
 	stored = s.core.Add(key, v, int64(len(key)+len(v.value))+EntryOverhead)
-	if h := s.hashOf(key); stored {
+	if stored {
 		s.index.store(&item{cached: v, key: key, hash: h}, h)
 	} else {
 		s.index.remove(key, h)

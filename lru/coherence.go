@@ -1,9 +1,6 @@
 package lru
 
-import (
-	"hash/maphash"
-	"time"
-)
+import "time"
 
 // Write is a write of one key in progress, between Begin and one of the
 // End methods. Every Write must be ended exactly once.
@@ -24,8 +21,7 @@ type Write struct {
 // that an Invalidate or a Purge overlapped: the source may have lost its
 // value meanwhile.
 func (c *Cache) Begin(key string) Write {
-	h := maphash.String(c.seed, key)
-	s := &c.shards[h&c.mask]
+	s, h := c.locate(key)
 	gen := c.gen.Load()
 	s.mu.Lock()
 	s.seq++
@@ -35,7 +31,7 @@ func (c *Cache) Begin(key string) Write {
 	s.writes[key] = w
 	adds := s.adds
 	s.mu.Unlock()
-	return Write{s: s, key: key, hash: h >> 16, gen: gen, adds: adds}
+	return Write{s: s, key: key, hash: h, gen: gen, adds: adds}
 }
 
 // end closes w and reports whether it overlapped another write of its key
@@ -79,7 +75,7 @@ func (c *Cache) endSet(w Write, value []byte, freshFor, expiresIn time.Duration,
 	if !overlapped {
 		w.s.notes.known(w.hash, c.now()) // value is the source's now
 	}
-	_, evicted = w.s.add(w.key, v)
+	_, evicted = w.s.add(w.key, w.hash, v)
 	return evicted
 }
 
@@ -105,7 +101,7 @@ func (c *Cache) EndSetIfOverlapped(w Write, value []byte, freshFor, expiresIn ti
 	c.end(w)
 	v.revoked = w.gen != c.gen.Load()
 	w.s.notes.known(w.hash, c.now()) // value is the source's now
-	w.s.add(w.key, v)
+	w.s.add(w.key, w.hash, v)
 	return true
 }
 
@@ -233,7 +229,7 @@ func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration, unknown b
 		expires = max(expires, e.value.expires)
 		held = now < e.value.expires
 	}
-	if unknown && !held && w.s.notes.peek(w.hash, now) == nil {
+	if unknown && !held && w.s.notes.find(w.hash, now, false) == nil {
 		w.s.notes.put(w.hash, Absent, true, now, expires)
 	}
 	w.s.revoke(w.key)
@@ -257,11 +253,10 @@ func (s *shard) revoke(key string) {
 // have, and did not keep. Like Seen, it is for comparing with the source:
 // the source may have changed since.
 func (c *Cache) Noted(key string) []Digest {
-	h := maphash.String(c.seed, key)
-	s := &c.shards[h&c.mask]
+	s, h := c.locate(key)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.notes.get(h>>16, c.now(), nil)
+	return s.notes.get(h, c.now(), nil)
 }
 
 // FillToken is taken before reading key from the source of truth, and
@@ -301,8 +296,9 @@ func (c *Cache) Fill(t FillToken, key string, value []byte, freshFor, expiresIn 
 	if s.seq+1 != t.seq || t.gen != c.gen.Load() {
 		return false
 	}
-	s.notes.known(s.hashOf(key), c.now()) // the source's value supersedes them
-	stored, _ := s.add(key, v)
+	h := s.hashOf(key)
+	s.notes.known(h, c.now()) // the source's value supersedes them
+	stored, _ := s.add(key, h, v)
 	return stored
 }
 

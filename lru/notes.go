@@ -69,32 +69,29 @@ func newNotes(keys int) notes {
 // get appends the digests noted of the key of hash h, unless expired at
 // now, to ds, newest last.
 func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
-	if nt := n.peek(h, now); nt != nil {
+	if nt := n.find(h, now, false); nt != nil {
 		ds = append(append(ds, nt.more...), nt.last)
 	}
 	return ds
 }
 
-// use returns the note of the key of hash h, unless expired at now, or
-// nil, and moves it to the front of the LRU: a note touched or read is in
-// use, as one written again.
-func (n *notes) use(h uint64, now int64) *note {
+// find returns the note of the key of hash h, unless expired at now, or
+// nil. With use, the note moves to the front of the LRU: a note touched
+// or read is in use, as one written again.
+func (n *notes) find(h uint64, now int64, use bool) *note {
 	if n.lru == nil {
 		return nil
 	}
-	if nt, ok := n.lru.Get(h); ok && now < nt.expires {
-		return nt
+	var (
+		nt *note
+		ok bool
+	)
+	if use {
+		nt, ok = n.lru.Get(h)
+	} else {
+		nt, ok = n.lru.Peek(h)
 	}
-	return nil
-}
-
-// peek returns the note of the key of hash h, unless expired at now, or
-// nil.
-func (n *notes) peek(h uint64, now int64) *note {
-	if n.lru == nil {
-		return nil
-	}
-	if nt, ok := n.lru.Peek(h); ok && now < nt.expires {
+	if ok && now < nt.expires {
 		return nt
 	}
 	return nil
@@ -134,7 +131,7 @@ func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 // markUnsure records that the note of the key of hash h holds the outcome
 // of a write that may still land.
 func (n *notes) markUnsure(h uint64, now int64) {
-	if nt := n.peek(h, now); nt != nil {
+	if nt := n.find(h, now, false); nt != nil {
 		nt.unsure = true
 	}
 }
@@ -144,7 +141,7 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	nt := n.use(h, now)
+	nt := n.find(h, now, true)
 	if nt == nil || !nt.unsure {
 		n.forget(h)
 		return
@@ -169,7 +166,7 @@ func (n *notes) known(h uint64, now int64) {
 
 // touch sets the expiry of the note of the key of hash h, if any.
 func (n *notes) touch(h uint64, now, expires int64) {
-	if nt := n.use(h, now); nt != nil {
+	if nt := n.find(h, now, true); nt != nil {
 		nt.expires = expires
 	}
 }
