@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -188,23 +189,19 @@ func TestReview3NotesExpireWithTheClock(t *testing.T) {
 }
 
 // Review 3 (ac2c1ff): notes modified in place while Noted and Stats read
-// them under the shard's read lock; run with -race. Passes.
+// them under the shard's read lock; run with -race. The writers run a
+// fixed number of rounds, the readers until they are done; the notes stay
+// within their bounds, and the digests read are never more than MaxNoted.
 func TestReview3NotesConcurrentReaders(t *testing.T) {
-	c, err := New(Limits{MaxEntries: 32}, nil)
+	const max, rounds = 32, 2_000
+	c, err := New(Limits{MaxEntries: max}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{}, 6)
+	var writers, readers sync.WaitGroup
 	for g := range 4 {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+		writers.Go(func() {
+			for i := range rounds {
 				key := fmt.Sprint("k", (i+g)%8)
 				w1, w2 := c.Begin(key), c.Begin(key)
 				c.EndUnsure(w1, Digest{byte(i)}, time.Minute)
@@ -218,11 +215,11 @@ func TestReview3NotesConcurrentReaders(t *testing.T) {
 					c.EndKeep(w2)
 				}
 			}
-		}()
+		})
 	}
+	stop := make(chan struct{})
 	for range 2 {
-		go func() {
-			defer func() { done <- struct{}{} }()
+		readers.Go(func() {
 			for {
 				select {
 				case <-stop:
@@ -230,18 +227,24 @@ func TestReview3NotesConcurrentReaders(t *testing.T) {
 				default:
 				}
 				for k := range 8 {
-					for _, d := range c.Noted(fmt.Sprint("k", k)) {
-						_ = d
+					if got := c.Noted(fmt.Sprint("k", k)); len(got) > MaxNoted {
+						t.Errorf("%d digests noted of one key; MaxNoted is %d", len(got), MaxNoted)
+						return
 					}
 				}
-				c.Stats()
+				if n := c.Stats().Notes; n > max {
+					t.Errorf("%d notes; MaxEntries is %d", n, max)
+					return
+				}
 			}
-		}()
+		})
 	}
-	time.Sleep(time.Second)
+	writers.Wait()
 	close(stop)
-	for range 6 {
-		<-done
+	readers.Wait()
+	s := &c.shards[0]
+	if s.notes.bytes > s.notes.budget {
+		t.Fatalf("notes charged %d bytes; budget %d", s.notes.bytes, s.notes.budget)
 	}
 }
 
@@ -258,7 +261,7 @@ func TestReview3TouchedNoteIsNotTheFirstForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(c.shards) != 1 {
-		t.Skipf("%d shards", len(c.shards))
+		t.Fatalf("%d shards; the test needs one", len(c.shards)) // MaxEntries 4: always one
 	}
 	for i := range max {
 		c.EndNoted(c.Begin(fmt.Sprint("k", i)), Digest{byte(i + 1)}, time.Hour)

@@ -146,14 +146,12 @@ func TestReview3ConcurrentHitsWritesCollections(t *testing.T) {
 	for i := range 8 {
 		mustSet(t, s, fmt.Sprint("k", i), "v")
 	}
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	var wg sync.WaitGroup
+	const rounds = 3000
+	var workers, collector sync.WaitGroup
 	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		workers.Go(func() {
 			tracer := tp.Tracer("app")
-			for i := 0; time.Now().Before(deadline); i++ {
+			for i := range rounds {
 				id := fmt.Sprint("k", (i+g)%8)
 				ctx, span := bg, trace.Span(nil)
 				if i%5 == 0 {
@@ -175,17 +173,42 @@ func TestReview3ConcurrentHitsWritesCollections(t *testing.T) {
 					span.End()
 				}
 			}
-		}()
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for time.Now().Before(deadline) {
+	stop := make(chan struct{})
+	collector.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			var rm metricdata.ResourceMetrics
 			reader.Collect(bg, &rm)
 			s.Stats()
-			time.Sleep(time.Millisecond)
 		}
-	}()
-	wg.Wait()
+	})
+	workers.Wait()
+	close(stop)
+	collector.Wait()
+	// The durations were recorded all along, local hits included.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(bg, &rm); err != nil {
+		t.Fatal(err)
+	}
+	var hits uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == "sessiontier.operation.duration" {
+				for _, dp := range h.DataPoints {
+					if tier, _ := dp.Attributes.Value("tier"); tier.AsString() == "local" {
+						hits += dp.Count
+					}
+				}
+			}
+		}
+	}
+	if hits == 0 {
+		t.Fatal("no local hit's duration recorded")
+	}
 }
