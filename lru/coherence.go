@@ -229,7 +229,7 @@ func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration, unknown b
 		expires = max(expires, e.value.expires)
 		held = now < e.value.expires
 	}
-	if unknown && !held && w.s.notes.find(w.hash, now, false) == nil {
+	if unknown && !held && w.s.notes.find(w.hash, now, false) == noNote {
 		w.s.notes.put(w.hash, Absent, true, now, expires)
 	}
 	w.s.revoke(w.key)

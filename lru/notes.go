@@ -1,10 +1,6 @@
 package lru
 
-import (
-	"slices"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-)
+import "slices"
 
 // Digest is a fixed-size digest of a value, computed by the caller (a
 // SHA-1 fits). The zero Digest stands for no value: the key absent.
@@ -39,6 +35,15 @@ const extraDigestBytes = 40
 // EndUnsure). It is an LRU of at most max keys, charged at most budget
 // bytes: a key noted, touched or read again moves to its front.
 //
+// A login storm notes every write (each of a session not held), so the
+// notes are laid out for it: slots in one array, linked by index into the
+// LRU's list, and a map from hash to slot, noNote holding a pointer. Noting
+// a key then allocates nothing once the array has grown, and the garbage
+// collector has nothing to trace in them (a golang-lru simplelru of
+// pointers to notes took 10% of a login storm's CPU, and two allocations
+// a note). The rare older digests of a key whose writes overlapped are
+// kept aside, in more.
+//
 // Keys are known by the 48-bit hash of the shard's index, so that a note
 // does not keep its key's string: two keys of one shard with the same hash
 // share a note (about one chance in 10^7 per shard full of 6,000 notes),
@@ -46,93 +51,127 @@ const extraDigestBytes = 40
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	lru    *simplelru.LRU[uint64, *note] // nil until the first note
-	max    int                           // keys
-	budget int64                         // bytes: max × NoteBytes, and room for one full note
-	bytes  int64                         // charged to the notes held (see cost)
+	at     map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
+	slots  []noteSlot         // the notes, and free slots linked by next
+	more   map[int32][]Digest // the older digests of the notes that keep several, by slot
+	head   int32              // the most recently used slot, or noNote
+	tail   int32              // the least recently used slot, or noNote
+	free   int32              // the first free slot, or noNote
+	max    int                // keys
+	budget int64              // bytes: max × NoteBytes, and room for one full note
+	bytes  int64              // charged to the notes held (see cost)
+}
+
+// noNote is the index of no slot.
+const noNote = -1
+
+// noteSlot is a note and its links in the LRU's list: prev is toward the
+// front (head), next toward the back (tail).
+type noteSlot struct {
+	h          uint64
+	prev, next int32
+	note
 }
 
 // note is what is noted of one key.
 type note struct {
-	last    Digest   // the value the source holds, or the newest it may hold
-	more    []Digest // others it may hold, when writes overlapped: nil usually
-	expires int64    // clock offset after which the source no longer holds any of them
-	unsure  bool     // holds the outcome of a write that may still land (see EndUnsure)
+	last    Digest // the value the source holds, or the newest it may hold
+	expires int64  // clock offset after which the source no longer holds any of them
+	unsure  bool   // holds the outcome of a write that may still land (see EndUnsure)
+	older   uint8  // digests kept in notes.more for its slot: writes overlapped
 }
 
-func (nt *note) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
+func (nt *note) cost() int64 { return NoteBytes + int64(nt.older)*extraDigestBytes }
 
 func newNotes(keys int) notes {
-	return notes{max: keys, budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes)}
+	return notes{max: keys, budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes),
+		head: noNote, tail: noNote, free: noNote}
 }
 
 // get appends the digests noted of the key of hash h, unless expired at
 // now, to ds, newest last.
 func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
-	if nt := n.find(h, now, false); nt != nil {
-		ds = append(append(ds, nt.more...), nt.last)
+	if i := n.find(h, now, false); i != noNote {
+		nt := &n.slots[i].note
+		if nt.older > 0 {
+			ds = append(ds, n.more[i]...)
+		}
+		ds = append(ds, nt.last)
 	}
 	return ds
 }
 
-// find returns the note of the key of hash h, unless expired at now, or
-// nil. With use, the note moves to the front of the LRU: a note touched
-// or read is in use, as one written again.
-func (n *notes) find(h uint64, now int64, use bool) *note {
-	if n.lru == nil {
-		return nil
+// find returns the slot of the note of the key of hash h, unless expired
+// at now, or noNote. With use, the note moves to the front of the LRU: a
+// note touched or read is in use, as one written again.
+func (n *notes) find(h uint64, now int64, use bool) int32 {
+	i, ok := n.at[h] // a nil map finds nothing
+	if !ok {
+		return noNote
 	}
-	var (
-		nt *note
-		ok bool
-	)
 	if use {
-		nt, ok = n.lru.Get(h)
-	} else {
-		nt, ok = n.lru.Peek(h)
+		n.toFront(i)
 	}
-	if ok && now < nt.expires {
-		return nt
+	if now >= n.slots[i].expires {
+		return noNote
 	}
-	return nil
+	return i
 }
 
 // put notes d of the key of hash h, until expires: alone if sure, else
 // beside the digests noted already (unless expired at now). The note
 // moves to the front of the LRU.
 func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
-	if n.lru == nil {
-		n.lru, _ = simplelru.NewLRU[uint64, *note](n.max, func(_ uint64, nt *note) { n.bytes -= nt.cost() })
-	}
-	nt, ok := n.lru.Get(h)
+	i, ok := n.at[h]
 	if !ok {
+		if len(n.at) >= n.max {
+			n.remove(n.tail) // the least recently used makes room
+		}
+		i = n.add(h)
+		n.slots[i].note = note{last: d, expires: expires}
 		n.bytes += NoteBytes
-		n.lru.Add(h, &note{last: d, expires: expires}) // past max keys, evicts the oldest through the callback
 		n.trim()
 		return
 	}
+	n.toFront(i)
+	nt := &n.slots[i].note
 	before := nt.cost()
 	switch {
 	case sure || now >= nt.expires:
 		*nt = note{last: d, expires: expires}
-	case nt.last == d || slices.Contains(nt.more, d):
+		delete(n.more, i)
+	case nt.last == d || (nt.older > 0 && slices.Contains(n.more[i], d)):
 		nt.expires = max(nt.expires, expires)
 	default:
-		if len(nt.more) == MaxNoted-1 {
-			nt.more = nt.more[1:]
+		more := n.more[i]
+		if len(more) == MaxNoted-1 {
+			more = more[1:]
 		}
-		nt.more = append(slices.Clip(nt.more), nt.last) // a new array: the spare room is charged for nothing
+		n.setMore(i, append(slices.Clip(more), nt.last)) // a new array: the spare room is charged for nothing
 		nt.last, nt.expires = d, max(nt.expires, expires)
 	}
 	n.bytes += nt.cost() - before
 	n.trim()
 }
 
+// setMore sets the older digests of the note of slot i.
+func (n *notes) setMore(i int32, more []Digest) {
+	if len(more) == 0 {
+		delete(n.more, i)
+	} else {
+		if n.more == nil {
+			n.more = make(map[int32][]Digest)
+		}
+		n.more[i] = more
+	}
+	n.slots[i].older = uint8(len(more))
+}
+
 // markUnsure records that the note of the key of hash h holds the outcome
 // of a write that may still land.
 func (n *notes) markUnsure(h uint64, now int64) {
-	if nt := n.find(h, now, false); nt != nil {
-		nt.unsure = true
+	if i := n.find(h, now, false); i != noNote {
+		n.slots[i].unsure = true
 	}
 }
 
@@ -141,8 +180,8 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	nt := n.find(h, now, true)
-	if nt == nil || !nt.unsure {
+	i := n.find(h, now, true)
+	if i == noNote || !n.slots[i].unsure {
 		n.forget(h)
 		return
 	}
@@ -156,46 +195,110 @@ func (n *notes) known(h uint64, now int64) {
 		n.forget(h)
 		return
 	}
+	nt := &n.slots[i].note
 	before := nt.cost()
-	nt.last, nt.more = ds[len(ds)-1], ds[:len(ds)-1:len(ds)-1]
-	if len(nt.more) == 0 {
-		nt.more = nil
-	}
+	nt.last = ds[len(ds)-1]
+	n.setMore(i, ds[:len(ds)-1:len(ds)-1])
 	n.bytes += nt.cost() - before
 }
 
 // touch sets the expiry of the note of the key of hash h, if any.
 func (n *notes) touch(h uint64, now, expires int64) {
-	if nt := n.find(h, now, true); nt != nil {
-		nt.expires = expires
+	if i := n.find(h, now, true); i != noNote {
+		n.slots[i].expires = expires
 	}
 }
 
-// trim forgets the least recently written notes past the budget.
+// trim forgets the least recently used notes past the budget.
 func (n *notes) trim() {
 	for n.bytes > n.budget {
-		n.lru.RemoveOldest()
+		n.remove(n.tail)
 	}
 }
 
 // forget drops the note of the key of hash h.
 func (n *notes) forget(h uint64) {
-	if n.lru != nil {
-		n.lru.Remove(h)
+	if i, ok := n.at[h]; ok {
+		n.remove(i)
 	}
 }
 
 // len returns the number of keys noted.
-func (n *notes) len() int {
-	if n.lru == nil {
-		return 0
-	}
-	return n.lru.Len()
+func (n *notes) len() int { return len(n.at) }
+
+// clear forgets every note, and frees their memory.
+func (n *notes) clear() {
+	*n = newNotes(n.max)
 }
 
-// clear forgets every note.
-func (n *notes) clear() {
-	if n.lru != nil {
-		n.lru.Purge()
+// add takes a slot for a new note of the key of hash h, at the front of
+// the LRU, and returns it.
+func (n *notes) add(h uint64) int32 {
+	if n.at == nil {
+		n.at = make(map[uint64]int32)
+	}
+	i := n.free
+	if i != noNote {
+		n.free = n.slots[i].next
+	} else {
+		if len(n.slots) == cap(n.slots) { // grow to max at most: a note never needs more
+			grown := make([]noteSlot, len(n.slots), min(max(2*cap(n.slots), 64), n.max))
+			copy(grown, n.slots)
+			n.slots = grown
+		}
+		i = int32(len(n.slots))
+		n.slots = n.slots[:i+1]
+	}
+	n.slots[i] = noteSlot{h: h, prev: noNote, next: n.head}
+	n.link(i)
+	n.at[h] = i
+	return i
+}
+
+// remove drops the note of slot i, which holds one.
+func (n *notes) remove(i int32) {
+	s := &n.slots[i]
+	n.bytes -= s.cost()
+	delete(n.at, s.h)
+	if s.older > 0 {
+		delete(n.more, i)
+	}
+	n.unlink(i)
+	*s = noteSlot{prev: noNote, next: n.free}
+	n.free = i
+}
+
+// toFront moves the note of slot i to the front of the LRU.
+func (n *notes) toFront(i int32) {
+	if n.head != i {
+		n.unlink(i)
+		n.slots[i].prev, n.slots[i].next = noNote, n.head
+		n.link(i)
+	}
+}
+
+// link puts slot i, whose next is the head, at the front of the list.
+func (n *notes) link(i int32) {
+	if n.head != noNote {
+		n.slots[n.head].prev = i
+	}
+	n.head = i
+	if n.tail == noNote {
+		n.tail = i
+	}
+}
+
+// unlink takes slot i out of the list.
+func (n *notes) unlink(i int32) {
+	s := &n.slots[i]
+	if s.prev != noNote {
+		n.slots[s.prev].next = s.next
+	} else {
+		n.head = s.next
+	}
+	if s.next != noNote {
+		n.slots[s.next].prev = s.prev
+	} else {
+		n.tail = s.prev
 	}
 }

@@ -10,22 +10,46 @@ import (
 )
 
 // checkNotes checks that the bytes charged to n are the costs of the notes
-// it holds, within its budget, and that it holds at most max keys.
+// it holds, within its budget, and that it holds at most max keys; and
+// that its list links, from the front, every note of its map once, each
+// slot's older digests counted right.
 func checkNotes(t *testing.T, n *notes, step int) {
 	t.Helper()
-	if n.lru == nil {
+	if len(n.at) == 0 {
 		if n.bytes != 0 {
-			t.Fatalf("step %d: no LRU but %d bytes charged", step, n.bytes)
+			t.Fatalf("step %d: no note but %d bytes charged", step, n.bytes)
 		}
 		return
 	}
 	var sum int64
-	for _, h := range n.lru.Keys() {
-		nt, _ := n.lru.Peek(h)
-		sum += nt.cost()
-		if len(nt.more) > MaxNoted-1 {
-			t.Fatalf("step %d: a note keeps %d digests", step, len(nt.more)+1)
+	seen := 0
+	prev := int32(noNote)
+	for i := n.head; i != noNote; i = n.slots[i].next {
+		s := &n.slots[i]
+		if s.prev != prev {
+			t.Fatalf("step %d: slot %d links back to %d, not %d", step, i, s.prev, prev)
 		}
+		if j, ok := n.at[s.h]; !ok || j != i {
+			t.Fatalf("step %d: slot %d in the list is not its hash's (%d, %v)", step, i, j, ok)
+		}
+		if int(s.older) != len(n.more[i]) {
+			t.Fatalf("step %d: slot %d counts %d older digests, keeps %d", step, i, s.older, len(n.more[i]))
+		}
+		if len(n.more[i]) > MaxNoted-1 {
+			t.Fatalf("step %d: a note keeps %d digests", step, len(n.more[i])+1)
+		}
+		sum += s.cost()
+		seen++
+		if seen > len(n.at) {
+			t.Fatalf("step %d: the list holds more than the %d notes of the map", step, len(n.at))
+		}
+		prev = i
+	}
+	if prev != n.tail || seen != len(n.at) {
+		t.Fatalf("step %d: the list ends at %d with %d notes; tail %d, %d noted", step, prev, seen, n.tail, len(n.at))
+	}
+	if len(n.more) > len(n.at) {
+		t.Fatalf("step %d: older digests kept for %d slots, %d noted", step, len(n.more), len(n.at))
 	}
 	if sum != n.bytes {
 		t.Fatalf("step %d: notes charged %d bytes; their costs sum to %d", step, n.bytes, sum)
@@ -33,8 +57,8 @@ func checkNotes(t *testing.T, n *notes, step int) {
 	if n.bytes > n.budget {
 		t.Fatalf("step %d: notes charged %d bytes, over their budget %d", step, n.bytes, n.budget)
 	}
-	if n.lru.Len() > n.max {
-		t.Fatalf("step %d: %d keys noted, over %d", step, n.lru.Len(), n.max)
+	if len(n.at) > n.max || len(n.slots) > n.max {
+		t.Fatalf("step %d: %d keys noted in %d slots, over %d", step, len(n.at), len(n.slots), n.max)
 	}
 }
 

@@ -1,0 +1,185 @@
+package lru
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// modelNotes is the notes as they were before their slots (30a8fdb): a
+// golang-lru simplelru of pointers to notes. The slots must behave as it
+// did, operation for operation: same keys kept, in the same order of use,
+// same digests, same bytes charged.
+type modelNotes struct {
+	lru    *simplelru.LRU[uint64, *modelNote]
+	budget int64
+	bytes  int64
+}
+
+type modelNote struct {
+	last    Digest
+	more    []Digest
+	expires int64
+	unsure  bool
+}
+
+func (nt *modelNote) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
+
+func newModelNotes(keys int) *modelNotes {
+	m := &modelNotes{budget: newNotes(keys).budget}
+	m.lru, _ = simplelru.NewLRU[uint64, *modelNote](keys, func(_ uint64, nt *modelNote) { m.bytes -= nt.cost() })
+	return m
+}
+
+func (m *modelNotes) find(h uint64, now int64, use bool) *modelNote {
+	get := m.lru.Peek
+	if use {
+		get = m.lru.Get
+	}
+	if nt, ok := get(h); ok && now < nt.expires {
+		return nt
+	}
+	return nil
+}
+
+func (m *modelNotes) get(h uint64, now int64) []Digest {
+	if nt := m.find(h, now, false); nt != nil {
+		return append(slices.Clone(nt.more), nt.last)
+	}
+	return nil
+}
+
+func (m *modelNotes) put(h uint64, d Digest, sure bool, now, expires int64) {
+	nt, ok := m.lru.Get(h)
+	if !ok {
+		m.bytes += NoteBytes
+		m.lru.Add(h, &modelNote{last: d, expires: expires})
+		m.trim()
+		return
+	}
+	before := nt.cost()
+	switch {
+	case sure || now >= nt.expires:
+		*nt = modelNote{last: d, expires: expires}
+	case nt.last == d || slices.Contains(nt.more, d):
+		nt.expires = max(nt.expires, expires)
+	default:
+		if len(nt.more) == MaxNoted-1 {
+			nt.more = nt.more[1:]
+		}
+		nt.more = append(slices.Clip(nt.more), nt.last)
+		nt.last, nt.expires = d, max(nt.expires, expires)
+	}
+	m.bytes += nt.cost() - before
+	m.trim()
+}
+
+func (m *modelNotes) known(h uint64, now int64) {
+	nt := m.find(h, now, true)
+	if nt == nil || !nt.unsure {
+		m.lru.Remove(h)
+		return
+	}
+	var ds []Digest
+	for _, d := range m.get(h, now) {
+		if d != Absent {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		m.lru.Remove(h)
+		return
+	}
+	before := nt.cost()
+	nt.last, nt.more = ds[len(ds)-1], ds[:len(ds)-1:len(ds)-1]
+	m.bytes += nt.cost() - before
+}
+
+func (m *modelNotes) trim() {
+	for m.bytes > m.budget {
+		m.lru.RemoveOldest()
+	}
+}
+
+// TestNotesBehaveAsTheSimpleLRUModel runs random operations on the notes
+// and on the model, on more keys than they hold and with a moving clock,
+// and compares after each: the keys held from least to most recently used,
+// each key's digests and expiry, and the bytes charged.
+func TestNotesBehaveAsTheSimpleLRUModel(t *testing.T) {
+	for _, keys := range []int{1, 2, 5, 40} {
+		t.Run(fmt.Sprint(keys), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(keys), 11))
+			n, m := newNotes(keys), newModelNotes(keys)
+			now := int64(0)
+			for step := range 100_000 {
+				h := uint64(r.IntN(keys*2 + 1))
+				d := Digest{byte(r.IntN(24))}
+				if r.IntN(8) == 0 {
+					d = Absent
+				}
+				op := r.IntN(9)
+				switch op {
+				case 0, 1, 2:
+					sure, expires := r.IntN(5) == 0, now+int64(r.IntN(800))
+					n.put(h, d, sure, now, expires)
+					m.put(h, d, sure, now, expires)
+				case 3:
+					n.known(h, now)
+					m.known(h, now)
+				case 4:
+					n.forget(h)
+					m.lru.Remove(h)
+				case 5:
+					expires := now + int64(r.IntN(800))
+					n.touch(h, now, expires)
+					if nt := m.find(h, now, true); nt != nil {
+						nt.expires = expires
+					}
+				case 6:
+					n.markUnsure(h, now)
+					if nt := m.find(h, now, false); nt != nil {
+						nt.unsure = true
+					}
+				case 7:
+					if r.IntN(300) == 0 {
+						n.clear()
+						m.lru.Purge()
+					}
+					now += int64(r.IntN(40))
+				case 8:
+					if got, want := n.get(h, now, nil), m.get(h, now); !slices.Equal(got, want) {
+						t.Fatalf("step %d: digests %v; the model's %v", step, got, want)
+					}
+				}
+				compareNotes(t, step, op, &n, m)
+			}
+		})
+	}
+}
+
+func compareNotes(t *testing.T, step, op int, n *notes, m *modelNotes) {
+	t.Helper()
+	var order []uint64
+	for i := n.tail; i != noNote; i = n.slots[i].prev {
+		order = append(order, n.slots[i].h)
+	}
+	if want := m.lru.Keys(); !slices.Equal(order, want) {
+		t.Fatalf("step %d (op %d): keys from the oldest %v; the model's %v", step, op, order, want)
+	}
+	if n.bytes != m.bytes {
+		t.Fatalf("step %d (op %d): %d bytes charged; the model %d", step, op, n.bytes, m.bytes)
+	}
+	for _, h := range order {
+		s := &n.slots[n.at[h]]
+		want, _ := m.lru.Peek(h)
+		got := append(slices.Clone(n.more[n.at[h]]), s.last)
+		if !slices.Equal(got, append(slices.Clone(want.more), want.last)) || s.expires != want.expires || s.unsure != want.unsure {
+			t.Fatalf("step %d (op %d): key %d holds %v until %d (unsure %v); the model %v, %v until %d (unsure %v)",
+				step, op, h, got, s.expires, s.unsure, want.more, want.last, want.expires, want.unsure)
+		}
+	}
+	checkNotes(t, n, step)
+}
