@@ -183,3 +183,31 @@ func compareNotes(t *testing.T, step, op int, n *notes, m *modelNotes) {
 	}
 	checkNotes(t, n, step)
 }
+
+// TestNotesHashesAreSeededPerCache: notes know a key by 48 bits of its
+// hash, so two keys whose hashes collide share a note. A client choosing
+// session ids (a hostile cookie) must not be able to aim at that: the
+// hash is seeded at random per Cache, so the keys that collide in one
+// process collide in no other. Same keys, two Caches: no hash in common.
+func TestNotesHashesAreSeededPerCache(t *testing.T) {
+	a, err := New(Limits{MaxEntries: 1000, MaxBytes: 1 << 20}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Limits{MaxEntries: 1000, MaxBytes: 1 << 20}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := 0
+	for i := range 1000 {
+		key := fmt.Sprintf("session-%d", i)
+		_, ha := a.locate(key)
+		_, hb := b.locate(key)
+		if ha == hb {
+			same++
+		}
+	}
+	if same > 0 {
+		t.Fatalf("%d of 1000 keys have the same notes hash in two Caches: collisions could be aimed", same)
+	}
+}
