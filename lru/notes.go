@@ -32,12 +32,17 @@ const extraDigestBytes = 40
 // hold of keys that have no entry here, or whose entry may not be the
 // source's value: the values of writes that were not kept (EndNoted), and
 // of writes that overlapped others or whose outcome is unknown (see
-// EndUnsure). It is an LRU of at most max keys, charged at most budget
-// bytes: a key noted, touched or read again moves to its front.
+// EndUnsure). It is a segmented LRU, as the tiers are (see Segmented), of
+// at most max keys, charged at most budget bytes: a new note enters
+// probation; a key noted, touched or read again moves to the front of
+// protected, which holds up to four fifths of the keys (its least recently
+// used go back to probation); room is made from probation's least recently
+// used first. A flood of sessions written once churns probation only, and
+// leaves the notes of the sessions written here again and again.
 //
 // A login storm notes every write (each of a session not held), so the
 // notes are laid out for it: slots in one array, linked by index into the
-// LRU's list, and a map from hash to slot, noNote holding a pointer. Noting
+// segments' lists, and a map from hash to slot, none holding a pointer. Noting
 // a key then allocates nothing once the array has grown, and the garbage
 // collector has nothing to trace in them (a golang-lru simplelru of
 // pointers to notes took 10% of a login storm's CPU, and two allocations
@@ -51,32 +56,46 @@ const extraDigestBytes = 40
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	at     map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
-	slots  []noteSlot         // the notes, and free slots linked by next
-	more   map[int32][]Digest // the older digests of the notes that keep several, by slot
-	head   int32              // the most recently used slot, or noNote
-	tail   int32              // the least recently used slot, or noNote
-	free   int32              // the first free slot, or noNote
-	max    int                // keys
-	budget int64              // bytes: max × NoteBytes, and room for one full note
-	bytes  int64              // charged to the notes held (see cost)
+	at      map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
+	slots   []noteSlot         // the notes, and free slots linked by next
+	more    map[int32][]Digest // the older digests of the notes that keep several, by slot
+	seg     [2]list            // probation and protected (see notes)
+	free    int32              // the first free slot, or noNote
+	max     int                // keys
+	protMax int                // keys protected at most: four fifths of max
+	budget  int64              // bytes: max × NoteBytes, and room for one full note
+	bytes   int64              // charged to the notes held (see cost)
 }
 
 // noNote is the index of no slot.
 const noNote = -1
 
-// noteSlot is a note and its links in the LRU's list: prev is toward the
-// front (head), next toward the back (tail).
+// The segments of the notes, indexes of notes.seg.
+const (
+	probation = 0
+	protected = 1
+)
+
+// list is a segment of the notes: a list of slots, linked by index, from
+// the most recently used (head) to the least (tail).
+type list struct {
+	head, tail int32 // noNote: empty
+	n          int
+}
+
+// noteSlot is a note and its links in its segment's list: prev is toward
+// the front (head), next toward the back (tail).
 type noteSlot struct {
 	h          uint64
 	prev, next int32
 	note
+	seg uint8 // probation or protected
 }
 
 // note is what is noted of one key.
-type note struct {
-	last    Digest // the value the source holds, or the newest it may hold
+type note struct { // 32 bytes: with its slot's, 56
 	expires int64  // clock offset after which the source no longer holds any of them
+	last    Digest // the value the source holds, or the newest it may hold
 	unsure  bool   // holds the outcome of a write that may still land (see EndUnsure)
 	older   uint8  // digests kept in notes.more for its slot: writes overlapped
 }
@@ -84,8 +103,8 @@ type note struct {
 func (nt *note) cost() int64 { return NoteBytes + int64(nt.older)*extraDigestBytes }
 
 func newNotes(keys int) notes {
-	return notes{max: keys, budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes),
-		head: noNote, tail: noNote, free: noNote}
+	return notes{max: keys, protMax: fourFifths(keys), budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes),
+		seg: [2]list{{head: noNote, tail: noNote}, {head: noNote, tail: noNote}}, free: noNote}
 }
 
 // get appends the digests noted of the key of hash h, unless expired at
@@ -102,15 +121,15 @@ func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
 }
 
 // find returns the slot of the note of the key of hash h, unless expired
-// at now, or noNote. With use, the note moves to the front of the LRU: a
-// note touched or read is in use, as one written again.
+// at now, or noNote. With use, the note moves to the front of protected:
+// a note touched or read is in use, as one written again.
 func (n *notes) find(h uint64, now int64, use bool) int32 {
 	i, ok := n.at[h] // a nil map finds nothing
 	if !ok {
 		return noNote
 	}
 	if use {
-		n.toFront(i)
+		n.use(i)
 	}
 	if now >= n.slots[i].expires {
 		return noNote
@@ -119,13 +138,13 @@ func (n *notes) find(h uint64, now int64, use bool) int32 {
 }
 
 // put notes d of the key of hash h, until expires: alone if sure, else
-// beside the digests noted already (unless expired at now). The note
-// moves to the front of the LRU.
+// beside the digests noted already (unless expired at now). A new note
+// enters probation; one noted again moves to the front of protected.
 func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 	i, ok := n.at[h]
 	if !ok {
 		if len(n.at) >= n.max {
-			n.remove(n.tail) // the least recently used makes room
+			n.remove(n.victim())
 		}
 		i = n.add(h)
 		n.slots[i].note = note{last: d, expires: expires}
@@ -133,7 +152,7 @@ func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 		n.trim()
 		return
 	}
-	n.toFront(i)
+	n.use(i)
 	nt := &n.slots[i].note
 	before := nt.cost()
 	switch {
@@ -209,11 +228,21 @@ func (n *notes) touch(h uint64, now, expires int64) {
 	}
 }
 
-// trim forgets the least recently used notes past the budget.
+// trim forgets notes past the budget, probation's least recently used
+// first.
 func (n *notes) trim() {
 	for n.bytes > n.budget {
-		n.remove(n.tail)
+		n.remove(n.victim())
 	}
+}
+
+// victim returns the note to forget first to make room: probation's least
+// recently used, or protected's if probation is empty. There must be one.
+func (n *notes) victim() int32 {
+	if t := n.seg[probation].tail; t != noNote {
+		return t
+	}
+	return n.seg[protected].tail
 }
 
 // forget drops the note of the key of hash h.
@@ -232,7 +261,7 @@ func (n *notes) clear() {
 }
 
 // add takes a slot for a new note of the key of hash h, at the front of
-// the LRU, and returns it.
+// probation, and returns it.
 func (n *notes) add(h uint64) int32 {
 	if n.at == nil {
 		n.at = make(map[uint64]int32)
@@ -249,8 +278,8 @@ func (n *notes) add(h uint64) int32 {
 		i = int32(len(n.slots))
 		n.slots = n.slots[:i+1]
 	}
-	n.slots[i] = noteSlot{h: h, prev: noNote, next: n.head}
-	n.link(i)
+	n.slots[i] = noteSlot{h: h}
+	n.link(i, probation)
 	n.at[h] = i
 	return i
 }
@@ -264,41 +293,52 @@ func (n *notes) remove(i int32) {
 		delete(n.more, i)
 	}
 	n.unlink(i)
-	*s = noteSlot{prev: noNote, next: n.free}
+	*s = noteSlot{next: n.free}
 	n.free = i
 }
 
-// toFront moves the note of slot i to the front of the LRU.
-func (n *notes) toFront(i int32) {
-	if n.head != i {
-		n.unlink(i)
-		n.slots[i].prev, n.slots[i].next = noNote, n.head
-		n.link(i)
+// use moves the note of slot i to the front of protected; past its share,
+// protected's least recently used go to the front of probation.
+func (n *notes) use(i int32) {
+	if n.slots[i].seg == protected && n.seg[protected].head == i {
+		return
+	}
+	n.unlink(i)
+	n.link(i, protected)
+	for n.seg[protected].n > n.protMax {
+		t := n.seg[protected].tail
+		n.unlink(t)
+		n.link(t, probation)
 	}
 }
 
-// link puts slot i, whose next is the head, at the front of the list.
-func (n *notes) link(i int32) {
-	if n.head != noNote {
-		n.slots[n.head].prev = i
+// link puts slot i, in no list, at the front of segment seg.
+func (n *notes) link(i int32, seg uint8) {
+	l, s := &n.seg[seg], &n.slots[i]
+	s.seg, s.prev, s.next = seg, noNote, l.head
+	if l.head != noNote {
+		n.slots[l.head].prev = i
 	}
-	n.head = i
-	if n.tail == noNote {
-		n.tail = i
+	l.head = i
+	if l.tail == noNote {
+		l.tail = i
 	}
+	l.n++
 }
 
-// unlink takes slot i out of the list.
+// unlink takes slot i out of its segment's list.
 func (n *notes) unlink(i int32) {
 	s := &n.slots[i]
+	l := &n.seg[s.seg]
 	if s.prev != noNote {
 		n.slots[s.prev].next = s.next
 	} else {
-		n.head = s.next
+		l.head = s.next
 	}
 	if s.next != noNote {
 		n.slots[s.next].prev = s.prev
 	} else {
-		n.tail = s.prev
+		l.tail = s.prev
 	}
+	l.n--
 }

@@ -9,14 +9,16 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// modelNotes is the notes as they were before their slots (30a8fdb): a
-// golang-lru simplelru of pointers to notes. The slots must behave as it
-// did, operation for operation: same keys kept, in the same order of use,
-// same digests, same bytes charged.
+// modelNotes is the notes as they were before their slots (30a8fdb), a
+// golang-lru simplelru of pointers to notes, made a segmented LRU of two
+// simplelrus: probation and protected. The slots must behave as it does,
+// operation for operation: same keys kept in each segment, in the same
+// order of use, same digests, same bytes charged.
 type modelNotes struct {
-	lru    *simplelru.LRU[uint64, *modelNote]
-	budget int64
-	bytes  int64
+	probation, protected *simplelru.LRU[uint64, *modelNote]
+	max, protMax         int
+	budget               int64
+	bytes                int64
 }
 
 type modelNote struct {
@@ -29,15 +31,68 @@ type modelNote struct {
 func (nt *modelNote) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
 
 func newModelNotes(keys int) *modelNotes {
-	m := &modelNotes{budget: newNotes(keys).budget}
-	m.lru, _ = simplelru.NewLRU[uint64, *modelNote](keys, func(_ uint64, nt *modelNote) { m.bytes -= nt.cost() })
+	m := &modelNotes{max: keys, protMax: fourFifths(keys), budget: newNotes(keys).budget}
+	m.probation, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil) // bounded here, not by simplelru
+	m.protected, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil)
 	return m
 }
 
+func (m *modelNotes) len() int { return m.probation.Len() + m.protected.Len() }
+
+// peek returns the note of h, in use or not.
+func (m *modelNotes) peek(h uint64) (*modelNote, bool) {
+	if nt, ok := m.probation.Peek(h); ok {
+		return nt, true
+	}
+	return m.protected.Peek(h)
+}
+
+// use moves the note of h, if any, to the front of protected, and the
+// oldest protected past its share to probation.
+func (m *modelNotes) use(h uint64) (*modelNote, bool) {
+	if nt, ok := m.protected.Get(h); ok {
+		return nt, true
+	}
+	nt, ok := m.probation.Peek(h)
+	if !ok {
+		return nil, false
+	}
+	m.probation.Remove(h)
+	m.protected.Add(h, nt)
+	for m.protected.Len() > m.protMax {
+		k, v, _ := m.protected.RemoveOldest()
+		m.probation.Add(k, v)
+	}
+	return nt, true
+}
+
+func (m *modelNotes) remove(h uint64) {
+	if nt, ok := m.peek(h); ok {
+		m.bytes -= nt.cost()
+		m.probation.Remove(h)
+		m.protected.Remove(h)
+	}
+}
+
+// evict forgets probation's oldest, or protected's.
+func (m *modelNotes) evict() {
+	k, _, ok := m.probation.GetOldest()
+	if !ok {
+		k, _, _ = m.protected.GetOldest()
+	}
+	m.remove(k)
+}
+
+func (m *modelNotes) purge() {
+	m.probation.Purge()
+	m.protected.Purge()
+	m.bytes = 0
+}
+
 func (m *modelNotes) find(h uint64, now int64, use bool) *modelNote {
-	get := m.lru.Peek
+	get := m.peek
 	if use {
-		get = m.lru.Get
+		get = m.use
 	}
 	if nt, ok := get(h); ok && now < nt.expires {
 		return nt
@@ -53,10 +108,13 @@ func (m *modelNotes) get(h uint64, now int64) []Digest {
 }
 
 func (m *modelNotes) put(h uint64, d Digest, sure bool, now, expires int64) {
-	nt, ok := m.lru.Get(h)
+	nt, ok := m.use(h)
 	if !ok {
+		if m.len() >= m.max {
+			m.evict()
+		}
 		m.bytes += NoteBytes
-		m.lru.Add(h, &modelNote{last: d, expires: expires})
+		m.probation.Add(h, &modelNote{last: d, expires: expires})
 		m.trim()
 		return
 	}
@@ -80,7 +138,7 @@ func (m *modelNotes) put(h uint64, d Digest, sure bool, now, expires int64) {
 func (m *modelNotes) known(h uint64, now int64) {
 	nt := m.find(h, now, true)
 	if nt == nil || !nt.unsure {
-		m.lru.Remove(h)
+		m.remove(h)
 		return
 	}
 	var ds []Digest
@@ -90,7 +148,7 @@ func (m *modelNotes) known(h uint64, now int64) {
 		}
 	}
 	if len(ds) == 0 {
-		m.lru.Remove(h)
+		m.remove(h)
 		return
 	}
 	before := nt.cost()
@@ -100,16 +158,16 @@ func (m *modelNotes) known(h uint64, now int64) {
 
 func (m *modelNotes) trim() {
 	for m.bytes > m.budget {
-		m.lru.RemoveOldest()
+		m.evict()
 	}
 }
 
-// TestNotesBehaveAsTheSimpleLRUModel runs random operations on the notes
-// and on the model, on more keys than they hold and with a moving clock,
-// and compares after each: the keys held from least to most recently used,
-// each key's digests and expiry, and the bytes charged.
-func TestNotesBehaveAsTheSimpleLRUModel(t *testing.T) {
-	for _, keys := range []int{1, 2, 5, 40} {
+// TestNotesBehaveAsTheModel runs random operations on the notes and on
+// the model, on more keys than they hold and with a moving clock, and
+// compares after each: the keys of each segment from least to most
+// recently used, each key's digests and expiry, and the bytes charged.
+func TestNotesBehaveAsTheModel(t *testing.T) {
+	for _, keys := range []int{1, 2, 5, 11, 40} {
 		t.Run(fmt.Sprint(keys), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(keys), 11))
 			n, m := newNotes(keys), newModelNotes(keys)
@@ -131,7 +189,7 @@ func TestNotesBehaveAsTheSimpleLRUModel(t *testing.T) {
 					m.known(h, now)
 				case 4:
 					n.forget(h)
-					m.lru.Remove(h)
+					m.remove(h)
 				case 5:
 					expires := now + int64(r.IntN(800))
 					n.touch(h, now, expires)
@@ -146,7 +204,7 @@ func TestNotesBehaveAsTheSimpleLRUModel(t *testing.T) {
 				case 7:
 					if r.IntN(300) == 0 {
 						n.clear()
-						m.lru.Purge()
+						m.purge()
 					}
 					now += int64(r.IntN(40))
 				case 8:
@@ -163,18 +221,22 @@ func TestNotesBehaveAsTheSimpleLRUModel(t *testing.T) {
 func compareNotes(t *testing.T, step, op int, n *notes, m *modelNotes) {
 	t.Helper()
 	var order []uint64
-	for i := n.tail; i != noNote; i = n.slots[i].prev {
-		order = append(order, n.slots[i].h)
-	}
-	if want := m.lru.Keys(); !slices.Equal(order, want) {
-		t.Fatalf("step %d (op %d): keys from the oldest %v; the model's %v", step, op, order, want)
+	for seg, want := range []*simplelru.LRU[uint64, *modelNote]{m.probation, m.protected} {
+		var keys []uint64
+		for i := n.seg[seg].tail; i != noNote; i = n.slots[i].prev {
+			keys = append(keys, n.slots[i].h)
+		}
+		if !slices.Equal(keys, want.Keys()) {
+			t.Fatalf("step %d (op %d): segment %d from the oldest %v; the model's %v", step, op, seg, keys, want.Keys())
+		}
+		order = append(order, keys...)
 	}
 	if n.bytes != m.bytes {
 		t.Fatalf("step %d (op %d): %d bytes charged; the model %d", step, op, n.bytes, m.bytes)
 	}
 	for _, h := range order {
 		s := &n.slots[n.at[h]]
-		want, _ := m.lru.Peek(h)
+		want, _ := m.peek(h)
 		got := append(slices.Clone(n.more[n.at[h]]), s.last)
 		if !slices.Equal(got, append(slices.Clone(want.more), want.last)) || s.expires != want.expires || s.unsure != want.unsure {
 			t.Fatalf("step %d (op %d): key %d holds %v until %d (unsure %v); the model %v, %v until %d (unsure %v)",

@@ -10,9 +10,10 @@ import (
 )
 
 // checkNotes checks that the bytes charged to n are the costs of the notes
-// it holds, within its budget, and that it holds at most max keys; and
-// that its list links, from the front, every note of its map once, each
-// slot's older digests counted right.
+// it holds, within its budget, and that it holds at most max keys, at
+// most protMax of them protected; and that its two segments' lists link,
+// from the front, every note of its map once, each slot in the segment it
+// says and its older digests counted right.
 func checkNotes(t *testing.T, n *notes, step int) {
 	t.Helper()
 	if len(n.at) == 0 {
@@ -23,30 +24,40 @@ func checkNotes(t *testing.T, n *notes, step int) {
 	}
 	var sum int64
 	seen := 0
-	prev := int32(noNote)
-	for i := n.head; i != noNote; i = n.slots[i].next {
-		s := &n.slots[i]
-		if s.prev != prev {
-			t.Fatalf("step %d: slot %d links back to %d, not %d", step, i, s.prev, prev)
+	for seg := range n.seg {
+		l := &n.seg[seg]
+		prev, count := int32(noNote), 0
+		for i := l.head; i != noNote; i = n.slots[i].next {
+			s := &n.slots[i]
+			if s.prev != prev || int(s.seg) != seg {
+				t.Fatalf("step %d: slot %d of segment %d links back to %d, not %d, and says segment %d", step, i, seg, s.prev, prev, s.seg)
+			}
+			if j, ok := n.at[s.h]; !ok || j != i {
+				t.Fatalf("step %d: slot %d in the list is not its hash's (%d, %v)", step, i, j, ok)
+			}
+			if int(s.older) != len(n.more[i]) {
+				t.Fatalf("step %d: slot %d counts %d older digests, keeps %d", step, i, s.older, len(n.more[i]))
+			}
+			if len(n.more[i]) > MaxNoted-1 {
+				t.Fatalf("step %d: a note keeps %d digests", step, len(n.more[i])+1)
+			}
+			sum += s.cost()
+			seen++
+			count++
+			if seen > len(n.at) {
+				t.Fatalf("step %d: the lists hold more than the %d notes of the map", step, len(n.at))
+			}
+			prev = i
 		}
-		if j, ok := n.at[s.h]; !ok || j != i {
-			t.Fatalf("step %d: slot %d in the list is not its hash's (%d, %v)", step, i, j, ok)
+		if prev != l.tail || count != l.n {
+			t.Fatalf("step %d: segment %d ends at %d with %d notes; tail %d, counted %d", step, seg, prev, count, l.tail, l.n)
 		}
-		if int(s.older) != len(n.more[i]) {
-			t.Fatalf("step %d: slot %d counts %d older digests, keeps %d", step, i, s.older, len(n.more[i]))
-		}
-		if len(n.more[i]) > MaxNoted-1 {
-			t.Fatalf("step %d: a note keeps %d digests", step, len(n.more[i])+1)
-		}
-		sum += s.cost()
-		seen++
-		if seen > len(n.at) {
-			t.Fatalf("step %d: the list holds more than the %d notes of the map", step, len(n.at))
-		}
-		prev = i
 	}
-	if prev != n.tail || seen != len(n.at) {
-		t.Fatalf("step %d: the list ends at %d with %d notes; tail %d, %d noted", step, prev, seen, n.tail, len(n.at))
+	if seen != len(n.at) {
+		t.Fatalf("step %d: the lists hold %d notes, the map %d", step, seen, len(n.at))
+	}
+	if n.seg[protected].n > n.protMax {
+		t.Fatalf("step %d: %d notes protected, over %d", step, n.seg[protected].n, n.protMax)
 	}
 	if len(n.more) > len(n.at) {
 		t.Fatalf("step %d: older digests kept for %d slots, %d noted", step, len(n.more), len(n.at))

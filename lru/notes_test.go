@@ -203,3 +203,39 @@ func TestUnsureNotesSurviveKnownValues(t *testing.T) {
 		t.Fatalf("after a write Noted = %v; want nothing: the delete's absent key is no base", got)
 	}
 }
+
+// TestNotesFloodResistance: the notes of sessions written here again and
+// again survive a flood of sessions written once (a bot minting sessions),
+// as the tiers' entries in use do (TestFloodResistance): a note noted
+// again is protected, the flood churns probation.
+func TestNotesFloodResistance(t *testing.T) {
+	c := newCache(t, lru.Limits{MaxEntries: 1_000}, nil)
+	note := func(key string, d lru.Digest) {
+		w := c.Begin(key)
+		c.SeenFor(&w)
+		c.EndNoted(w, d, time.Hour)
+	}
+	for i := range 500 {
+		note(fmt.Sprint("user", i), digestOf("v1"))
+	}
+	for round := range 20 {
+		for i := range 500 {
+			note(fmt.Sprint("user", i), digestOf(fmt.Sprint("v", round+2)))
+		}
+		for i := range 1_000 {
+			note(fmt.Sprintf("bot%d-%d", round, i), digestOf("x"))
+		}
+	}
+	lost := 0
+	for i := range 500 {
+		if got := c.Noted(fmt.Sprint("user", i)); !slices.Equal(got, []lru.Digest{digestOf("v21")}) {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of 500 sessions written again lost their note to a flood of 20,000 written once", lost)
+	}
+	if st := c.Stats(); st.Notes > 1_000 {
+		t.Fatalf("%d notes kept; the bound is 1,000", st.Notes)
+	}
+}
