@@ -16,17 +16,28 @@ const MaxNoted = 16
 
 // NoteBytes is the heap a note of one digest may take, whatever the
 // length of its key (notes are looked up by the key's hash), its share of
-// the LRU's list and map included; a note is charged NoteBytes plus
+// the slots' and the map's included, even right after they doubled; a
+// note of several digests is charged olderBytes more, and
 // extraDigestBytes per digest beyond the first. A shard's notes are
-// charged at most NoteBytes times the entries it may hold: past it, the
-// least recently written are forgotten. So all the notes of a Cache take
-// at most NoteBytes times MaxEntries (about 20 MiB at the default),
-// checked by heap tests in this package.
+// charged at most NoteBytes times the entries it may hold: past it, notes
+// are forgotten (see notes). So all the notes of a Cache take at most
+// NoteBytes times MaxEntries (about 20 MiB at the default), the slots and
+// map left by notes forgotten included, checked by heap tests in this
+// package.
 const NoteBytes = 208
 
-// extraDigestBytes is the heap a digest beyond a note's first may take:
-// its 20 bytes, rounded up to the allocator's size classes.
-const extraDigestBytes = 40
+const (
+	// olderBytes is the heap a note's older digests take beside them: an
+	// entry in notes.more, at the map's lowest load, and the array's
+	// header.
+	olderBytes = 72
+	// extraDigestBytes is the heap a digest beyond a note's first may
+	// take: its 20 bytes, in an array of their exact length, rounded up to
+	// the allocator's size classes, with room to spare.
+	extraDigestBytes = 40
+	// fullNoteBytes is the charge of a note of MaxNoted digests.
+	fullNoteBytes = NoteBytes + olderBytes + (MaxNoted-1)*extraDigestBytes
+)
 
 // notes remembers, per shard, the digests of the values the source may
 // hold of keys that have no entry here, or whose entry may not be the
@@ -35,10 +46,12 @@ const extraDigestBytes = 40
 // EndUnsure). It is a segmented LRU, as the tiers are (see Segmented), of
 // at most max keys, charged at most budget bytes: a new note enters
 // probation; a key noted, touched or read again moves to the front of
-// protected, which holds up to four fifths of the keys (its least recently
-// used go back to probation); room is made from probation's least recently
-// used first. A flood of sessions written once churns probation only, and
-// leaves the notes of the sessions written here again and again.
+// protected, which holds up to four fifths of the keys and of the budget
+// (its least recently used go back to probation); room is made from
+// probation's least recently used first. A flood of sessions written once
+// churns probation only, and leaves the notes of the sessions written here
+// again and again; a note grown large in protected cannot crowd out the
+// new ones.
 //
 // A login storm notes every write (each of a session not held), so the
 // notes are laid out for it: slots in one array, linked by index into the
@@ -56,15 +69,16 @@ const extraDigestBytes = 40
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	at      map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
-	slots   []noteSlot         // the notes, and free slots linked by next
-	more    map[int32][]Digest // the older digests of the notes that keep several, by slot
-	seg     [2]list            // probation and protected (see notes)
-	free    int32              // the first free slot, or noNote
-	max     int                // keys
-	protMax int                // keys protected at most: four fifths of max
-	budget  int64              // bytes: max × NoteBytes, and room for one full note
-	bytes   int64              // charged to the notes held (see cost)
+	at                      map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
+	slots                   []noteSlot         // the notes, and free slots linked by next
+	more                    map[int32][]Digest // the older digests of the notes that keep several, by slot
+	seg                     [2]list            // probation and protected (see notes)
+	free                    int32              // the first free slot, or noNote
+	max                     int                // keys
+	protMax                 int                // keys protected at most: four fifths of max
+	budget                  int64              // bytes: max × NoteBytes, and room for one full note
+	bytes                   int64              // charged to the notes held (see cost)
+	protBytes, protMaxBytes int64              // charged to the protected notes; at most four fifths of budget
 }
 
 // noNote is the index of no slot.
@@ -100,10 +114,16 @@ type note struct { // 32 bytes: with its slot's, 56
 	older   uint8  // digests kept in notes.more for its slot: writes overlapped
 }
 
-func (nt *note) cost() int64 { return NoteBytes + int64(nt.older)*extraDigestBytes }
+func (nt *note) cost() int64 {
+	if nt.older == 0 {
+		return NoteBytes
+	}
+	return NoteBytes + olderBytes + int64(nt.older)*extraDigestBytes
+}
 
 func newNotes(keys int) notes {
-	return notes{max: keys, protMax: fourFifths(keys), budget: max(int64(keys)*NoteBytes, NoteBytes+(MaxNoted-1)*extraDigestBytes),
+	budget := max(int64(keys)*NoteBytes, fullNoteBytes)
+	return notes{max: keys, protMax: fourFifths(keys), budget: budget, protMaxBytes: fourFifths(budget),
 		seg: [2]list{{head: noNote, tail: noNote}, {head: noNote, tail: noNote}}, free: noNote}
 }
 
@@ -146,9 +166,7 @@ func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 		if len(n.at) >= n.max {
 			n.remove(n.victim())
 		}
-		i = n.add(h)
-		n.slots[i].note = note{last: d, expires: expires}
-		n.bytes += NoteBytes
+		n.add(h, d, expires)
 		n.trim()
 		return
 	}
@@ -166,11 +184,24 @@ func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 		if len(more) == MaxNoted-1 {
 			more = more[1:]
 		}
-		n.setMore(i, append(slices.Clip(more), nt.last)) // a new array: the spare room is charged for nothing
+		grown := make([]Digest, len(more)+1) // a new array, of the exact length: spare room is charged for nothing
+		grown[copy(grown, more)] = nt.last
+		n.setMore(i, grown)
 		nt.last, nt.expires = d, max(nt.expires, expires)
 	}
-	n.bytes += nt.cost() - before
+	n.charge(i, before)
 	n.trim()
+}
+
+// charge charges the cost of the note of slot i, which was before, and
+// keeps protected within its share of the budget.
+func (n *notes) charge(i int32, before int64) {
+	delta := n.slots[i].cost() - before
+	n.bytes += delta
+	if n.slots[i].seg == protected {
+		n.protBytes += delta
+		n.balance()
+	}
 }
 
 // setMore sets the older digests of the note of slot i.
@@ -217,8 +248,8 @@ func (n *notes) known(h uint64, now int64) {
 	nt := &n.slots[i].note
 	before := nt.cost()
 	nt.last = ds[len(ds)-1]
-	n.setMore(i, ds[:len(ds)-1:len(ds)-1])
-	n.bytes += nt.cost() - before
+	n.setMore(i, slices.Clone(ds[:len(ds)-1])) // of the exact length, as put's
+	n.charge(i, before)
 }
 
 // touch sets the expiry of the note of the key of hash h, if any.
@@ -260,9 +291,9 @@ func (n *notes) clear() {
 	*n = newNotes(n.max)
 }
 
-// add takes a slot for a new note of the key of hash h, at the front of
-// probation, and returns it.
-func (n *notes) add(h uint64) int32 {
+// add notes d of the key of hash h, which has no note, until expires, in
+// a slot of its own at the front of probation, and returns the slot.
+func (n *notes) add(h uint64, d Digest, expires int64) int32 {
 	if n.at == nil {
 		n.at = make(map[uint64]int32)
 	}
@@ -278,21 +309,22 @@ func (n *notes) add(h uint64) int32 {
 		i = int32(len(n.slots))
 		n.slots = n.slots[:i+1]
 	}
-	n.slots[i] = noteSlot{h: h}
+	n.slots[i] = noteSlot{h: h, note: note{last: d, expires: expires}}
 	n.link(i, probation)
 	n.at[h] = i
+	n.bytes += NoteBytes
 	return i
 }
 
 // remove drops the note of slot i, which holds one.
 func (n *notes) remove(i int32) {
+	n.unlink(i)
 	s := &n.slots[i]
 	n.bytes -= s.cost()
 	delete(n.at, s.h)
 	if s.older > 0 {
 		delete(n.more, i)
 	}
-	n.unlink(i)
 	*s = noteSlot{next: n.free}
 	n.free = i
 }
@@ -305,7 +337,13 @@ func (n *notes) use(i int32) {
 	}
 	n.unlink(i)
 	n.link(i, protected)
-	for n.seg[protected].n > n.protMax {
+	n.balance()
+}
+
+// balance moves protected's least recently used to the front of probation
+// while protected holds more than its share of the keys or of the budget.
+func (n *notes) balance() {
+	for n.seg[protected].n > n.protMax || n.protBytes > n.protMaxBytes {
 		t := n.seg[protected].tail
 		n.unlink(t)
 		n.link(t, probation)
@@ -324,6 +362,9 @@ func (n *notes) link(i int32, seg uint8) {
 		l.tail = i
 	}
 	l.n++
+	if seg == protected {
+		n.protBytes += s.cost()
+	}
 }
 
 // unlink takes slot i out of its segment's list.
@@ -341,4 +382,7 @@ func (n *notes) unlink(i int32) {
 		l.tail = s.prev
 	}
 	l.n--
+	if s.seg == protected {
+		n.protBytes -= s.cost()
+	}
 }

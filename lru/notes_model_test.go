@@ -17,7 +17,7 @@ import (
 type modelNotes struct {
 	probation, protected *simplelru.LRU[uint64, *modelNote]
 	max, protMax         int
-	budget               int64
+	budget, protMaxBytes int64
 	bytes                int64
 }
 
@@ -28,10 +28,16 @@ type modelNote struct {
 	unsure  bool
 }
 
-func (nt *modelNote) cost() int64 { return NoteBytes + int64(len(nt.more))*extraDigestBytes }
+func (nt *modelNote) cost() int64 {
+	if len(nt.more) == 0 {
+		return NoteBytes
+	}
+	return NoteBytes + olderBytes + int64(len(nt.more))*extraDigestBytes
+}
 
 func newModelNotes(keys int) *modelNotes {
 	m := &modelNotes{max: keys, protMax: fourFifths(keys), budget: newNotes(keys).budget}
+	m.protMaxBytes = fourFifths(m.budget)
 	m.probation, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil) // bounded here, not by simplelru
 	m.protected, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil)
 	return m
@@ -59,12 +65,30 @@ func (m *modelNotes) use(h uint64) (*modelNote, bool) {
 	}
 	m.probation.Remove(h)
 	m.protected.Add(h, nt)
-	for m.protected.Len() > m.protMax {
+	m.balance()
+	return nt, true
+}
+
+// balance moves protected's oldest to probation while protected holds
+// more than its share of the keys or of the budget.
+func (m *modelNotes) balance() {
+	for {
+		var bytes int64
+		for _, k := range m.protected.Keys() {
+			nt, _ := m.protected.Peek(k)
+			bytes += nt.cost()
+		}
+		if m.protected.Len() <= m.protMax && bytes <= m.protMaxBytes {
+			return
+		}
 		k, v, _ := m.protected.RemoveOldest()
 		m.probation.Add(k, v)
 	}
-	return nt, true
 }
+
+// keys returns the keys noted, probation's then protected's, each from
+// the oldest.
+func (m *modelNotes) keys() []uint64 { return append(m.probation.Keys(), m.protected.Keys()...) }
 
 func (m *modelNotes) remove(h uint64) {
 	if nt, ok := m.peek(h); ok {
@@ -132,6 +156,7 @@ func (m *modelNotes) put(h uint64, d Digest, sure bool, now, expires int64) {
 		nt.last, nt.expires = d, max(nt.expires, expires)
 	}
 	m.bytes += nt.cost() - before
+	m.balance()
 	m.trim()
 }
 
@@ -154,6 +179,7 @@ func (m *modelNotes) known(h uint64, now int64) {
 	before := nt.cost()
 	nt.last, nt.more = ds[len(ds)-1], ds[:len(ds)-1:len(ds)-1]
 	m.bytes += nt.cost() - before
+	m.balance()
 }
 
 func (m *modelNotes) trim() {
@@ -172,7 +198,7 @@ func TestNotesBehaveAsTheModel(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(keys), 11))
 			n, m := newNotes(keys), newModelNotes(keys)
 			now := int64(0)
-			for step := range 100_000 {
+			for step := range 30_000 {
 				h := uint64(r.IntN(keys*2 + 1))
 				d := Digest{byte(r.IntN(24))}
 				if r.IntN(8) == 0 {

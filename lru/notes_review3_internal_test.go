@@ -22,7 +22,7 @@ func checkNotes(t *testing.T, n *notes, step int) {
 		}
 		return
 	}
-	var sum int64
+	var sum, prot int64
 	seen := 0
 	for seg := range n.seg {
 		l := &n.seg[seg]
@@ -42,6 +42,9 @@ func checkNotes(t *testing.T, n *notes, step int) {
 				t.Fatalf("step %d: a note keeps %d digests", step, len(n.more[i])+1)
 			}
 			sum += s.cost()
+			if seg == protected {
+				prot += s.cost()
+			}
 			seen++
 			count++
 			if seen > len(n.at) {
@@ -56,8 +59,9 @@ func checkNotes(t *testing.T, n *notes, step int) {
 	if seen != len(n.at) {
 		t.Fatalf("step %d: the lists hold %d notes, the map %d", step, seen, len(n.at))
 	}
-	if n.seg[protected].n > n.protMax {
-		t.Fatalf("step %d: %d notes protected, over %d", step, n.seg[protected].n, n.protMax)
+	if n.seg[protected].n > n.protMax || prot != n.protBytes || prot > n.protMaxBytes {
+		t.Fatalf("step %d: %d notes protected (at most %d), costing %d bytes, charged %d (at most %d)",
+			step, n.seg[protected].n, n.protMax, prot, n.protBytes, n.protMaxBytes)
 	}
 	if len(n.more) > len(n.at) {
 		t.Fatalf("step %d: older digests kept for %d slots, %d noted", step, len(n.more), len(n.at))
