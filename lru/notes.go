@@ -141,18 +141,15 @@ func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
 }
 
 // find returns the slot of the note of the key of hash h, unless expired
-// at now, or noNote. With use, the note moves to the front of protected:
-// a note touched or read is in use, as one written again.
+// at now, or noNote. With use, the note found moves to the front of
+// protected: a note touched or read is in use, as one written again.
 func (n *notes) find(h uint64, now int64, use bool) int32 {
 	i, ok := n.at[h] // a nil map finds nothing
-	if !ok {
+	if !ok || now >= n.slots[i].expires {
 		return noNote
 	}
 	if use {
 		n.use(i)
-	}
-	if now >= n.slots[i].expires {
-		return noNote
 	}
 	return i
 }

@@ -114,14 +114,14 @@ func (m *modelNotes) purge() {
 }
 
 func (m *modelNotes) find(h uint64, now int64, use bool) *modelNote {
-	get := m.peek
+	nt, ok := m.peek(h)
+	if !ok || now >= nt.expires {
+		return nil
+	}
 	if use {
-		get = m.use
+		m.use(h)
 	}
-	if nt, ok := get(h); ok && now < nt.expires {
-		return nt
-	}
-	return nil
+	return nt
 }
 
 func (m *modelNotes) get(h uint64, now int64) []Digest {
