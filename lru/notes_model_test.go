@@ -192,19 +192,23 @@ func (m *modelNotes) trim() {
 // the model, on more keys than they hold and with a moving clock, and
 // compares after each: the keys of each segment from least to most
 // recently used, each key's digests and expiry, and the bytes charged.
+// The sizes from 63 up make the slots grow (64 to 128 to 256; odd bounds
+// where the last growth is capped at max), with bursts of new keys and
+// runs of the oldest forgotten (review 4).
 func TestNotesBehaveAsTheModel(t *testing.T) {
-	for _, keys := range []int{1, 2, 5, 11, 40} {
+	for _, keys := range []int{1, 2, 5, 11, 40, 63, 64, 65, 100, 129, 257} {
 		t.Run(fmt.Sprint(keys), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(keys), 11))
 			n, m := newNotes(keys), newModelNotes(keys)
 			now := int64(0)
-			for step := range 30_000 {
+			fresh := uint64(1 << 40) // hashes never seen before
+			for step := range 8_000 {
 				h := uint64(r.IntN(keys*2 + 1))
 				d := Digest{byte(r.IntN(24))}
 				if r.IntN(8) == 0 {
 					d = Absent
 				}
-				op := r.IntN(9)
+				op := r.IntN(11)
 				switch op {
 				case 0, 1, 2:
 					sure, expires := r.IntN(5) == 0, now+int64(r.IntN(800))
@@ -237,8 +241,27 @@ func TestNotesBehaveAsTheModel(t *testing.T) {
 					if got, want := n.get(h, now, nil), m.get(h, now); !slices.Equal(got, want) {
 						t.Fatalf("step %d: digests %v; the model's %v", step, got, want)
 					}
+				case 9: // a burst of new keys, some overlapped
+					for range r.IntN(keys/2 + 1) {
+						fresh++
+						n.put(fresh, d, true, now, now+1000)
+						m.put(fresh, d, true, now, now+1000)
+						if r.IntN(3) == 0 {
+							n.put(fresh, Digest{7, 7}, false, now, now+1000)
+							m.put(fresh, Digest{7, 7}, false, now, now+1000)
+						}
+					}
+				case 10: // forget a run of the oldest
+					keys := m.keys()
+					for _, old := range keys[:r.IntN(len(keys)+1)] {
+						n.forget(old)
+						m.remove(old)
+					}
 				}
 				compareNotes(t, step, op, &n, m)
+				if cap(n.slots) > n.max {
+					t.Fatalf("step %d: %d slots allocated for at most %d keys", step, cap(n.slots), n.max)
+				}
 			}
 		})
 	}
