@@ -78,7 +78,7 @@ type notes struct {
 	protMax                 int                // keys protected at most: four fifths of max
 	budget                  int64              // bytes: max × NoteBytes, and room for one full note
 	bytes                   int64              // charged to the notes held (see cost)
-	protBytes, protMaxBytes int64              // charged to the protected notes; at most four fifths of budget
+	protBytes, protMaxBytes int64              // charged to the protected notes; at most four fifths of budget, and room for a new note
 }
 
 // noNote is the index of no slot.
@@ -123,7 +123,9 @@ func (nt *note) cost() int64 {
 
 func newNotes(keys int) notes {
 	budget := max(int64(keys)*NoteBytes, fullNoteBytes)
-	return notes{max: keys, protMax: fourFifths(keys), budget: budget, protMaxBytes: fourFifths(budget),
+	// Protected leaves probation room for a new note at least: the note
+	// just put is never the one trimmed.
+	return notes{max: keys, protMax: fourFifths(keys), budget: budget, protMaxBytes: min(fourFifths(budget), budget-NoteBytes),
 		seg: [2]list{{head: noNote, tail: noNote}, {head: noNote, tail: noNote}}, free: noNote}
 }
 
@@ -227,7 +229,7 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	i := n.find(h, now, true)
+	i := n.find(h, now, false) // used only if it stays: a use would demote another for nothing
 	if i == noNote || !n.slots[i].unsure {
 		n.forget(h)
 		return
@@ -242,6 +244,7 @@ func (n *notes) known(h uint64, now int64) {
 		n.forget(h)
 		return
 	}
+	n.use(i)
 	nt := &n.slots[i].note
 	before := nt.cost()
 	nt.last = ds[len(ds)-1]

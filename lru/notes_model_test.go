@@ -37,7 +37,7 @@ func (nt *modelNote) cost() int64 {
 
 func newModelNotes(keys int) *modelNotes {
 	m := &modelNotes{max: keys, protMax: fourFifths(keys), budget: newNotes(keys).budget}
-	m.protMaxBytes = fourFifths(m.budget)
+	m.protMaxBytes = newNotes(keys).protMaxBytes
 	m.probation, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil) // bounded here, not by simplelru
 	m.protected, _ = simplelru.NewLRU[uint64, *modelNote](keys+1, nil)
 	return m
@@ -161,7 +161,7 @@ func (m *modelNotes) put(h uint64, d Digest, sure bool, now, expires int64) {
 }
 
 func (m *modelNotes) known(h uint64, now int64) {
-	nt := m.find(h, now, true)
+	nt := m.find(h, now, false)
 	if nt == nil || !nt.unsure {
 		m.remove(h)
 		return
@@ -176,6 +176,7 @@ func (m *modelNotes) known(h uint64, now int64) {
 		m.remove(h)
 		return
 	}
+	m.use(h)
 	before := nt.cost()
 	nt.last, nt.more = ds[len(ds)-1], ds[:len(ds)-1:len(ds)-1]
 	m.bytes += nt.cost() - before
