@@ -46,21 +46,21 @@ const (
 // EndUnsure). It is a segmented LRU, as the tiers are (see Segmented), of
 // at most max keys, charged at most budget bytes: a new note enters
 // probation; a key noted, touched or read again moves to the front of
-// protected, which holds up to four fifths of the keys and of the budget
-// (its least recently used go back to probation); room is made from
-// probation's least recently used first. A flood of sessions written once
-// churns probation only, and leaves the notes of the sessions written here
-// again and again; a note grown large in protected cannot crowd out the
-// new ones.
+// protected, which holds up to four fifths of the keys and of the budget,
+// and leaves room for a new note (its least recently used go back to
+// probation); room is made from probation's least recently used first. A
+// flood of sessions written once churns probation only, and leaves the
+// notes of the sessions written here again and again; a note grown large
+// in protected cannot crowd out the new ones.
 //
 // A login storm notes every write (each of a session not held), so the
 // notes are laid out for it: slots in one array, linked by index into the
-// segments' lists, and a map from hash to slot, none holding a pointer. Noting
-// a key then allocates nothing once the array has grown, and the garbage
-// collector has nothing to trace in them (a golang-lru simplelru of
-// pointers to notes took 10% of a login storm's CPU, and two allocations
-// a note). The rare older digests of a key whose writes overlapped are
-// kept aside, in more.
+// segments' lists, and a map from hash to slot, none holding a pointer.
+// Noting a key then allocates nothing once the array has grown, and the
+// garbage collector has nothing to trace in them (a golang-lru simplelru
+// of pointers to notes took 10% of a login storm's CPU, and two
+// allocations a note). The rare older digests of a key whose writes
+// overlapped are kept aside, in more.
 //
 // Keys are known by the 48-bit hash of the shard's index, so that a note
 // does not keep its key's string: two keys of one shard with the same hash
@@ -69,16 +69,17 @@ const (
 // before it is used. Not safe for concurrent use: the shard's mu guards
 // it.
 type notes struct {
-	at                      map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
-	slots                   []noteSlot         // the notes, and free slots linked by next
-	more                    map[int32][]Digest // the older digests of the notes that keep several, by slot
-	seg                     [2]list            // probation and protected (see notes)
-	free                    int32              // the first free slot, or noNote
-	max                     int                // keys
-	protMax                 int                // keys protected at most: four fifths of max
-	budget                  int64              // bytes: max × NoteBytes, and room for one full note
-	bytes                   int64              // charged to the notes held (see cost)
-	protBytes, protMaxBytes int64              // charged to the protected notes; at most four fifths of budget, and room for a new note
+	at           map[uint64]int32   // the slot of each key noted, by hash; nil until the first note
+	slots        []noteSlot         // the notes, and free slots linked by next
+	more         map[int32][]Digest // the older digests of the notes that keep several, by slot
+	seg          [2]list            // probation and protected (see notes)
+	free         int32              // the first free slot, or noNote
+	max          int                // keys
+	protMax      int                // keys protected at most: four fifths of max
+	budget       int64              // bytes: max × NoteBytes, and room for one full note
+	bytes        int64              // charged to the notes held (see cost)
+	protBytes    int64              // charged to the protected notes
+	protMaxBytes int64              // protBytes at most: four fifths of budget, leaving room for a new note
 }
 
 // noNote is the index of no slot.
@@ -229,9 +230,12 @@ func (n *notes) markUnsure(h uint64, now int64) {
 // but for the values of writes that may still land (an unsure note), which
 // stay; the absent key does not, since the key is not absent now.
 func (n *notes) known(h uint64, now int64) {
-	i := n.find(h, now, false) // used only if it stays: a use would demote another for nothing
-	if i == noNote || !n.slots[i].unsure {
-		n.forget(h)
+	i, ok := n.at[h] // a nil map finds nothing
+	if !ok {
+		return
+	}
+	if now >= n.slots[i].expires || !n.slots[i].unsure {
+		n.remove(i)
 		return
 	}
 	var ds []Digest
@@ -241,10 +245,10 @@ func (n *notes) known(h uint64, now int64) {
 		}
 	}
 	if len(ds) == 0 {
-		n.forget(h)
+		n.remove(i)
 		return
 	}
-	n.use(i)
+	n.use(i) // only a note that stays: a use would demote another for nothing
 	nt := &n.slots[i].note
 	before := nt.cost()
 	nt.last = ds[len(ds)-1]
