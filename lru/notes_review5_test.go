@@ -21,20 +21,15 @@ import (
 // more than its share (one per read made while protected is full).
 func TestReview5CacheReadOfNotedSessionKeepsProtectedNotes(t *testing.T) {
 	c := newCache(t, lru.Limits{MaxEntries: 10}, nil)
-	note := func(key string, d lru.Digest) {
-		w := c.Begin(key)
-		c.SeenFor(&w)
-		c.EndNoted(w, d, time.Hour)
-	}
 	for round := range 2 {
 		for i := range 8 {
-			note(fmt.Sprint("user", i), digestOf(fmt.Sprint("v", round+1)))
+			noteWrite(c, fmt.Sprint("user", i), digestOf(fmt.Sprint("v", round+1)))
 		}
 	}
 	for i := range 20 {
-		note(fmt.Sprint("bot-read", i), digestOf("x"))
+		noteWrite(c, fmt.Sprint("bot-read", i), digestOf("x"))
 		c.Set(fmt.Sprint("bot-read", i), []byte("x"), time.Minute, time.Hour)
-		note(fmt.Sprint("bot", i), digestOf("x"))
+		noteWrite(c, fmt.Sprint("bot", i), digestOf("x"))
 	}
 	lost := 0
 	for i := range 8 {

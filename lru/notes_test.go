@@ -10,6 +10,14 @@ import (
 	"github.com/sessiontier/sessiontier/lru"
 )
 
+// noteWrite ends a write of key that keeps no value (a session not held)
+// by noting d for an hour, as the store's Set of such a session does.
+func noteWrite(c *lru.Cache, key string, d lru.Digest) {
+	w := c.Begin(key)
+	c.SeenFor(&w)
+	c.EndNoted(w, d, time.Hour)
+}
+
 func digestOf(s string) lru.Digest {
 	var d lru.Digest
 	copy(d[:], s)
@@ -210,20 +218,15 @@ func TestUnsureNotesSurviveKnownValues(t *testing.T) {
 // again is protected, the flood churns probation.
 func TestNotesFloodResistance(t *testing.T) {
 	c := newCache(t, lru.Limits{MaxEntries: 1_000}, nil)
-	note := func(key string, d lru.Digest) {
-		w := c.Begin(key)
-		c.SeenFor(&w)
-		c.EndNoted(w, d, time.Hour)
-	}
 	for i := range 500 {
-		note(fmt.Sprint("user", i), digestOf("v1"))
+		noteWrite(c, fmt.Sprint("user", i), digestOf("v1"))
 	}
 	for round := range 20 {
 		for i := range 500 {
-			note(fmt.Sprint("user", i), digestOf(fmt.Sprint("v", round+2)))
+			noteWrite(c, fmt.Sprint("user", i), digestOf(fmt.Sprint("v", round+2)))
 		}
 		for i := range 1_000 {
-			note(fmt.Sprintf("bot%d-%d", round, i), digestOf("x"))
+			noteWrite(c, fmt.Sprintf("bot%d-%d", round, i), digestOf("x"))
 		}
 	}
 	lost := 0
