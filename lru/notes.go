@@ -134,13 +134,17 @@ func newNotes(keys int) notes {
 // now, to ds, newest last.
 func (n *notes) get(h uint64, now int64, ds []Digest) []Digest {
 	if i := n.find(h, now, false); i != noNote {
-		nt := &n.slots[i].note
-		if nt.older > 0 {
-			ds = append(ds, n.more[i]...)
-		}
-		ds = append(ds, nt.last)
+		ds = n.digests(i, ds)
 	}
 	return ds
+}
+
+// digests appends the digests of the note of slot i to ds, newest last.
+func (n *notes) digests(i int32, ds []Digest) []Digest {
+	if n.slots[i].older > 0 {
+		ds = append(ds, n.more[i]...)
+	}
+	return append(ds, n.slots[i].last)
 }
 
 // find returns the slot of the note of the key of hash h, unless expired
@@ -176,7 +180,7 @@ func (n *notes) put(h uint64, d Digest, sure bool, now, expires int64) {
 	switch {
 	case sure || now >= nt.expires:
 		*nt = note{last: d, expires: expires}
-		delete(n.more, i)
+		n.setMore(i, nil)
 	case nt.last == d || (nt.older > 0 && slices.Contains(n.more[i], d)):
 		nt.expires = max(nt.expires, expires)
 	default:
@@ -239,7 +243,7 @@ func (n *notes) known(h uint64, now int64) {
 		return
 	}
 	var ds []Digest
-	for _, d := range n.get(h, now, nil) {
+	for _, d := range n.digests(i, nil) {
 		if d != Absent {
 			ds = append(ds, d)
 		}
