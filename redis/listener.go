@@ -166,18 +166,23 @@ func (l *Listener) Close() {
 	}
 }
 
-// Announce tells the other instances, in publish mode, that id changed
-// here. It does nothing in tracking mode, where Redis tells them. It runs
-// on a context of its own bounded by the timeout, whatever ctx's deadline
-// (ctx gives only its values): a caller that gives up must not leave the
-// others uninformed. If the message cannot be sent, the Listener owes the
-// others a flush, which it sends as soon as Redis takes it; Announce
-// reports that with an error.
-func (l *Listener) Announce(ctx context.Context, id string) error {
-	if l.Mode().tracking() {
+// Announce tells the other instances, in publish mode, that ids changed
+// here: one message per id, all sent in one round trip. It does nothing in
+// tracking mode, where Redis tells them. It runs on a context of its own
+// bounded by the timeout, whatever ctx's deadline (ctx gives only its
+// values): a caller that gives up must not leave the others uninformed.
+// If a message cannot be sent, the Listener owes the others a flush,
+// which it sends as soon as Redis takes it; Announce reports that with an
+// error.
+func (l *Listener) Announce(ctx context.Context, ids ...string) error {
+	if l.Mode().tracking() || len(ids) == 0 {
 		return nil
 	}
-	if err := l.publish(ctx, l.nonce+" "+id); err != nil {
+	msgs := make([]string, len(ids))
+	for i, id := range ids {
+		msgs[i] = l.nonce + " " + id
+	}
+	if err := l.publish(ctx, msgs...); err != nil {
 		l.owe()
 		return err
 	}
@@ -205,12 +210,21 @@ func (l *Listener) owe() {
 	}
 }
 
-func (l *Listener) publish(ctx context.Context, msg string) error {
+func (l *Listener) publish(ctx context.Context, msgs ...string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.Timeout)
 	defer cancel()
 	stop := context.AfterFunc(l.ctx, cancel)
 	defer stop()
-	return l.client.Publish(ctx, l.channel, msg).Err()
+	if len(msgs) == 1 {
+		return l.client.Publish(ctx, l.channel, msgs[0]).Err()
+	}
+	_, err := l.client.Pipelined(ctx, func(p goredis.Pipeliner) error { // one round trip
+		for _, m := range msgs {
+			p.Publish(ctx, l.channel, m)
+		}
+		return nil
+	})
+	return err
 }
 
 // repay sends the flush owed after a failed announcement, retrying until

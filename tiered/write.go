@@ -412,14 +412,15 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 	return ErrNotFound
 }
 
-// announce tells the other instances, in publish mode, that id changed.
-// An announcement that cannot be sent makes the listener owe them a flush,
-// sent once Redis takes it; until then they may serve their copies.
-func (s *Store) announce(ctx context.Context, id string) {
+// announce tells the other instances, in publish mode, that ids changed,
+// in one round trip. An announcement that cannot be sent makes the
+// listener owe them a flush, sent once Redis takes it; until then they may
+// serve their copies.
+func (s *Store) announce(ctx context.Context, ids ...string) {
 	if s.listener == nil {
 		return
 	}
-	if err := s.listener.Announce(ctx, id); err != nil {
+	if err := s.listener.Announce(ctx, ids...); err != nil {
 		s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertInvalidationLost, Severity: telemetry.SeverityWarn,
 			Message: "a change could not be announced to the other instances: they are told to revalidate everything once Redis answers",
 			Count:   1})
