@@ -144,8 +144,6 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		return s.brk.Do(ctx, op)
 	}
 	defer func() {
-		s.replayApplied.Add(uint64(applied))
-		s.replayConflicts.Add(uint64(conflicts))
 		s.watchFallback(context.Background())
 		if conflicts > 0 {
 			s.alerts.raise(context.Background(), telemetry.Alert{Kind: telemetry.AlertReplayConflict, Severity: telemetry.SeverityWarn,
@@ -170,11 +168,10 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
 				return false
 			}
+			s.replayApplied.Add(uint64(j - i)) // counted before the tier shows them gone
 			s.out.tombsApplied(ids[i:j], seqs[i:j])
 			applied += j - i
-			for _, id := range ids[i:j] {
-				s.announce(ctx, id)
-			}
+			s.announce(ctx, ids[i:j]...)
 		}
 		writes, wseqs, exp := s.out.writeBatch(s.now())
 		expired += exp
@@ -243,12 +240,13 @@ func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs [
 func (s *Store) replayed(ctx context.Context, batch []redis.Replay, seqs []uint64, out []redis.Outcome) (applied, conflicts int) {
 	done := make([]bool, len(out)) // applied; conflicts and failures are dropped alike
 	var failed []lostWrite
+	var changed []string // announced in one round trip
 	for k, w := range batch {
 		switch {
 		case out[k].Applied:
 			done[k] = true
 			applied++
-			s.announce(ctx, w.ID)
+			changed = append(changed, w.ID)
 			if s.local != nil && s.remote.PerKey() {
 				// Written on a connection Redis does not track it for:
 				// the copy would never hear of the next change. It stays
@@ -263,8 +261,11 @@ func (s *Store) replayed(ctx context.Context, batch []redis.Replay, seqs []uint6
 		}
 		s.dropLocal(w.ID)
 	}
-	s.out.writesDone(batch, seqs, done)
+	s.announce(ctx, changed...)
+	s.replayApplied.Add(uint64(applied)) // counted before the tier shows them gone (see Stats)
+	s.replayConflicts.Add(uint64(conflicts))
 	s.lose(ctx, failed, false)
+	s.out.writesDone(batch, seqs, done)
 	return applied, conflicts
 }
 

@@ -394,23 +394,22 @@ func (s *Store) Range(ctx context.Context, fn func(id string, data []byte) error
 
 // Stats returns a snapshot of the tiers, the breaker and the counters.
 func (s *Store) Stats() Stats {
-	st := Stats{
-		Invalidation:    s.inv.state.Load().(string),
-		Invalidations:   s.inv.count.Load(),
-		Breaker:         s.brk.State().String(),
-		PendingLost:     s.pendingLost.Load(),
-		ReplayApplied:   s.replayApplied.Load(),
-		ReplayConflicts: s.replayConflicts.Load(),
-		RangeSkipped:    s.rangeSkipped.Load(),
+	var st Stats
+	if s.out != nil { // first: replay counts what it applied before the tier shows it gone
+		st.PendingWrites, st.FallbackBytes, st.PendingDeletes = s.out.counts()
+		st.FallbackEntries = st.PendingWrites
 	}
+	st.Invalidation = s.inv.state.Load().(string)
+	st.Invalidations = s.inv.count.Load()
+	st.Breaker = s.brk.State().String()
+	st.PendingLost = s.pendingLost.Load()
+	st.ReplayApplied = s.replayApplied.Load()
+	st.ReplayConflicts = s.replayConflicts.Load()
+	st.RangeSkipped = s.rangeSkipped.Load()
 	if s.local != nil {
 		ls := s.local.Stats()
 		st.LocalEntries, st.LocalBytes = ls.Entries, ls.Bytes
 		st.LocalEvictions, st.LocalExpirations = ls.Evictions, ls.Expirations
-	}
-	if s.out != nil {
-		st.PendingWrites, st.FallbackBytes, st.PendingDeletes = s.out.counts()
-		st.FallbackEntries = st.PendingWrites
 	}
 	return st
 }
