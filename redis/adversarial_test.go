@@ -51,7 +51,10 @@ func TestGetOverMaxValueBytesIsErrTooLarge(t *testing.T) {
 
 // TestReplayWritesReportsEachWrite: in one batch, a write applies, one
 // conflicts and one fails on a key of another type, without failing the
-// batch; after SCRIPT FLUSH, the script is sent again.
+// batch; a write finding its own value in the key (a replay that landed
+// unanswered) applies and sets its expiry, whether it requires an absent
+// key (SET NX GET, then the script) or another value (the script); after
+// SCRIPT FLUSH, the script is sent again.
 func TestReplayWritesReportsEachWrite(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client()
@@ -64,12 +67,22 @@ func TestReplayWritesReportsEachWrite(t *testing.T) {
 		{ID: "new", Bases: []string{""}, Value: []byte("a"), Expires: exp},
 		{ID: "hash", Bases: []string{""}, Value: []byte("b"), Expires: exp},
 		{ID: "taken", Bases: []string{""}, Value: []byte("c"), Expires: exp},
+		{ID: "landed", Bases: []string{""}, Value: []byte("d"), Expires: exp},
+		{ID: "landed2", Bases: []string{"0123456789012345678901234567890123456789"}, Value: []byte("e"), Expires: exp},
 	}
 	for _, round := range []string{"first", "after SCRIPT FLUSH"} {
 		client.Del(ctx, "r:new")
+		client.Set(ctx, "r:landed", "d", time.Hour)
+		client.Set(ctx, "r:landed2", "e", time.Hour)
 		out, err := tr.ReplayWrites(ctx, batch)
-		if err != nil || len(out) != 3 {
-			t.Fatalf("%s: ReplayWrites = %v, %v; want 3 outcomes and no error", round, out, err)
+		if err != nil || len(out) != 5 {
+			t.Fatalf("%s: ReplayWrites = %v, %v; want 5 outcomes and no error", round, out, err)
+		}
+		for k, id := range []string{"landed", "landed2"} {
+			ttl := client.PTTL(ctx, "r:"+id).Val()
+			if o := out[3+k]; !o.Applied || o.Err != nil || ttl > time.Minute || ttl < 50*time.Second {
+				t.Errorf("%s: %s, holding its own value: %+v, PTTL %v; want applied with the replay's expiry (1m)", round, id, o, ttl)
+			}
 		}
 		if !out[0].Applied || out[0].Err != nil {
 			t.Errorf("%s: absent key: %+v; want applied", round, out[0])

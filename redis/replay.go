@@ -1,9 +1,13 @@
 package redis
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,15 +15,18 @@ import (
 )
 
 // replayScript writes a value only if the key still holds one of the
-// values the writer accepts to replace: ARGV[1] is their hex SHA-1s, each
+// values the writer accepts to replace, or the value itself (a replay that
+// landed, and whose reply was lost): ARGV[1] is their hex SHA-1s, each
 // followed by a space, "- " standing for an absent key. ARGV[3] is the
 // absolute expiry in unix milliseconds. It returns 1 when it wrote, 0 when
 // the key had changed.
 var replayScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-local d = '-'
-if cur then d = redis.sha1hex(cur) end
-if not string.find(' ' .. ARGV[1], ' ' .. d .. ' ', 1, true) then return 0 end
+if cur ~= ARGV[2] then
+  local d = '-'
+  if cur then d = redis.sha1hex(cur) end
+  if not string.find(' ' .. ARGV[1], ' ' .. d .. ' ', 1, true) then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
 `)
@@ -29,7 +36,7 @@ type Replay struct {
 	ID      string
 	Value   []byte
 	Expires time.Time // absolute; the key expires then
-	Bases   []string  // hex SHA-1s of the values it may replace; "" for an absent key
+	Bases   []string  // hex SHA-1s of the values it may replace besides Value itself; "" for an absent key
 }
 
 // bases encodes w.Bases for replayScript.
@@ -88,72 +95,200 @@ type Outcome struct {
 	Err     error
 }
 
-// ReplayWrites applies writes in one pipelined round trip, each only if its
-// key is unchanged (see Replay.Bases), and reports the outcome of each. It
-// returns an error, and no outcomes, only when the round trip itself failed
-// (see IsUnreachable); a reply refusing one write is that write's outcome.
-// The call is bounded by the tier's timeout: the caller bounds the bytes
-// it sends at once.
+// ReplayWrites applies writes, each only if its key is unchanged (see
+// Replay.Bases), and reports the outcome of each. It returns an error, and
+// no outcomes, only when a round trip itself failed (see IsUnreachable); a
+// reply refusing one write is that write's outcome. The call is bounded by
+// the tier's timeout: the caller bounds the bytes it sends at once.
+//
+// On a single node, the writes go as one checked transaction (see
+// checked), which costs Redis half the script's work; the script decides,
+// in one pipelined round trip, what the transaction could not, and every
+// write on a cluster.
 func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, error) {
 	keys := make([]string, len(writes))
 	for i, w := range writes {
 		keys[i] = t.key(w.ID)
 	}
-	// run sends the writes at idx, by script digest or whole, and fills
-	// out; it returns the failed infrastructure error, if any.
-	run := func(ctx context.Context, idx []int, useSHA bool, out []Outcome) error {
-		cmds := make([]*goredis.Cmd, len(idx))
-		_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for n, i := range idx {
-				w := writes[i]
-				args := []any{w.bases(), w.Value, w.Expires.UnixMilli()}
-				if useSHA {
-					cmds[n] = replayScript.EvalSha(ctx, p, keys[i:i+1], args...)
-				} else {
-					cmds[n] = replayScript.Eval(ctx, p, keys[i:i+1], args...)
-				}
+	return write(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
+		out := make([]Outcome, len(writes))
+		rest := indexes(len(writes))
+		if t.fence != nil {
+			var err error
+			if rest, err = t.checked(ctx, writes, keys, out); err != nil {
+				return nil, err
+			}
+		}
+		if len(rest) == 0 {
+			return out, nil
+		}
+		if err := t.script(ctx, writes, keys, rest, true, out); err != nil {
+			return nil, err
+		}
+		var again []int // a restarted or flushed Redis lost the script
+		for _, i := range rest {
+			if isNoScript(out[i].Err) {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if err := t.script(ctx, writes, keys, again, false, out); err != nil {
+				return nil, err
+			}
+		}
+		for _, i := range rest {
+			if out[i].Err != nil {
+				out[i].Err = fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
+			}
+		}
+		return out, nil
+	})
+}
+
+// indexes returns 0, 1, …, n-1.
+func indexes(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// script sends the writes at idx as replayScript, by its digest or whole,
+// in one pipeline, and fills their outcomes; it returns the failed
+// infrastructure error, if any.
+func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx []int, useSHA bool, out []Outcome) error {
+	cmds := make([]*goredis.Cmd, len(idx))
+	_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for n, i := range idx {
+			w := writes[i]
+			args := []any{w.bases(), w.Value, w.Expires.UnixMilli()}
+			if useSHA {
+				cmds[n] = replayScript.EvalSha(ctx, p, keys[i:i+1], args...)
+			} else {
+				cmds[n] = replayScript.Eval(ctx, p, keys[i:i+1], args...)
+			}
+		}
+		return nil
+	})
+	if IsUnreachable(err) {
+		return err
+	}
+	for n, c := range cmds {
+		v, err := c.Int()
+		if IsUnreachable(err) {
+			return err
+		}
+		out[idx[n]] = Outcome{Applied: err == nil && v == 1, Err: err}
+	}
+	return nil
+}
+
+// maxReplayRead bounds the values a checked transaction reads in one round
+// trip, as the caller bounds those it writes (see ReplayWrites): a write
+// whose key holds more than is left of it goes by the script, which reads
+// nothing back.
+const maxReplayRead = 512 << 10
+
+// checked replays writes as one transaction on one connection of the
+// Tier's write client, as the script would, for half its work in Redis:
+// WATCH their keys, with the length of each; read the values to compare
+// (within maxReplayRead; a value longer than maxValue is none this store
+// saw or wrote, so a conflict); compare each with the write's value and
+// bases here; then MULTI, a SET PXAT of each write whose key holds one of
+// them, EXEC. Redis runs EXEC only if no watched key changed since WATCH
+// (expiry included). It fills the outcome of each write it decided
+// (applied, or a conflict), and returns the others, for the script: a key
+// of another type, a value past the read budget, or every write when EXEC
+// did not run (a key changed meanwhile, or Redis refused the transaction).
+func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out []Outcome) (rest []int, err error) {
+	client := t.writes().(*goredis.Client) // the fence's: a single node
+	err = client.Watch(ctx, func(tx *goredis.Tx) error {
+		exists := make([]*goredis.IntCmd, len(writes))
+		sizes := make([]*goredis.IntCmd, len(writes))
+		_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			watch := append(make([]any, 0, len(keys)+1), "WATCH")
+			for _, k := range keys {
+				watch = append(watch, k)
+			}
+			p.Do(ctx, watch...)
+			for i, k := range keys {
+				exists[i], sizes[i] = p.Exists(ctx, k), p.StrLen(ctx, k) // STRLEN is 0 for a missing key
 			}
 			return nil
 		})
 		if IsUnreachable(err) {
 			return err
 		}
-		for n, c := range cmds {
-			v, err := c.Int()
-			if err != nil && IsUnreachable(err) {
+		apply := make([]bool, len(writes))
+		var read []int // keys whose value is compared
+		budget := int64(maxReplayRead)
+		for i, w := range writes {
+			switch size := sizes[i].Val(); {
+			case exists[i].Err() != nil || sizes[i].Err() != nil: // a key of another type
+				rest = append(rest, i)
+			case exists[i].Val() == 0:
+				apply[i] = slices.Contains(w.Bases, "")
+			case t.maxValue > 0 && size > int64(t.maxValue): // a conflict
+			case size == 0:
+				apply[i] = len(w.Value) == 0 || slices.Contains(w.Bases, digestHex(nil))
+			case size > budget:
+				rest = append(rest, i)
+			default:
+				budget -= size
+				read = append(read, i)
+			}
+		}
+		if len(read) > 0 {
+			vals := make([]*goredis.StringCmd, len(read))
+			_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for n, i := range read {
+					vals[n] = p.GetRange(ctx, keys[i], 0, sizes[i].Val()) // no more than STRLEN said, and a byte
+				}
+				return nil
+			})
+			if IsUnreachable(err) {
 				return err
 			}
-			out[idx[n]] = Outcome{Applied: err == nil && v == 1, Err: err}
+			for n, i := range read {
+				cur, err := vals[n].Bytes()
+				if err != nil { // changed since STRLEN: EXEC will not run
+					rest = append(rest, i)
+					continue
+				}
+				apply[i] = bytes.Equal(cur, writes[i].Value) || slices.Contains(writes[i].Bases, digestHex(cur))
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, w := range writes {
+				if apply[i] {
+					p.Do(ctx, "SET", keys[i], w.Value, "PXAT", w.Expires.UnixMilli())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i := range writes {
+			out[i] = Outcome{Applied: apply[i]} // or a conflict; the script overwrites rest's
 		}
 		return nil
-	}
-	return write(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
-		out := make([]Outcome, len(writes))
-		all := make([]int, len(writes))
-		for i := range all {
-			all[i] = i
-		}
-		if err := run(ctx, all, true, out); err != nil {
-			return nil, err
-		}
-		var again []int // a restarted or flushed Redis lost the script
-		for i, o := range out {
-			if isNoScript(o.Err) {
-				again = append(again, i)
-			}
-		}
-		if len(again) > 0 {
-			if err := run(ctx, again, false, out); err != nil {
-				return nil, err
-			}
-		}
-		for i, o := range out {
-			if o.Err != nil {
-				out[i].Err = fmt.Errorf("redis: EVALSHA: %w", o.Err)
-			}
-		}
-		return out, nil
 	})
+	switch {
+	case err == nil:
+		return rest, nil
+	case errors.Is(err, goredis.TxFailedErr), IsReply(err) && !IsUnreachable(err):
+		clear(out)
+		return indexes(len(writes)), nil // EXEC did not run: the script decides every write
+	}
+	return nil, err
+}
+
+// digestHex is v's SHA-1 in hex, as Replay.Bases spell it.
+func digestHex(v []byte) string {
+	d := sha1.Sum(v)
+	return hex.EncodeToString(d[:])
 }
 
 func isNoScript(err error) bool {

@@ -282,8 +282,7 @@ func (o *outage) writeBatch(now time.Time) (batch []redis.Replay, seqs []uint64,
 		if _, tomb := o.tombs[id]; tomb {
 			return true // its delete goes first
 		}
-		bases := append(append(make([]string, 0, len(p.bases)+1), p.bases...), digest(p.value))
-		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Bases: bases})
+		batch = append(batch, redis.Replay{ID: id, Value: p.value, Expires: p.expires, Bases: p.bases}) // withBase copies, never changes, p.bases
 		seqs = append(seqs, p.seq)
 		return true
 	})

@@ -22,7 +22,7 @@ func TestNewerWriteDuringReplayKeepsOrder(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	o.write("id", []byte("v1"), exp, func() []string { return []string{"base0"} }, false)
 	batch, seqs, _ := o.writeBatch(time.Now())
-	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"base0", digest([]byte("v1"))}) {
+	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"base0"}) { // and v1 itself: see redis.Replay
 		t.Fatalf("batch = %+v", batch)
 	}
 	o.write("id", []byte("v2"), exp, func() []string { return []string{"ignored: the id is pending"} }, false)
@@ -69,8 +69,8 @@ func TestTombstoneGoesFirstAndNewWriteNeedsAbsentKey(t *testing.T) {
 	ids, seqs := o.tombBatch()
 	o.tombsApplied(ids, seqs)
 	batch, _, _ := o.writeBatch(time.Now())
-	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{"", digest([]byte("new"))}) {
-		t.Fatalf("batch = %+v; want the write, requiring an absent key", batch)
+	if len(batch) != 1 || !slices.Equal(batch[0].Bases, []string{""}) {
+		t.Fatalf("batch = %q; want the write, requiring an absent key", batch[0].Bases)
 	}
 }
 

@@ -1,0 +1,184 @@
+package redis_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/redis"
+)
+
+func hexSHA1(v string) string {
+	d := sha1.Sum([]byte(v))
+	return hex.EncodeToString(d[:])
+}
+
+// replayCase is a key's state in Redis before a replayed write, and what
+// the replay must do with it.
+type replayCase struct {
+	name    string
+	before  func(ctx context.Context, c *goredis.Client, key string) // nil: absent
+	bases   []string
+	applied bool
+	err     string // a substring of the outcome's error
+}
+
+func holding(v string) func(context.Context, *goredis.Client, string) {
+	return func(ctx context.Context, c *goredis.Client, key string) { c.Set(ctx, key, v, time.Hour) }
+}
+
+const replayed = "the outage write"
+
+var replayCases = []replayCase{
+	{name: "absent, absent accepted", bases: []string{""}, applied: true},
+	{name: "absent, a value accepted", bases: []string{hexSHA1("old")}},
+	{name: "a base", before: holding("old"), bases: []string{"", hexSHA1("old")}, applied: true},
+	{name: "another value", before: holding("theirs"), bases: []string{"", hexSHA1("old")}},
+	{name: "its own value (landed unanswered)", before: holding(replayed), bases: []string{""}, applied: true},
+	{name: "empty, absent accepted", before: holding(""), bases: []string{""}},
+	{name: "absent, empty accepted", bases: []string{hexSHA1("")}},
+	{name: "empty, empty accepted", before: holding(""), bases: []string{hexSHA1("")}, applied: true},
+	{name: "a longer value, whose first limit+1 bytes are a base", before: holding(strings.Repeat("x", 200)),
+		bases: []string{hexSHA1(strings.Repeat("x", 101))}},
+	{name: "a hash", before: func(ctx context.Context, c *goredis.Client, key string) { c.HSet(ctx, key, "f", "v") },
+		bases: []string{""}, err: "WRONGTYPE"},
+}
+
+// TestReplayWritesTransactionAndScriptAgree: the checked transaction (a
+// single-node client) and the script (any other client) give every case
+// the same outcome, the same value and the same expiry, in one batch, with
+// a value limit (GETRANGE and EXISTS) and without one (GET).
+func TestReplayWritesTransactionAndScriptAgree(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	ctx := context.Background()
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": srv.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	clients := map[string]goredis.UniversalClient{"transaction": plain, "script": ring}
+	for _, limit := range []int{0, 100} {
+		for name, client := range clients {
+			tr, err := redis.New(client, redis.Config{Prefix: "r:", Timeout: time.Second, MaxValueBytes: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(tr.Close)
+			plain.FlushDB(ctx)
+			exp := time.Now().Add(time.Minute).Truncate(time.Millisecond)
+			var batch []redis.Replay
+			for i, c := range replayCases {
+				id := string(rune('a' + i))
+				if c.before != nil {
+					c.before(ctx, plain, "r:"+id)
+				}
+				batch = append(batch, redis.Replay{ID: id, Value: []byte(replayed), Expires: exp, Bases: c.bases})
+			}
+			out, err := tr.ReplayWrites(ctx, batch)
+			if err != nil || len(out) != len(batch) {
+				t.Fatalf("%s, limit %d: ReplayWrites = %v, %v", name, limit, out, err)
+			}
+			for i, c := range replayCases {
+				key := "r:" + batch[i].ID
+				o := out[i]
+				if o.Applied != c.applied || (c.err == "") != (o.Err == nil) || c.err != "" && !strings.Contains(o.Err.Error(), c.err) {
+					t.Errorf("%s, limit %d, %s: %+v; want applied %v, error %q", name, limit, c.name, o, c.applied, c.err)
+					continue
+				}
+				if !c.applied {
+					continue
+				}
+				got, _ := plain.Get(ctx, key).Result()
+				at, _ := plain.PExpireTime(ctx, key).Result()
+				if got != replayed || at != time.Duration(exp.UnixMilli())*time.Millisecond {
+					t.Errorf("%s, limit %d, %s: Redis holds %q, expiring at %v; want %q at %v", name, limit, c.name, got, at, replayed, exp.UnixMilli())
+				}
+			}
+		}
+	}
+}
+
+// TestReplayWritesTransactionLeavesAKeyChangedBeforeEXEC: a key changed by
+// another client after the transaction read it aborts EXEC; the script
+// then decides every write of the batch: the changed key keeps the other
+// client's value and is a conflict, the others are applied.
+func TestReplayWritesTransactionLeavesAKeyChangedBeforeEXEC(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	ctx := context.Background()
+	proxy := redistest.NewProxy(t, srv.Addr)
+	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
+	t.Cleanup(func() { client.Close() })
+	tr := newTier(t, client, "r:")
+	plain.Set(ctx, "r:b", "old", time.Hour)
+	exp := time.Now().Add(time.Minute)
+	batch := []redis.Replay{
+		{ID: "a", Value: []byte("a2"), Expires: exp, Bases: []string{""}},
+		{ID: "b", Value: []byte("b2"), Expires: exp, Bases: []string{hexSHA1("old")}},
+	}
+	h := proxy.Hold([]byte("multi")) // go-redis spells commands in lower case
+	type result struct {
+		out []redis.Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := tr.ReplayWrites(ctx, batch)
+		done <- result{out, err}
+	}()
+	<-h.Held()
+	plain.Set(ctx, "r:b", "theirs", time.Hour)
+	h.Release()
+	r := <-done
+	if r.err != nil || len(r.out) != 2 || !r.out[0].Applied || r.out[1].Applied || r.out[1].Err != nil {
+		t.Fatalf("ReplayWrites = %+v, %v; want a applied, b a conflict", r.out, r.err)
+	}
+	if a, b := plain.Get(ctx, "r:a").Val(), plain.Get(ctx, "r:b").Val(); a != "a2" || b != "theirs" {
+		t.Fatalf("Redis holds a=%q b=%q; want a2 and the other client's value", a, b)
+	}
+}
+
+// TestReplayWritesDoesNotReadHugeValues: a key holding a huge value is a
+// conflict, decided without reading the value back: past the value limit
+// it is none this store wrote; with no limit, past the read budget, the
+// script decides.
+func TestReplayWritesDoesNotReadHugeValues(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	ctx := context.Background()
+	plain.Set(ctx, "r:big", bytes.Repeat([]byte("h"), 64<<20), time.Hour)
+	for _, limit := range []int{1024, 0} {
+		tr, err := redis.New(plain, redis.Config{Prefix: "r:", Timeout: time.Second, MaxValueBytes: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tr.Close)
+		before := netOut(t, plain)
+		out, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "big", Value: []byte("v"), Expires: time.Now().Add(time.Minute), Bases: []string{""}}})
+		if err != nil || len(out) != 1 || out[0].Applied || out[0].Err != nil {
+			t.Fatalf("limit %d: ReplayWrites = %+v, %v; want a conflict", limit, out, err)
+		}
+		if sent := netOut(t, plain) - before; sent > 1<<20 {
+			t.Fatalf("limit %d: Redis sent %d bytes to decide one write; want no more than the read budget", limit, sent)
+		}
+	}
+}
+
+// netOut is what Redis has sent to its clients, in bytes.
+func netOut(t *testing.T, c *goredis.Client) int64 {
+	t.Helper()
+	m, err := c.InfoMap(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, ch := range m["Stats"]["total_net_output_bytes"] {
+		n = n*10 + int64(ch-'0')
+	}
+	return n
+}
