@@ -110,7 +110,11 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 	for i, w := range writes {
 		keys[i] = t.key(w.ID)
 	}
-	return write(t, ctx, "EVALSHA", func(ctx context.Context) ([]Outcome, error) {
+	op := "EVALSHA" // the span's name
+	if t.fence != nil {
+		op = "EXEC"
+	}
+	return write(t, ctx, op, func(ctx context.Context) ([]Outcome, error) {
 		out := make([]Outcome, len(writes))
 		rest := indexes(len(writes))
 		if t.fence != nil {
