@@ -98,8 +98,10 @@ type Outcome struct {
 // ReplayWrites applies writes, each only if its key is unchanged (see
 // Replay.Bases), and reports the outcome of each. It returns an error, and
 // no outcomes, only when a round trip itself failed (see IsUnreachable); a
-// reply refusing one write is that write's outcome. The call is bounded by
-// the tier's timeout: the caller bounds the bytes it sends at once.
+// reply refusing one write is that write's outcome. Each round trip is
+// bounded by the tier's timeout: the caller bounds the bytes it sends at
+// once. An id appears at most once in writes: each write is compared
+// with what Redis held before the batch.
 //
 // On a single node, the writes go as one checked transaction (see
 // checked), which costs Redis half the script's work; the script decides,
@@ -110,24 +112,20 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 	for i, w := range writes {
 		keys[i] = t.key(w.ID)
 	}
-	op := "EVALSHA" // the span's name
+	out := make([]Outcome, len(writes))
+	rest := indexes(len(writes))
 	if t.fence != nil {
-		op = "EXEC"
-	}
-	return write(t, ctx, op, func(ctx context.Context) ([]Outcome, error) {
-		out := make([]Outcome, len(writes))
-		rest := indexes(len(writes))
-		if t.fence != nil {
-			var err error
-			if rest, err = t.checked(ctx, writes, keys, out); err != nil {
-				return nil, err
-			}
-		}
-		if len(rest) == 0 {
-			return out, nil
-		}
-		if err := t.script(ctx, writes, keys, rest, true, out); err != nil {
+		var err error
+		if rest, err = t.checked(ctx, writes, keys, out); err != nil {
 			return nil, err
+		}
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	_, err := write(t, ctx, "EVALSHA", func(ctx context.Context) (struct{}, error) {
+		if err := t.script(ctx, writes, keys, rest, true, out); err != nil {
+			return struct{}{}, err
 		}
 		var again []int // a restarted or flushed Redis lost the script
 		for _, i := range rest {
@@ -136,17 +134,19 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 			}
 		}
 		if len(again) > 0 {
-			if err := t.script(ctx, writes, keys, again, false, out); err != nil {
-				return nil, err
-			}
+			return struct{}{}, t.script(ctx, writes, keys, again, false, out)
 		}
-		for _, i := range rest {
-			if out[i].Err != nil {
-				out[i].Err = fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
-			}
-		}
-		return out, nil
+		return struct{}{}, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range rest {
+		if out[i].Err != nil {
+			out[i].Err = fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
+		}
+	}
+	return out, nil
 }
 
 // indexes returns 0, 1, …, n-1.
@@ -195,33 +195,44 @@ func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx [
 const maxReplayRead = 512 << 10
 
 // checked replays writes as one transaction on one connection of the
-// Tier's write client, as the script would, for half its work in Redis:
-// WATCH their keys, with the length of each; read the values to compare
-// (within maxReplayRead; a value longer than maxValue is none this store
-// saw or wrote, so a conflict); compare each with the write's value and
-// bases here; then MULTI, a SET PXAT of each write whose key holds one of
-// them, EXEC. Redis runs EXEC only if no watched key changed since WATCH
-// (expiry included). It fills the outcome of each write it decided
+// Tier's write client, as the script would, for half its work in Redis.
+// Round trip one: WATCH their keys, and the length of each. Two: read the
+// values to compare (within maxReplayRead; a value longer than maxValue
+// is none this store saw or wrote, so a conflict). Each is compared here
+// with the write's value and bases. Three: MULTI, a SET PXAT of each write
+// whose key holds one of them, EXEC, which Redis runs only if no watched
+// key changed since WATCH (expiry included); with nothing to set, UNWATCH
+// instead, so that no WATCH stays on the connection. Each round trip is
+// bounded by the timeout on its own, so that a replay fits wherever a
+// single call does. It fills the outcome of each write it decided
 // (applied, or a conflict), and returns the others, for the script: a key
 // of another type, a value past the read budget, or every write when EXEC
-// did not run (a key changed meanwhile, or Redis refused the transaction).
+// did not run (a key changed meanwhile, or Redis refused WATCH or the
+// transaction).
 func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out []Outcome) (rest []int, err error) {
 	client := t.writes().(*goredis.Client) // the fence's: a single node
 	err = client.Watch(ctx, func(tx *goredis.Tx) error {
+		var watch *goredis.Cmd
 		exists := make([]*goredis.IntCmd, len(writes))
 		sizes := make([]*goredis.IntCmd, len(writes))
-		_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			watch := append(make([]any, 0, len(keys)+1), "WATCH")
-			for _, k := range keys {
-				watch = append(watch, k)
-			}
-			p.Do(ctx, watch...)
-			for i, k := range keys {
-				exists[i], sizes[i] = p.Exists(ctx, k), p.StrLen(ctx, k) // STRLEN is 0 for a missing key
-			}
-			return nil
+		_, err := bounded(t, ctx, "WATCH", true, func(ctx context.Context) (struct{}, error) {
+			_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				args := append(make([]any, 0, len(keys)+1), "WATCH")
+				for _, k := range keys {
+					args = append(args, k)
+				}
+				watch = p.Do(ctx, args...)
+				for i, k := range keys {
+					exists[i], sizes[i] = p.Exists(ctx, k), p.StrLen(ctx, k) // STRLEN is 0 for a missing key
+				}
+				return nil
+			})
+			return struct{}{}, err
 		})
 		if IsUnreachable(err) {
+			return err
+		}
+		if err := watch.Err(); err != nil { // refused (an ACL, a renamed command): EXEC would be unconditional
 			return err
 		}
 		apply := make([]bool, len(writes))
@@ -245,11 +256,14 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 		}
 		if len(read) > 0 {
 			vals := make([]*goredis.StringCmd, len(read))
-			_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
-				for n, i := range read {
-					vals[n] = p.GetRange(ctx, keys[i], 0, sizes[i].Val()) // no more than STRLEN said, and a byte
-				}
-				return nil
+			_, err := bounded(t, ctx, "GETRANGE", true, func(ctx context.Context) (struct{}, error) {
+				_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
+					for n, i := range read {
+						vals[n] = p.GetRange(ctx, keys[i], 0, sizes[i].Val()) // no more than STRLEN said, and a byte
+					}
+					return nil
+				})
+				return struct{}{}, err
 			})
 			if IsUnreachable(err) {
 				return err
@@ -263,21 +277,30 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 				apply[i] = bytes.Equal(cur, writes[i].Value) || slices.Contains(writes[i].Bases, digestHex(cur))
 			}
 		}
-		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, w := range writes {
-				if apply[i] {
-					p.Do(ctx, "SET", keys[i], w.Value, "PXAT", w.Expires.UnixMilli())
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
 		for i := range writes {
 			out[i] = Outcome{Applied: apply[i]} // or a conflict; the script overwrites rest's
 		}
-		return nil
+		if !slices.Contains(apply, true) {
+			// The connection goes back to the pool: a WATCH left on it
+			// would abort a later batch's EXEC. An UNWATCH that fails
+			// closes the connection.
+			_, _ = bounded(t, ctx, "UNWATCH", true, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, tx.Unwatch(ctx).Err()
+			})
+			return nil
+		}
+		_, err = write(t, ctx, "EXEC", func(ctx context.Context) (struct{}, error) {
+			_, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				for i, w := range writes {
+					if apply[i] {
+						p.Do(ctx, "SET", keys[i], w.Value, "PXAT", w.Expires.UnixMilli())
+					}
+				}
+				return nil
+			})
+			return struct{}{}, err
+		})
+		return err
 	})
 	switch {
 	case err == nil:
