@@ -15,6 +15,23 @@ import (
 	"github.com/sessiontier/sessiontier/redis"
 )
 
+// proxiedTier returns a Tier of prefix "r:" with timeout, on a client
+// through a proxy of a server the test started, the proxy, and a plain
+// client of the server.
+func proxiedTier(t *testing.T, timeout time.Duration) (*goredis.Client, *redistest.Proxy, *redis.Tier) {
+	t.Helper()
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
+	t.Cleanup(func() { client.Close() })
+	tr, err := redis.New(client, redis.Config{Prefix: "r:", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return srv.Client(), proxy, tr
+}
+
 func hexSHA1(v string) string {
 	d := sha1.Sum([]byte(v))
 	return hex.EncodeToString(d[:])
@@ -108,13 +125,8 @@ func TestReplayWritesTransactionAndScriptAgree(t *testing.T) {
 // then decides every write of the batch: the changed key keeps the other
 // client's value and is a conflict, the others are applied.
 func TestReplayWritesTransactionLeavesAKeyChangedBeforeEXEC(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
+	plain, proxy, tr := proxiedTier(t, time.Second)
 	ctx := context.Background()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { client.Close() })
-	tr := newTier(t, client, "r:")
 	plain.Set(ctx, "r:b", "old", time.Hour)
 	exp := time.Now().Add(time.Minute)
 	batch := []redis.Replay{

@@ -184,13 +184,8 @@ func TestReview6ExecLostThenKeyChanged(t *testing.T) {
 // that is gone is a conflict (no revival), the new session is written
 // with its expiry.
 func TestReview6FlushDBBeforeExec(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
+	plain, proxy, tr := proxiedTier(t, time.Second)
 	ctx := context.Background()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { client.Close() })
-	tr := newTier(t, client, "r:")
 	plain.Set(ctx, "r:u", "old", time.Hour)
 	exp := time.Now().Add(time.Minute).Truncate(time.Millisecond)
 	h := proxy.Hold([]byte("multi"))
@@ -217,17 +212,8 @@ func TestReview6FlushDBBeforeExec(t *testing.T) {
 // the transaction read it and before EXEC (nobody touches it): EXEC must
 // not run, and the replay must not revive the expired session.
 func TestReview6KeyExpiresBeforeExec(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
+	plain, proxy, tr := proxiedTier(t, 5*time.Second) // EXEC is held past the expiry
 	ctx := context.Background()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { client.Close() })
-	tr, err := redis.New(client, redis.Config{Prefix: "r:", Timeout: 5 * time.Second}) // EXEC is held past the expiry
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.Close)
 	gone := time.Now().Add(time.Second)
 	plain.Set(ctx, "r:e", "old", 0)
 	plain.PExpireAt(ctx, "r:e", gone)
@@ -255,13 +241,8 @@ func TestReview6KeyExpiresBeforeExec(t *testing.T) {
 // read back, and the write is a conflict, the other client's value kept;
 // the other write of the batch is applied.
 func TestReview6ValueGrowsBetweenLengthAndRead(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
+	plain, proxy, tr := proxiedTier(t, time.Second)
 	ctx := context.Background()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { client.Close() })
-	tr := newTier(t, client, "r:")
 	plain.Set(ctx, "r:g", "old", time.Hour)
 	h := proxy.Hold([]byte("getrange"))
 	exp := time.Now().Add(time.Minute)
@@ -337,13 +318,8 @@ func TestReview6ValueAtLimitsAndBudget(t *testing.T) {
 // network: nothing of it runs, the call fails as unreachable, and the
 // replay tried again is applied.
 func TestReview6WriteConnectionKilledBeforeExec(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
+	plain, proxy, tr := proxiedTier(t, time.Second)
 	ctx := context.Background()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { client.Close() })
-	tr := newTier(t, client, "r:")
 	plain.Set(ctx, "r:k", "old", time.Hour)
 	batch := []redis.Replay{{ID: "k", Value: []byte("k2"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}}
 	h := proxy.Hold([]byte("multi"))
