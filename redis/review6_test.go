@@ -3,10 +3,8 @@ package redis_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -342,73 +340,6 @@ func TestReview6WriteConnectionKilledBeforeExec(t *testing.T) {
 	}
 }
 
-// latencyProxy starts a TCP proxy to target that delays every chunk, each
-// way, by what oneWay holds when the chunk arrives (order kept): a link
-// with a round trip of 2*oneWay.
-func latencyProxy(t *testing.T, target string, oneWay *atomic.Int64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	type chunk struct {
-		due time.Time
-		b   []byte
-	}
-	relay := func(dst, src net.Conn) {
-		ch := make(chan chunk, 4096)
-		go func() {
-			for c := range ch {
-				time.Sleep(time.Until(c.due)) // the link's latency, not a poll
-				if _, err := dst.Write(c.b); err != nil {
-					break
-				}
-			}
-			dst.Close()
-		}()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				ch <- chunk{time.Now().Add(time.Duration(oneWay.Load())), append([]byte(nil), buf[:n]...)}
-			}
-			if err != nil {
-				close(ch)
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go relay(s, c)
-			go relay(c, s)
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // TestReview6ReplayFitsTheTimeoutOfOneRoundTrip: over a link whose round
 // trip (60ms) is well within the timeout (150ms; the default OpTimeout is
 // 100ms, a 40ms round trip would do the same), where Get and the script
@@ -425,7 +356,7 @@ func TestReview6ReplayFitsTheTimeoutOfOneRoundTrip(t *testing.T) {
 	plain := srv.Client()
 	ctx := context.Background()
 	var oneWay atomic.Int64
-	addr := latencyProxy(t, srv.Addr, &oneWay)
+	addr := redistest.LatencyProxy(t, srv.Addr, &oneWay)
 	single := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": addr}, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { single.Close(); ring.Close() })
