@@ -196,14 +196,15 @@ const maxReplayRead = 512 << 10
 
 // checked replays writes as one transaction on one connection of the
 // Tier's write client, as the script would, for half its work in Redis.
-// Round trip one: WATCH their keys, and the length of each. Two: read the
+// Round trip one: WATCH their keys, and the length of each (bounded by
+// four times the timeout: it may open the connection). Two: read the
 // values to compare (within maxReplayRead; a value longer than maxValue
 // is none this store saw or wrote, so a conflict). Each is compared here
 // with the write's value and bases. Three: MULTI, a SET PXAT of each write
 // whose key holds one of them, EXEC, which Redis runs only if no watched
 // key changed since WATCH (expiry included); with nothing to set, UNWATCH
-// instead, so that no WATCH stays on the connection. Each round trip is
-// bounded by the timeout on its own, so that a replay fits wherever a
+// instead, so that no WATCH stays on the connection. The others are each
+// bounded by the timeout on their own, so that a replay fits wherever a
 // single call does. It fills the outcome of each write it decided
 // (applied, or a conflict), and returns the others, for the script: a key
 // of another type, a value past the read budget, or every write when EXEC
@@ -215,7 +216,11 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 		var watch *goredis.Cmd
 		exists := make([]*goredis.IntCmd, len(writes))
 		sizes := make([]*goredis.IntCmd, len(writes))
-		_, err := bounded(t, ctx, "WATCH", true, func(ctx context.Context) (struct{}, error) {
+		// It reads only, and may open the connection (a Fence closed the
+		// others): a dial and a handshake of up to three round trips, and
+		// the call. Bounded by the timeout alone, a link whose round trip
+		// is a third of it would time out on every retry.
+		_, err := boundedBy(t, ctx, "WATCH", true, 4*t.timeout, func(ctx context.Context) (struct{}, error) {
 			_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				args := append(make([]any, 0, len(keys)+1), "WATCH")
 				for _, k := range keys {

@@ -132,12 +132,17 @@ func call[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.Co
 
 // bounded is call, told whether fn honours its context's deadline itself.
 func bounded[T any](t *Tier, ctx context.Context, op string, honours bool, fn func(ctx context.Context) (T, error)) (v T, err error) {
+	return boundedBy(t, ctx, op, honours, t.timeout, fn)
+}
+
+// boundedBy is bounded with a timeout of its own.
+func boundedBy[T any](t *Tier, ctx context.Context, op string, honours bool, timeout time.Duration, fn func(ctx context.Context) (T, error)) (v T, err error) {
 	if t.trace != nil {
 		var end func(error)
 		ctx, end = t.trace(ctx, op)
 		defer func() { end(err) }()
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if honours {
 		v, err = fn(ctx)
