@@ -219,7 +219,7 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 		// It reads only, and may open the connection (a Fence closed the
 		// others): a dial and a handshake of up to three round trips, and
 		// the call. Bounded by the timeout alone, a link whose round trip
-		// is a third of it would time out on every retry.
+		// is over a quarter of it would time out on every retry.
 		_, err := boundedBy(t, ctx, "WATCH", true, 4*t.timeout, func(ctx context.Context) (struct{}, error) {
 			_, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				args := append(make([]any, 0, len(keys)+1), "WATCH")
