@@ -97,8 +97,10 @@ type Outcome struct {
 
 // ReplayWrites applies writes, each only if its key is unchanged (see
 // Replay.Bases), and reports the outcome of each. It returns an error, and
-// no outcomes, only when a round trip itself failed (see IsUnreachable); a
-// reply refusing one write is that write's outcome. Each round trip is
+// no outcomes, when a round trip itself failed (see IsUnreachable) or
+// Redis refuses every write for now (OOM, BUSY, MISCONF, NOREPLICAS): the
+// writes wait; a reply refusing one write (a key of another type) is that
+// write's outcome. Each round trip is
 // bounded by the tier's timeout: the caller bounds the bytes it sends at
 // once. An id appears at most once in writes: each write is compared
 // with what Redis held before the batch.
@@ -142,11 +144,33 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 		return nil, err
 	}
 	for _, i := range rest {
+		if refusesWrites(out[i].Err) { // not about the key: every write waits
+			return nil, fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
+		}
+	}
+	for _, i := range rest {
 		if out[i].Err != nil {
 			out[i].Err = fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
 		}
 	}
 	return out, nil
+}
+
+// refusesWrites reports whether err is Redis refusing every write for now,
+// whatever the key: maxmemory reached with noeviction (OOM), a script
+// running past its time (BUSY), a failed snapshot (MISCONF), too few
+// replicas (NOREPLICAS).
+func refusesWrites(err error) bool {
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	for _, prefix := range []string{"OOM ", "BUSY ", "MISCONF ", "NOREPLICAS "} {
+		if strings.HasPrefix(reply.Error(), prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // indexes returns 0, 1, …, n-1.

@@ -194,3 +194,32 @@ func netOut(t *testing.T, c *goredis.Client) int64 {
 	}
 	return n
 }
+
+// TestReplayWritesWaitWhileRedisRefusesWrites: under maxmemory with
+// noeviction Redis refuses every write (OOM), whatever the key: on both
+// paths ReplayWrites returns an error, a reply and not unreachable, and no
+// outcomes, so that the writes wait instead of being dropped one by one.
+func TestReplayWritesWaitWhileRedisRefusesWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	ctx := context.Background()
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": srv.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	plain.Set(ctx, "r:s", "old", time.Hour)
+	plain.ConfigSet(ctx, "maxmemory-policy", "noeviction")
+	plain.ConfigSet(ctx, "maxmemory", "1")
+	t.Cleanup(func() { plain.ConfigSet(ctx, "maxmemory", "0") })
+	batch := []redis.Replay{
+		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}},
+		{ID: "n", Value: []byte("n"), Expires: time.Now().Add(time.Minute), Bases: []string{""}},
+	}
+	for name, client := range map[string]goredis.UniversalClient{"transaction": plain, "script": ring} {
+		out, err := newTier(t, client, "r:").ReplayWrites(ctx, batch)
+		if err == nil || !strings.Contains(err.Error(), "OOM") || redis.IsUnreachable(err) || out != nil {
+			t.Errorf("%s: ReplayWrites under OOM = %+v, %v; want an OOM error, not unreachable, and no outcomes", name, out, err)
+		}
+	}
+	if got := plain.Get(ctx, "r:s").Val(); got != "old" {
+		t.Fatalf("Redis holds %q; want the key unchanged", got)
+	}
+}
