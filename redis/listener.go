@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -361,12 +362,8 @@ func (l *Listener) trackingWorks() bool {
 // unknown command, a syntax error, no permission), as opposed to a
 // failure or a passing state (BUSY, LOADING, MASTERDOWN…) worth a retry.
 func refused(err error) bool {
-	var reply goredis.Error
-	if !errors.As(err, &reply) || IsUnreachable(err) {
-		return false
-	}
-	msg := reply.Error()
-	return strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "NOPERM ") || strings.HasPrefix(msg, "WRONGPASS ")
+	code, ok := replyCode(err)
+	return ok && slices.Contains([]string{"ERR", "NOPERM", "WRONGPASS"}, code)
 }
 
 // consume reads the stream until it breaks or the Listener closes.

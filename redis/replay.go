@@ -100,10 +100,9 @@ type Outcome struct {
 // no outcomes, when a round trip itself failed (see IsUnreachable) or
 // Redis refuses every write for now (OOM, BUSY, MISCONF, NOREPLICAS): the
 // writes wait; a reply refusing one write (a key of another type) is that
-// write's outcome. Each round trip is
-// bounded by the tier's timeout: the caller bounds the bytes it sends at
-// once. An id appears at most once in writes: each write is compared
-// with what Redis held before the batch.
+// write's outcome. Each round trip is bounded by the tier's timeout: the
+// caller bounds the bytes it sends at once. An id appears at most once in
+// writes: each write is compared with what Redis held before the batch.
 //
 // On a single node, the writes go as one checked transaction (see
 // checked), which costs Redis half the script's work; the script decides,
@@ -144,13 +143,12 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 		return nil, err
 	}
 	for _, i := range rest {
-		if refusesWrites(out[i].Err) { // not about the key: every write waits
-			return nil, fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
-		}
-	}
-	for _, i := range rest {
-		if out[i].Err != nil {
-			out[i].Err = fmt.Errorf("redis: EVALSHA: %w", out[i].Err)
+		switch err := out[i].Err; {
+		case err == nil:
+		case refusesWrites(err): // not about the key: every write waits
+			return nil, fmt.Errorf("redis: EVALSHA: %w", err)
+		default:
+			out[i].Err = fmt.Errorf("redis: EVALSHA: %w", err)
 		}
 	}
 	return out, nil
@@ -161,16 +159,8 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 // running past its time (BUSY), a failed snapshot (MISCONF), too few
 // replicas (NOREPLICAS).
 func refusesWrites(err error) bool {
-	var reply goredis.Error
-	if !errors.As(err, &reply) {
-		return false
-	}
-	for _, prefix := range []string{"OOM ", "BUSY ", "MISCONF ", "NOREPLICAS "} {
-		if strings.HasPrefix(reply.Error(), prefix) {
-			return true
-		}
-	}
-	return false
+	code, ok := replyCode(err)
+	return ok && slices.Contains([]string{"OOM", "BUSY", "MISCONF", "NOREPLICAS"}, code)
 }
 
 // indexes returns 0, 1, …, n-1.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -466,15 +467,21 @@ func IsUnreachable(err error) bool {
 	if err == nil || errors.Is(err, goredis.Nil) || errors.Is(err, ErrTooLarge) {
 		return false
 	}
-	var reply goredis.Error
-	if !errors.As(err, &reply) {
+	code, ok := replyCode(err)
+	if !ok {
 		return true // not a reply: the network, the pool or a deadline failed
 	}
-	msg := reply.Error()
-	for _, prefix := range []string{"LOADING ", "READONLY ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN "} {
-		if strings.HasPrefix(msg, prefix) {
-			return true
-		}
+	return slices.Contains([]string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"}, code)
+}
+
+// replyCode returns the error code of a Redis reply in err, the word its
+// message starts with ("ERR", "WRONGTYPE", "OOM"…), and false for an error
+// that is not a reply.
+func replyCode(err error) (string, bool) {
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return "", false
 	}
-	return false
+	code, _, _ := strings.Cut(reply.Error(), " ")
+	return code, true
 }
