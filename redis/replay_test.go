@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,15 @@ func proxiedTier(t *testing.T, timeout time.Duration) (*goredis.Client, *rediste
 	}
 	t.Cleanup(tr.Close)
 	return srv.Client(), proxy, tr
+}
+
+// scriptClient returns a one-shard ring of addr, closed when t ends: a
+// client that is not a single node, on which a Tier replays by script.
+func scriptClient(t *testing.T, addr string) *goredis.Ring {
+	t.Helper()
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": addr}})
+	t.Cleanup(func() { ring.Close() })
+	return ring
 }
 
 func hexSHA1(v string) string {
@@ -76,8 +86,7 @@ func TestReplayWritesTransactionAndScriptAgree(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
 	ctx := context.Background()
-	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": srv.Addr}})
-	t.Cleanup(func() { ring.Close() })
+	ring := scriptClient(t, srv.Addr)
 	clients := map[string]goredis.UniversalClient{"transaction": plain, "script": ring}
 	for _, limit := range []int{0, 100} {
 		for name, client := range clients {
@@ -188,9 +197,9 @@ func netOut(t *testing.T, c *goredis.Client) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n int64
-	for _, ch := range m["Stats"]["total_net_output_bytes"] {
-		n = n*10 + int64(ch-'0')
+	n, err := strconv.ParseInt(m["Stats"]["total_net_output_bytes"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return n
 }
@@ -203,8 +212,7 @@ func TestReplayWritesWaitWhileRedisRefusesWrites(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
 	ctx := context.Background()
-	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": srv.Addr}})
-	t.Cleanup(func() { ring.Close() })
+	ring := scriptClient(t, srv.Addr)
 	plain.Set(ctx, "r:s", "old", time.Hour)
 	plain.ConfigSet(ctx, "maxmemory-policy", "noeviction")
 	plain.ConfigSet(ctx, "maxmemory", "1")
