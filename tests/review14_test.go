@@ -3,13 +3,13 @@ package tests
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -115,52 +115,16 @@ func TestReview14VerifyingReadOfAnotherValueAfterAnEmptySet(t *testing.T) {
 // before match, runs between, then forwards the rest: two packets.
 type splitProxy struct {
 	addr    string
-	ln      net.Listener
 	match   []byte
 	between func()
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-	done    bool // the split happened
+	mu      sync.Mutex // guards done
+	done    bool       // the split happened
 }
 
 func newSplitProxy(t *testing.T, target string, match []byte, between func()) *splitProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &splitProxy{addr: ln.Addr().String(), ln: ln, match: match, between: between}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(c, s); c.Close() }()
-			go func() { defer p.wg.Done(); p.forward(s, c); s.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
+	p := &splitProxy{match: match, between: between}
+	p.addr = redistest.Relay(t, target, p.forward, nil)
 	return p
 }
 
