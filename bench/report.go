@@ -43,7 +43,7 @@ func (r *Report) Write(dir, command string) error {
 	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "Budgets: every local cache can hold every session. Where a library bounds bytes it gets %d MiB (sessiontier's local tier, go-redis's client-side cache; rueidis bounds each connection's cache, so its total can be larger); where it bounds only entries it gets %d (go-redis/cache, golang-lru). The settings of each target are listed below.", c.Budget>>20, 2*c.Sessions)
 	b.WriteString(" Every target gets the same warm-up: each session read once before timing (the in-process golang-lru gets each written once).")
-	b.WriteString(" Columns of W1..W3: round trips/op are writes to the target's connections per operation, counted on the client (a pipeline is one; a client that pipelines many callers' requests shares one between them); Redis cmds/op are commands Redis processed per operation (INFO commandstats); allocs/op are net of the harness's own, measured on a target that does nothing; live heap is what HeapAlloc grew by from a GC before the run to a GC at its end, the target still open (the target's data, mostly); peak heap is HeapInuse sampled every 50 ms, which also follows the allocation rate.")
+	b.WriteString(" Columns of W1..W3: round trips/op are writes to the target's connections per operation, counted on the client (a pipeline is one; a client that pipelines many callers' requests shares one between them); Redis cmds/op are commands Redis processed per operation (INFO commandstats); Redis CPU is the share of a core Redis was busy during the run, and its CPU time per operation (INFO cpu, user and system): near 1.0 the single-threaded server, not the client, bounds the throughput; allocs/op are net of the harness's own, measured on a target that does nothing; live heap is what HeapAlloc grew by from a GC before the run to a GC at its end, the target still open (the target's data, mostly); peak heap is HeapInuse sampled every 50 ms, which also follows the allocation rate.")
 	b.WriteString(" Latencies are measured around each call by the calling worker, so with many workers per core they include waiting for a core.\n\n")
 	if r.ServerKind == "miniredis" {
 		b.WriteString("**No redis-server was found: these figures are against miniredis, an in-process Redis. Compare them with each other, not with a real Redis.**\n\n")
@@ -82,12 +82,12 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 	}
 	h := r.Harness[w]
 	fmt.Fprintf(b, "Allocs/op net of the harness's own %.1f. The harness alone, on a target that does nothing, measures p50 %s and p99 %s: the floor of these latencies.\n\n", h.AllocsPerOp, round(h.P50), round(h.P99))
-	b.WriteString("| target | ops/s | vs go-redis | vs rueidis | p50 | p99 | p999 | round trips/op | Redis cmds/op | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| target | ops/s | vs go-redis | vs rueidis | p50 | p99 | p999 | round trips/op | Redis cmds/op | Redis CPU | allocs/op | live heap | peak heap | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	values := plotter.Values{}
 	for _, name := range names {
 		xs := byTarget[name]
 		ops := make([]float64, len(xs))
-		var p50, p99, p999, cmds, trips, allocs, live, heap []float64
+		var p50, p99, p999, cmds, trips, busy, perOp, allocs, live, heap []float64
 		var errs int64
 		for i, x := range xs {
 			ops[i] = x.Throughput()
@@ -98,22 +98,28 @@ func (r *Report) writeWorkload(b *strings.Builder, dir, w string) error {
 			if x.RoundTripsPerOp >= 0 {
 				trips = append(trips, x.RoundTripsPerOp)
 			}
+			if x.RedisCPU >= 0 {
+				busy, perOp = append(busy, x.RedisCPU), append(perOp, x.RedisCPUPerOp)
+			}
 			allocs = append(allocs, max(0, x.AllocsPerOp-r.Harness[w].AllocsPerOp))
 			live, heap = append(live, float64(x.LiveHeap>>20)), append(heap, float64(x.PeakHeap>>20))
 			errs += x.Errors
 		}
-		cmd, trip := "—", "—"
+		cmd, trip, cpu := "—", "—", "—"
 		if len(cmds) > 0 {
 			cmd = fmt.Sprintf("%.3f", median(cmds))
 		}
 		if len(trips) > 0 {
 			trip = fmt.Sprintf("%.3f", median(trips))
 		}
+		if len(busy) > 0 {
+			cpu = fmt.Sprintf("%.2f, %s/op", median(busy), round(time.Duration(median(perOp)*float64(time.Second))))
+		}
 		dur := func(v float64) string { return round(time.Duration(v)) }
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.0f MiB | %.0f MiB | %d |\n", name,
 			spread(ops, func(v float64) string { return fmt.Sprintf("%.0f", v) }),
 			r.ratio(xs, byTarget["go-redis"], spread), r.ratio(xs, byTarget["rueidis"], spread),
-			dur(median(p50)), spread(p99, dur), dur(median(p999)), trip, cmd, median(allocs), median(live), median(heap), errs)
+			dur(median(p50)), spread(p99, dur), dur(median(p999)), trip, cmd, cpu, median(allocs), median(live), median(heap), errs)
 		values = append(values, median(ops))
 	}
 	png := "throughput-" + w + ".png"

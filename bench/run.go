@@ -40,6 +40,8 @@ type Result struct {
 	Elapsed          time.Duration
 	P50, P99, P999   time.Duration
 	CmdsPerOp        float64 // commands Redis processed per operation; -1: unknown
+	RedisCPU         float64 // Redis's CPU time (INFO cpu) per second of the run: the share of a core it was busy; -1: unknown
+	RedisCPUPerOp    float64 // Redis's CPU time per operation, in seconds; -1: unknown
 	RoundTripsPerOp  float64 // writes to the target's connections per operation; -1: unknown
 	AllocsPerOp      float64 // the harness's own included (see Report.HarnessAllocs)
 	PeakHeap         uint64  // HeapInuse, sampled every 50 ms: follows the allocation rate too
@@ -197,7 +199,7 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cmds0 := s.Commands(ctx)
+	cmds0, cpu0 := s.Commands(ctx), s.CPU(ctx)
 	var trips0 int64
 	rt, counts := t.(roundTripper)
 	if counts {
@@ -270,7 +272,7 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 	runtime.ReadMemStats(&after)
 	r := Result{Target: name, Workload: workload, Ops: ops.Load(), Errors: errs.Load(), Elapsed: elapsed,
 		P50: total.quantile(0.5), P99: total.quantile(0.99), P999: total.quantile(0.999),
-		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / n, PeakHeap: peak, CmdsPerOp: -1, RoundTripsPerOp: -1}
+		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / n, PeakHeap: peak, CmdsPerOp: -1, RoundTripsPerOp: -1, RedisCPU: -1, RedisCPUPerOp: -1}
 	if counts {
 		r.RoundTripsPerOp = float64(rt.RoundTrips()-trips0) / n
 	}
@@ -280,7 +282,10 @@ func measure(ctx context.Context, s *Server, t Target, name, workload string, cf
 		r.LiveHeap = after.HeapAlloc - before.HeapAlloc // what the run added: the target's, mostly
 	}
 	if cmds1 := s.Commands(ctx); cmds0 >= 0 && cmds1 >= 0 {
-		r.CmdsPerOp = float64(cmds1-cmds0-1) / n // less the INFO itself
+		r.CmdsPerOp = float64(cmds1-cmds0-2) / n // less the two INFOs at the start
+	}
+	if cpu1 := s.CPU(ctx); cpu0 >= 0 && cpu1 >= 0 {
+		r.RedisCPU, r.RedisCPUPerOp = (cpu1-cpu0)/elapsed.Seconds(), (cpu1-cpu0)/n
 	}
 	return r
 }

@@ -175,6 +175,19 @@ func (s *Server) Commands(ctx context.Context) int64 {
 	return n
 }
 
+// CPU returns the CPU time Redis has used, user and system, in seconds
+// (INFO cpu); -1 where it cannot tell. On a server the suite did not
+// start, it is the whole server's, as Commands is.
+func (s *Server) CPU(ctx context.Context) float64 {
+	f := s.info(ctx, "cpu")
+	user, err1 := strconv.ParseFloat(f["used_cpu_user"], 64)
+	sys, err2 := strconv.ParseFloat(f["used_cpu_sys"], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return user + sys
+}
+
 // directAddr is where a client reaches Redis without the proxy of an
 // external server: W6 measures Redis, not the proxy.
 func (s *Server) directAddr() string {

@@ -133,8 +133,8 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 			}
 			for _, outage := range outages {
 				for _, info := range order {
-					if info.Name == "golang-lru" {
-						continue // no Redis to lose
+					if info.ThroughputOnly {
+						continue
 					}
 					p.Step(fmt.Sprintf("W4 %s %s (run %d)", outage, info.Name, run))
 					tl, err := rep.outage(ctx, s, info, outage, cfg, p)
@@ -147,8 +147,8 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 			}
 		case "W5":
 			for _, info := range order {
-				if info.Name == "golang-lru" {
-					continue // nothing shared between instances
+				if info.ThroughputOnly {
+					continue
 				}
 				p.Step(fmt.Sprintf("W5 %s (run %d)", info.Name, run))
 				if _, err := s.reset(ctx, cfg); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -46,6 +47,11 @@ func TestEveryTargetStartsFromTheSameState(t *testing.T) {
 			n++
 			if r.Start.Keys != int64(cfg.Sessions) || r.Start.Digest == "" {
 				t.Errorf("%s %s started with %d keys (digest %q); want the %d sessions", w, r.Target, r.Start.Keys, r.Start.Digest, cfg.Sessions)
+			}
+			// A target's commands keep Redis busy: some share of its one
+			// core, never more than the machine has.
+			if busy := r.CmdsPerOp > 0.1; r.RedisCPU < 0 || r.RedisCPU > float64(runtime.NumCPU())+0.5 || busy && (r.RedisCPU == 0 || r.RedisCPUPerOp <= 0) {
+				t.Errorf("%s %s: Redis CPU %.3f cores, %.3gs/op; want a measured share", w, r.Target, r.RedisCPU, r.RedisCPUPerOp)
 			}
 			if first == nil {
 				first = r

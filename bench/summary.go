@@ -9,25 +9,34 @@ import (
 
 // Summary writes to w, for W1..W3, each target's median throughput, its
 // median ratios to go-redis and to rueidis (each ratio taken within a run)
-// and its median p99, then, for W6, each mode's median writes/s at each
+// its median p99, allocations per operation and Redis's busy share of a
+// core, then, for W6, each mode's median writes/s at each
 // number of instances and its ratio to none: the tables the command prints
 // at the end of a run.
 func (r *Report) Summary(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(r.Results) > 0 {
-		fmt.Fprintln(tw, "workload\ttarget\tops/s\tvs go-redis\tvs rueidis\tp99\tallocs/op\t")
+		fmt.Fprintln(tw, "workload\ttarget\tops/s\tvs go-redis\tvs rueidis\tp99\tallocs/op\tRedis CPU\t")
 	}
 	for _, wl := range []string{"W1", "W2", "W3"} {
 		names, byTarget := r.byTarget(wl)
 		for _, name := range names {
 			xs := byTarget[name]
 			ops, p99, allocs := make([]float64, len(xs)), make([]float64, len(xs)), make([]float64, len(xs))
+			var busy []float64
 			for i, x := range xs {
 				ops[i], p99[i] = x.Throughput(), float64(x.P99)
 				allocs[i] = max(0, x.AllocsPerOp-r.Harness[wl].AllocsPerOp)
+				if x.RedisCPU >= 0 {
+					busy = append(busy, x.RedisCPU)
+				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t\n", wl, name, median(ops),
-				r.ratio(xs, byTarget["go-redis"], medianOf), r.ratio(xs, byTarget["rueidis"], medianOf), round(time.Duration(median(p99))), median(allocs))
+			cpu := "—"
+			if len(busy) > 0 {
+				cpu = fmt.Sprintf("%.2f", median(busy))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t%s\t\n", wl, name, median(ops),
+				r.ratio(xs, byTarget["go-redis"], medianOf), r.ratio(xs, byTarget["rueidis"], medianOf), round(time.Duration(median(p99))), median(allocs), cpu)
 		}
 	}
 	if err := tw.Flush(); err != nil || len(r.Fanouts) == 0 {

@@ -37,8 +37,12 @@ type TargetInfo struct {
 	Note         string // what the report should say about it
 	NeedsTrack   bool   // needs CLIENT TRACKING (not in miniredis)
 	Invalidation bool   // drops local copies when another client changes Redis
-	Settings     string // every setting New changes from the library's defaults ("budget" and "2×sessions" as in the report header)
-	New          func(addr string, budget int64, sessions int) (Target, error)
+	// ThroughputOnly: a reference run in W1..W3 alone, where W4 and W5
+	// would measure nothing of it (no Redis to lose, no instances to
+	// share it, or no session store at all).
+	ThroughputOnly bool
+	Settings       string // every setting New changes from the library's defaults ("budget" and "2×sessions" as in the report header)
+	New            func(addr string, budget int64, sessions int) (Target, error)
 }
 
 // The targets, in report order; the first two are the subject (in its
@@ -51,7 +55,8 @@ var Targets = []TargetInfo{
 	{Name: "go-redis-csc", Settings: "Protocol 3, PoolSize 128, ClientSideCacheConfig {MaxEntries 2×sessions, MaxMemoryBytes budget}", Note: "go-redis v9 built-in client-side cache (RESP3, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newGoRedisCSC},
 	{Name: "rueidis", Settings: "CacheSizeEachConn budget (per connection), DoCache TTL 1m, reads with ToString (the cached string, no copy); rueidis defaults otherwise", Note: "rueidis client-side caching (DoCache, server-assisted invalidation)", NeedsTrack: true, Invalidation: true, New: newRueidis},
 	{Name: "go-redis-cache", Settings: "go-redis PoolSize 128; TinyLFU local cache of 2×sessions entries (no byte bound), local TTL 1m", Note: "go-redis/cache with a TinyLFU local cache: no cross-instance invalidation, a local copy lives until its local TTL", New: newGoRedisCache},
-	{Name: "golang-lru", Settings: "golang-lru/v2 Cache of 2×sessions entries (no byte bound)", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", New: newBareLRU},
+	{Name: "golang-lru", Settings: "golang-lru/v2 Cache of 2×sessions entries (no byte bound)", Note: "a bare golang-lru cache in process, no Redis: the in-process reference (not shared, not durable)", ThroughputOnly: true, New: newBareLRU},
+	{Name: "redis-pipeline", Settings: "4 connections, RESP2, no cache, no timeout but the caller's context, no retry", Note: "not a session store: a bare client of this suite's own that queues every caller's command on one of 4 connections and sends whatever is queued in one write, the Redis reference (what one Go process gets from this Redis through the harness: the ceiling of a Redis-bound target's writes)", Invalidation: true, ThroughputOnly: true, New: newPipeline},
 }
 
 const localTTL = time.Minute
