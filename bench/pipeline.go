@@ -16,9 +16,9 @@ import (
 // written for this suite that queues every caller's command on one of
 // pipelineConns connections (by key) and sends whatever is queued in one
 // write, with no cache, no timeout but the caller's context, no retry,
-// no breaker. It is not a session store: it measures what one Go process
-// gets from this Redis through the harness, the ceiling of every
-// Redis-bound target's writes (W3).
+// no breaker. It is not a session store: it measures what a client with
+// no logic of its own gets from this Redis through the harness, the
+// yardstick of W3, where Redis's work per write bounds every target.
 type pipelineTarget struct {
 	conns [pipelineConns]*pipeConn
 	seed  maphash.Seed
