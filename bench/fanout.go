@@ -175,7 +175,7 @@ func fanout(ctx context.Context, s *Server, name string, mode tiered.Invalidatio
 	}
 	snapshot := func() counters {
 		c := counters{at: time.Now(), writes: writes.Load(), errs: errs.Load(), reads: reads.Load(), readErrs: readErrs.Load(),
-			redisCPU: redisCPU(s.info(ctx, "cpu")), clientCPU: processCPU()}
+			redisCPU: s.CPU(ctx), clientCPU: processCPU()}
 		for _, st := range stores {
 			c.invalidations += st.Stats().Invalidations
 		}
@@ -319,15 +319,4 @@ func processCPU() float64 {
 		return 0
 	}
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano()).Seconds()
-}
-
-// redisCPU returns the CPU seconds Redis has used (user and system), from
-// INFO cpu; -1 where it cannot tell.
-func redisCPU(info map[string]string) float64 {
-	user, err1 := strconv.ParseFloat(info["used_cpu_user"], 64)
-	sys, err2 := strconv.ParseFloat(info["used_cpu_sys"], 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return user + sys
 }
