@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"go.uber.org/goleak"
 )
@@ -16,14 +17,7 @@ import (
 // is a client like the others: each caller gets the reply to its own
 // command, however the commands were batched, and its SET carries the TTL.
 func TestPipelineTargetAnswersEachCallerItsOwnReply(t *testing.T) {
-	noLeaks(t)
-	rs := redistest.Start(t)
-	admin := rs.Client()
-	tg, err := newPipeline(rs.Addr, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
+	tg, admin := startPipeline(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -66,14 +60,7 @@ func TestPipelineTargetAnswersEachCallerItsOwnReply(t *testing.T) {
 // replies, and a killed connection or Close fails the calls instead of
 // leaving them, or the target's goroutines, waiting.
 func TestPipelineTargetNeverHangs(t *testing.T) {
-	noLeaks(t)
-	rs := redistest.Start(t)
-	admin := rs.Client()
-	tg, err := newPipeline(rs.Addr, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
+	tg, admin := startPipeline(t)
 	ctx := context.Background()
 	if err := tg.Set(ctx, "a", []byte("A"), time.Hour); err != nil {
 		t.Fatal(err)
@@ -82,7 +69,7 @@ func TestPipelineTargetNeverHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	_, err = tg.Get(short, "a")
+	_, err := tg.Get(short, "a")
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Get on a paused Redis: %v; want the caller's deadline", err)
@@ -116,6 +103,19 @@ func TestPipelineTargetNeverHangs(t *testing.T) {
 	if _, err := tg.Get(ctx, "a"); !errors.Is(err, errPipeClosed) && err == nil {
 		t.Fatalf("Get after Close: %v; want an error", err)
 	}
+}
+
+// startPipeline starts a server and a redis-pipeline target on it, closed
+// by the test's cleanup, and returns it with a plain client of the server.
+func startPipeline(t *testing.T) (Target, *goredis.Client) {
+	noLeaks(t)
+	rs := redistest.Start(t)
+	tg, err := newPipeline(rs.Addr, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	return tg, rs.Client()
 }
 
 // noLeaks checks, once t and its cleanups (the server's included) are
