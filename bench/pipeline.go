@@ -115,6 +115,9 @@ func (t *pipelineTarget) Close() error {
 
 // do queues one command of the key of id and waits for its reply or ctx.
 func (c *pipeConn) do(ctx context.Context, cmd, id string, v []byte, ttl time.Duration) (pipeReply, error) {
+	if err := ctx.Err(); err != nil { // as go-redis: a call already given up is not sent
+		return pipeReply{}, err
+	}
 	ch := pipeReplies.Get().(chan pipeReply)
 	c.mu.Lock()
 	if c.err != nil {

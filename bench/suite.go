@@ -106,6 +106,9 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 		}
 		order := slices.Clone(targets)
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		if w == "W4" || w == "W5" { // nothing to measure of these there
+			order = slices.DeleteFunc(order, func(t TargetInfo) bool { return t.ThroughputOnly })
+		}
 		if run == 1 {
 			for _, info := range order {
 				rep.Orders[w] = append(rep.Orders[w], info.Name)
@@ -133,9 +136,6 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 			}
 			for _, outage := range outages {
 				for _, info := range order {
-					if info.ThroughputOnly {
-						continue
-					}
 					p.Step(fmt.Sprintf("W4 %s %s (run %d)", outage, info.Name, run))
 					tl, err := rep.outage(ctx, s, info, outage, cfg, p)
 					if err != nil {
@@ -147,9 +147,6 @@ func (rep *Report) runOnce(ctx context.Context, s *Server, cfg Config, targets [
 			}
 		case "W5":
 			for _, info := range order {
-				if info.ThroughputOnly {
-					continue
-				}
 				p.Step(fmt.Sprintf("W5 %s (run %d)", info.Name, run))
 				if _, err := s.reset(ctx, cfg); err != nil {
 					return err
