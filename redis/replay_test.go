@@ -231,3 +231,30 @@ func TestReplayWritesWaitWhileRedisRefusesWrites(t *testing.T) {
 		t.Fatalf("Redis holds %q; want the key unchanged", got)
 	}
 }
+
+// TestReplayWritesWaitOnAReplica: a replay that reaches a replica (after a
+// failover, before the client follows the new primary) is answered
+// READONLY for every write. That is Redis unreachable for writes, not the
+// writes' fault: ReplayWrites fails the batch, as an unreachable Redis, on
+// both paths, so that the writes wait instead of being dropped as lost.
+func TestReplayWritesWaitOnAReplica(t *testing.T) {
+	primary, replica := redistest.Start(t), redistest.Start(t)
+	plain := replica.Client()
+	ctx := context.Background()
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	if err := plain.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Do(ctx, "REPLICAOF", "NO", "ONE") })
+	ring := scriptClient(t, replica.Addr)
+	batch := []redis.Replay{
+		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}},
+		{ID: "n", Value: []byte("n"), Expires: time.Now().Add(time.Minute), Bases: []string{""}},
+	}
+	for name, client := range map[string]goredis.UniversalClient{"transaction": plain, "script": ring} {
+		out, err := newTier(t, client, "r:").ReplayWrites(ctx, batch)
+		if err == nil || !strings.Contains(err.Error(), "READONLY") || !redis.IsUnreachable(err) || out != nil {
+			t.Errorf("%s: ReplayWrites on a replica = %+v, %v; want a READONLY error, unreachable, and no outcomes", name, out, err)
+		}
+	}
+}

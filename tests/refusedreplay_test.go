@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -23,8 +25,10 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
 	proxy := redistest.NewProxy(t, srv.Addr)
+	log := &alertLog{}
 	s := storeAt(t, proxy.Addr, tiered.Options{
-		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
+		Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
+		Telemetry: telemetry.Options{OnAlert: log.hook},
 	})
 	set(t, s, "w", "before")
 	proxy.Cut()
@@ -32,11 +36,16 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
 	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
 	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
-	oomBefore := oomErrors(t, plain)
+	oomBefore := replyErrors(t, plain, "OOM")
 	proxy.Restore()
-	waitFor(t, "Redis to refuse the replay twice", func() bool { return oomErrors(t, plain) >= oomBefore+2 })
+	waitFor(t, "Redis to refuse the replay twice", func() bool { return replyErrors(t, plain, "OOM") >= oomBefore+2 })
 	if st := s.Stats(); st.PendingWrites != 1 || st.PendingLost != 0 || st.ReplayConflicts != 0 {
 		t.Fatalf("while Redis refuses writes: %d pending, %d lost, %d conflicts; want the write pending", st.PendingWrites, st.PendingLost, st.ReplayConflicts)
+	}
+	// The breaker stays closed: only this alert tells, once for the
+	// episode however often the replay is refused.
+	if n, count := log.total(telemetry.AlertReplayRefused); n != 1 || count != 1 {
+		t.Fatalf("%d replay_refused alerts for %d writes after two refusals; want one, for the 1 write waiting", n, count)
 	}
 	must(t, plain.ConfigSet(bg, "maxmemory", "0").Err())
 	waitReplayed(t, s)
@@ -46,16 +55,55 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 	if st := s.Stats(); st.PendingLost != 0 {
 		t.Fatalf("%d pending writes lost; want none", st.PendingLost)
 	}
+	waitFor(t, "the replay's end to be told", func() bool { n, _ := log.total(telemetry.AlertReplayDone); return n == 1 })
 }
 
-// oomErrors is how many OOM errors Redis has replied (INFO errorstats).
-func oomErrors(t *testing.T, c *goredis.Client) int {
+// TestReplayOfADeleteWaitsWhileRedisRefusesWrites: a Redis that
+// refuses DEL too (min-replicas-to-write without replicas: NOREPLICAS)
+// keeps a delete accepted during the outage waiting, alerted once, the
+// session never served meanwhile, and applies it once Redis takes writes.
+func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	plain := srv.Client()
+	proxy := redistest.NewProxy(t, srv.Addr)
+	log := &alertLog{}
+	s := storeAt(t, proxy.Addr, tiered.Options{
+		Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
+		Telemetry: telemetry.Options{OnAlert: log.hook},
+	})
+	set(t, s, "d", "revoked")
+	proxy.Cut()
+	must(t, s.Delete(bg, "d")) // acknowledged, a tombstone
+	must(t, plain.ConfigSet(bg, "min-replicas-to-write", "1").Err())
+	t.Cleanup(func() { plain.ConfigSet(bg, "min-replicas-to-write", "0") })
+	before := replyErrors(t, plain, "NOREPLICAS")
+	proxy.Restore()
+	waitFor(t, "Redis to refuse the replay twice", func() bool { return replyErrors(t, plain, "NOREPLICAS") >= before+2 })
+	if st := s.Stats(); st.PendingDeletes != 1 || st.PendingLost != 0 {
+		t.Fatalf("while Redis refuses writes: %d deletes pending, %d lost; want the delete pending", st.PendingDeletes, st.PendingLost)
+	}
+	if _, err := s.Get(bg, "d"); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("Get of the deleted session while its delete waits: %v; want ErrNotFound", err)
+	}
+	if n, count := log.total(telemetry.AlertReplayRefused); n != 1 || count != 1 {
+		t.Fatalf("%d replay_refused alerts for %d writes after two refusals; want one, for the 1 delete waiting", n, count)
+	}
+	must(t, plain.ConfigSet(bg, "min-replicas-to-write", "0").Err())
+	waitReplayed(t, s)
+	if plain.Exists(bg, "session:d").Val() != 0 {
+		t.Fatal("the session is still in Redis once it takes writes again; want the delete applied")
+	}
+}
+
+// replyErrors is how many errors of code Redis has replied (INFO
+// errorstats).
+func replyErrors(t *testing.T, c *goredis.Client, code string) int {
 	t.Helper()
 	m, err := c.InfoMap(bg, "errorstats").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	count, _ := strings.CutPrefix(m["Errorstats"]["errorstat_OOM"], "count=")
+	count, _ := strings.CutPrefix(m["Errorstats"]["errorstat_"+code], "count=")
 	n, _ := strconv.Atoi(count)
 	return n
 }

@@ -133,6 +133,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		if !drained {
 			end(errReplayStopped)
 		} else {
+			s.replayRefused.Store(false)
 			end(nil)
 		}
 	}()
@@ -166,6 +167,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
 			j := min(i+replayBatch, len(ids))
 			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
+				s.refused(ctx, err)
 				return false
 			}
 			s.replayApplied.Add(uint64(j - i)) // counted before the tier shows them gone
@@ -190,9 +192,6 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 	return !s.out.active()
 }
 
-// writeBatchEnd returns the end of the replay batch of writes that starts
-// at i: at most replayBatch writes and replayBatchBytes of values, or one
-// longer write alone.
 // replayWrites replays writes, batch after batch, with up to
 // replayInFlight batches in flight so that Redis runs one while the next is
 // sent. Each id appears once in writes, so the batches are independent. It
@@ -221,6 +220,7 @@ func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs [
 			var out []redis.Outcome
 			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
 				s.out.writesUnknown(batch, seqs) // it may land yet: what replaces it accepts it
+				s.refused(ctx, err)
 				mu.Lock()
 				failed = true // Redis failed: the whole batch waits for the next try
 				mu.Unlock()
@@ -269,6 +269,9 @@ func (s *Store) replayed(ctx context.Context, batch []redis.Replay, seqs []uint6
 	return applied, conflicts
 }
 
+// writeBatchEnd returns the end of the replay batch of writes that starts
+// at i: at most replayBatch writes and replayBatchBytes of values, or one
+// longer write alone.
 func writeBatchEnd(writes []redis.Replay, i int) int {
 	j, bytes := i+1, len(writes[i].Value)
 	for j < len(writes) && j-i < replayBatch && bytes+len(writes[j].Value) <= replayBatchBytes {
@@ -276,6 +279,22 @@ func writeBatchEnd(writes []redis.Replay, i int) int {
 		j++
 	}
 	return j
+}
+
+// refused raises AlertReplayRefused when err, which stopped a replay, is
+// Redis's answer rather than its failure: Redis refuses writes for now
+// (out of memory with noeviction, a script past its time, a failed
+// snapshot, too few replicas). The breaker stays closed, so nothing else
+// would tell: the writes wait and are tried again every
+// Breaker.OpenTimeout. Once per episode, until a replay drains the tier.
+func (s *Store) refused(ctx context.Context, err error) {
+	if !redis.IsReply(err) || !s.replayRefused.CompareAndSwap(false, true) {
+		return
+	}
+	writes, bytes, tombs := s.out.counts()
+	s.alerts.raise(ctx, telemetry.Alert{Kind: telemetry.AlertReplayRefused, Severity: telemetry.SeverityError,
+		Message: "Redis refuses the replay's writes (out of memory, busy, a failed snapshot or too few replicas): the writes accepted during the outage wait and are retried",
+		Count:   int64(writes + tombs), Bytes: bytes})
 }
 
 // fence makes sure that no write abandoned before it can land after what

@@ -68,6 +68,7 @@ type Store struct {
 	replayConflicts atomic.Uint64
 	rangeSkipped    atomic.Uint64
 	fallbackHigh    atomic.Bool // AlertFallbackHigh fired and not re-armed
+	replayRefused   atomic.Bool // AlertReplayRefused fired, and no replay has drained the outage tier since
 }
 
 // Stats is a snapshot of a Store.
