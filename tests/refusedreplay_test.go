@@ -38,14 +38,14 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
 	oomBefore := replyErrors(t, plain, "OOM")
 	proxy.Restore()
-	waitFor(t, "Redis to refuse the replay twice", func() bool { return replyErrors(t, plain, "OOM") >= oomBefore+2 })
+	refusedTwice(t, plain, "OOM", oomBefore, log)
 	if st := s.Stats(); st.PendingWrites != 1 || st.PendingLost != 0 || st.ReplayConflicts != 0 {
 		t.Fatalf("while Redis refuses writes: %d pending, %d lost, %d conflicts; want the write pending", st.PendingWrites, st.PendingLost, st.ReplayConflicts)
 	}
 	// The breaker stays closed: only this alert tells, once for the
 	// episode however often the replay is refused.
 	if n, count := log.total(telemetry.AlertReplayRefused); n != 1 || count != 1 {
-		t.Fatalf("%d replay_refused alerts for %d writes after two refusals; want one, for the 1 write waiting", n, count)
+		t.Fatalf("%d replay_refused alerts for %d writes after repeated refusals; want one, for the 1 write waiting", n, count)
 	}
 	must(t, plain.ConfigSet(bg, "maxmemory", "0").Err())
 	waitReplayed(t, s)
@@ -56,6 +56,16 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 		t.Fatalf("%d pending writes lost; want none", st.PendingLost)
 	}
 	waitFor(t, "the replay's end to be told", func() bool { n, _ := log.total(telemetry.AlertReplayDone); return n == 1 })
+	// A later outage whose replay is refused again is a new episode.
+	proxy.Cut()
+	set(t, s, "w", "second outage")
+	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
+	before := replyErrors(t, plain, "OOM")
+	proxy.Restore()
+	waitFor(t, "Redis to refuse the second replay", func() bool { return replyErrors(t, plain, "OOM") > before })
+	waitFor(t, "the second episode to be told", func() bool { n, _ := log.total(telemetry.AlertReplayRefused); return n == 2 })
+	must(t, plain.ConfigSet(bg, "maxmemory", "0").Err())
+	waitReplayed(t, s)
 }
 
 // TestReplayOfADeleteWaitsWhileRedisRefusesWrites: a Redis that
@@ -78,7 +88,7 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 	t.Cleanup(func() { plain.ConfigSet(bg, "min-replicas-to-write", "0") })
 	before := replyErrors(t, plain, "NOREPLICAS")
 	proxy.Restore()
-	waitFor(t, "Redis to refuse the replay twice", func() bool { return replyErrors(t, plain, "NOREPLICAS") >= before+2 })
+	refusedTwice(t, plain, "NOREPLICAS", before, log)
 	if st := s.Stats(); st.PendingDeletes != 1 || st.PendingLost != 0 {
 		t.Fatalf("while Redis refuses writes: %d deletes pending, %d lost; want the delete pending", st.PendingDeletes, st.PendingLost)
 	}
@@ -86,13 +96,27 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 		t.Fatalf("Get of the deleted session while its delete waits: %v; want ErrNotFound", err)
 	}
 	if n, count := log.total(telemetry.AlertReplayRefused); n != 1 || count != 1 {
-		t.Fatalf("%d replay_refused alerts for %d writes after two refusals; want one, for the 1 delete waiting", n, count)
+		t.Fatalf("%d replay_refused alerts for %d writes after repeated refusals; want one, for the 1 delete waiting", n, count)
 	}
 	must(t, plain.ConfigSet(bg, "min-replicas-to-write", "0").Err())
 	waitReplayed(t, s)
 	if plain.Exists(bg, "session:d").Val() != 0 {
 		t.Fatal("the session is still in Redis once it takes writes again; want the delete applied")
 	}
+}
+
+// refusedTwice waits for Redis to have answered the replay with code
+// twice since before, and for the store to have alerted it, then for two
+// more refusals: the store sends a replay only once it has handled the
+// one before, so it has then handled the first refusal after the alert.
+func refusedTwice(t *testing.T, c *goredis.Client, code string, before int, log *alertLog) {
+	t.Helper()
+	waitFor(t, "Redis to refuse the replay twice, and the store to alert it", func() bool {
+		n, _ := log.total(telemetry.AlertReplayRefused)
+		return replyErrors(t, c, code) >= before+2 && n > 0
+	})
+	now := replyErrors(t, c, code)
+	waitFor(t, "two more refusals", func() bool { return replyErrors(t, c, code) >= now+2 })
 }
 
 // replyErrors is how many errors of code Redis has replied (INFO
