@@ -293,7 +293,7 @@ func (s *Store) refused(ctx context.Context, err error) {
 	}
 	writes, bytes, tombs := s.out.counts()
 	s.alerts.raise(ctx, telemetry.Alert{Kind: telemetry.AlertReplayRefused, Severity: telemetry.SeverityError,
-		Message: "Redis refuses the replay's writes (out of memory, busy, a failed snapshot or too few replicas): the writes accepted during the outage wait and are retried",
+		Message: "Redis answers but refuses the replay's writes (out of memory, busy, a failed snapshot, too few replicas, a permission): the writes and deletes accepted during the outage wait and are retried",
 		Count:   int64(writes + tombs), Bytes: bytes})
 }
 
