@@ -109,8 +109,8 @@ func TestReview23ReplicaIsNotAReplayRefusal(t *testing.T) {
 	// The new master holds what this store last saw, so the replay writes.
 	must(t, master.Client().Set(bg, "session:w", "before", time.Hour).Err())
 	host, port, _ := net.SplitHostPort(master.Addr)
-	must(t, plain.SlaveOf(bg, host, port).Err()) // the server behind the proxy is a replica now
-	t.Cleanup(func() { plain.SlaveOf(bg, "NO", "ONE") })
+	must(t, plain.ReplicaOf(bg, host, port).Err()) // the server behind the proxy is a replica now
+	t.Cleanup(func() { plain.ReplicaOf(bg, "NO", "ONE") })
 	waitFor(t, "the replica to sync", func() bool {
 		m, err := plain.InfoMap(bg, "replication").Result()
 		return err == nil && m["Replication"]["master_link_status"] == "up"
