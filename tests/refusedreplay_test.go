@@ -22,7 +22,7 @@ import (
 // write waits, neither lost nor counted as a conflict, and is replayed
 // once Redis takes writes again.
 func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t)
+	plain, proxy, s, log := refusalSetup(t, fastRetry)
 	set(t, s, "w", "before")
 	proxy.Cut()
 	set(t, s, "w", "outage") // acknowledged, pending
@@ -66,7 +66,7 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 // keeps a delete accepted during the outage waiting, alerted once, the
 // session never served meanwhile, and applies it once Redis takes writes.
 func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t)
+	plain, proxy, s, log := refusalSetup(t, fastRetry)
 	set(t, s, "d", "revoked")
 	proxy.Cut()
 	must(t, s.Delete(bg, "d")) // acknowledged, a tombstone
@@ -91,18 +91,19 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 	}
 }
 
+// fastRetry opens the breaker at the first failure and retries within
+// 50 ms.
+var fastRetry = breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond}
+
 // refusalSetup starts a server, a proxy to cut it off and a store behind
-// the proxy that retries quickly and logs its alerts, and returns them
-// with a plain client of the server.
-func refusalSetup(t *testing.T) (*goredis.Client, *redistest.Proxy, *tiered.Store, *alertLog) {
+// the proxy with breaker settings brk that logs its alerts, and returns
+// them with a plain client of the server.
+func refusalSetup(t *testing.T, brk breaker.Settings) (*goredis.Client, *redistest.Proxy, *tiered.Store, *alertLog) {
 	t.Helper()
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
 	log := &alertLog{}
-	s := storeAt(t, proxy.Addr, tiered.Options{
-		Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
-		Telemetry: telemetry.Options{OnAlert: log.hook},
-	})
+	s := storeAt(t, proxy.Addr, tiered.Options{Breaker: brk, Telemetry: telemetry.Options{OnAlert: log.hook}})
 	return srv.Client(), proxy, s, log
 }
 

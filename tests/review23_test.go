@@ -55,11 +55,7 @@ func pendingWhileCut(t *testing.T, s *tiered.Store, proxy *redistest.Proxy, id s
 // session: load on a Redis that is already out of memory, at the rate of
 // user traffic.
 func TestReview23RefusedReplayIsRetriedEveryOpenTimeoutNotOnEveryWrite(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	log := &alertLog{}
-	s := storeAt(t, proxy.Addr, tiered.Options{Breaker: slowRetry, Telemetry: telemetry.Options{OnAlert: log.hook}})
+	plain, proxy, s, log := refusalSetup(t, slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
 	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
 	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
@@ -134,14 +130,7 @@ func TestReview23ReplicaIsNotAReplayRefusal(t *testing.T) {
 // with an outage (the breaker open) and a drained replay between them,
 // alert twice.
 func TestReview23ReplayRefusedAlertsAgainAfterADrain(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	log := &alertLog{}
-	s := storeAt(t, proxy.Addr, tiered.Options{
-		Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
-		Telemetry: telemetry.Options{OnAlert: log.hook},
-	})
+	plain, proxy, s, log := refusalSetup(t, fastRetry)
 	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
 	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
 	set(t, s, "w", "before")
@@ -171,14 +160,7 @@ func TestReview23ReplayRefusedAlertsAgainAfterADrain(t *testing.T) {
 // the alert.
 func TestReview23ReplayRefusedCounts(t *testing.T) {
 	t.Run("a write and a delete, NOREPLICAS", func(t *testing.T) {
-		srv := redistest.Start(t)
-		plain := srv.Client()
-		proxy := redistest.NewProxy(t, srv.Addr)
-		log := &alertLog{}
-		s := storeAt(t, proxy.Addr, tiered.Options{
-			Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
-			Telemetry: telemetry.Options{OnAlert: log.hook},
-		})
+		plain, proxy, s, log := refusalSetup(t, fastRetry)
 		set(t, s, "sid-deleted-7f3a", "x")
 		proxy.Cut()
 		set(t, s, "sid-written-9c1b", "outage")
@@ -201,14 +183,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 		waitReplayed(t, s)
 	})
 	t.Run("600 writes, OOM, two batches in flight", func(t *testing.T) {
-		srv := redistest.Start(t)
-		plain := srv.Client()
-		proxy := redistest.NewProxy(t, srv.Addr)
-		log := &alertLog{}
-		s := storeAt(t, proxy.Addr, tiered.Options{
-			Breaker:   breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond},
-			Telemetry: telemetry.Options{OnAlert: log.hook},
-		})
+		plain, proxy, s, log := refusalSetup(t, fastRetry)
 		proxy.Cut()
 		for i := range 600 {
 			s.Set(bg, fmt.Sprintf("sid-%d", i), []byte("outage"), time.Hour)
@@ -241,11 +216,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 // pending_lost, raised right after, says so. Two error alerts for one
 // event, the first of them false.
 func TestReview23CloseUnderRefusalDoesNotPromiseARetry(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	log := &alertLog{}
-	s := storeAt(t, proxy.Addr, tiered.Options{Breaker: slowRetry, Telemetry: telemetry.Options{OnAlert: log.hook}})
+	plain, proxy, s, log := refusalSetup(t, slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
 	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
 	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
