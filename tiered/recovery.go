@@ -35,10 +35,10 @@ const (
 // breaker is within its backoff wait: the loop then waits for the wait's
 // end (or a change of the breaker's state) to probe, and replays whatever
 // the outage tier holds once Redis answers, so a signal would only wake it
-// for nothing. Nor while Redis refuses the replay (see refused): it is
-// tried again every Breaker.OpenTimeout, not on every write queued behind
-// it. On this 2-core VM that wake-up, on every outage write, put
+// for nothing. On this 2-core VM that wake-up, on every outage write, put
 // the outage p99 at 64 µs (BenchmarkGetWhileRedisHangs); without it 14 µs.
+// Nor while Redis refuses the replay (see refused): it is tried again
+// every Breaker.OpenTimeout, not on every write queued behind it.
 func (s *Store) wakeRecovery() {
 	if s.brk.Rejecting() || s.replayRefused.Load() {
 		return
@@ -140,11 +140,13 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 	}()
 	var applied, conflicts, expired int
-	do := func(op func() error) error {
+	do := func(op func() error) error { // every replayed batch
 		if final {
-			return op()
+			return op() // Close: nothing is retried, so no replay_refused
 		}
-		return s.brk.Do(ctx, op)
+		err := s.brk.Do(ctx, op)
+		s.refused(ctx, err)
+		return err
 	}
 	defer func() {
 		s.watchFallback(context.Background())
@@ -169,7 +171,6 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
 			j := min(i+replayBatch, len(ids))
 			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
-				s.refused(ctx, err, final)
 				return false
 			}
 			s.replayApplied.Add(uint64(j - i)) // counted before the tier shows them gone
@@ -185,7 +186,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		if !s.fence(ctx) {
 			return false
 		}
-		a, c, ok := s.replayWrites(ctx, writes, wseqs, do, final)
+		a, c, ok := s.replayWrites(ctx, writes, wseqs, do)
 		applied, conflicts = applied+a, conflicts+c
 		if !ok {
 			return false
@@ -199,7 +200,7 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 // sent. Each id appears once in writes, so the batches are independent. It
 // reports what was applied and what conflicted, and false if Redis failed
 // (what was not answered waits for the next try).
-func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs []uint64, do func(func() error) error, final bool) (applied, conflicts int, ok bool) {
+func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs []uint64, do func(func() error) error) (applied, conflicts int, ok bool) {
 	var (
 		mu     sync.Mutex // guards applied, conflicts and failed
 		failed bool
@@ -222,7 +223,6 @@ func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs [
 			var out []redis.Outcome
 			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
 				s.out.writesUnknown(batch, seqs) // it may land yet: what replaces it accepts it
-				s.refused(ctx, err, final)
 				mu.Lock()
 				failed = true // Redis failed: the whole batch waits for the next try
 				mu.Unlock()
@@ -283,18 +283,18 @@ func writeBatchEnd(writes []redis.Replay, i int) int {
 	return j
 }
 
-// refused raises AlertReplayRefused when err, which stopped a replay, is
-// Redis's answer rather than its failure: Redis refuses writes for now
+// refused raises AlertReplayRefused when err, which stopped a replayed
+// batch, is Redis's answer rather than its failure: Redis refuses writes for now
 // (out of memory with noeviction, a script past its time, a failed
 // snapshot, too few replicas). The breaker stays closed, so nothing else
 // would tell: the writes wait and are tried again every
 // Breaker.OpenTimeout, and only then (see wakeRecovery). Once per
 // episode, until a replay drains the tier. A reply the breaker counts as
-// Redis unreachable (READONLY, LOADING…) is told by the breaker's alerts;
-// Close's final replay (final) retries nothing: what it leaves is lost,
-// and told so.
-func (s *Store) refused(ctx context.Context, err error, final bool) {
-	if final || !redis.IsReply(err) || redis.IsUnreachable(err) || !s.replayRefused.CompareAndSwap(false, true) {
+// Redis unreachable (READONLY, LOADING…) is told by the breaker's alerts.
+// Close's final replay does not call it: it retries nothing, and what it
+// leaves is lost, and told so.
+func (s *Store) refused(ctx context.Context, err error) {
+	if !redis.IsReply(err) || redis.IsUnreachable(err) || !s.replayRefused.CompareAndSwap(false, true) {
 		return
 	}
 	writes, bytes, tombs := s.out.counts()
