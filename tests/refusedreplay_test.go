@@ -26,9 +26,7 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 	set(t, s, "w", "before")
 	proxy.Cut()
 	set(t, s, "w", "outage") // acknowledged, pending
-	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
-	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
-	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
+	outOfMemory(t, plain)
 	oomBefore := replyErrors(t, plain, "OOM")
 	proxy.Restore()
 	refusedTwice(t, plain, "OOM", oomBefore, log)
@@ -94,6 +92,15 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 // fastRetry opens the breaker at the first failure and retries within
 // 50 ms.
 var fastRetry = breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 50 * time.Millisecond}
+
+// outOfMemory makes Redis refuse every write (OOM: maxmemory reached with
+// noeviction) until the test ends.
+func outOfMemory(t *testing.T, c *goredis.Client) {
+	t.Helper()
+	must(t, c.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
+	must(t, c.ConfigSet(bg, "maxmemory", "1").Err())
+	t.Cleanup(func() { c.ConfigSet(bg, "maxmemory", "0") })
+}
 
 // refusalSetup starts a server, a proxy to cut it off and a store behind
 // the proxy with breaker settings brk that logs its alerts, and returns

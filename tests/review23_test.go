@@ -57,9 +57,7 @@ func pendingWhileCut(t *testing.T, s *tiered.Store, proxy *redistest.Proxy, id s
 func TestReview23RefusedReplayIsRetriedEveryOpenTimeoutNotOnEveryWrite(t *testing.T) {
 	plain, proxy, s, log := refusalSetup(t, slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
-	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
-	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
-	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
+	outOfMemory(t, plain)
 	proxy.Restore()
 
 	set(t, s, "w", "update 0") // queues behind the pending write, and wakes the replay: refused
@@ -191,9 +189,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 		if st := s.Stats(); st.PendingWrites != 600 {
 			t.Fatalf("%d pending; want 600", st.PendingWrites)
 		}
-		must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
-		must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
-		t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
+		outOfMemory(t, plain)
 		proxy.Restore()
 		waitFor(t, "replay_refused", func() bool { n, _ := log.total(telemetry.AlertReplayRefused); return n >= 1 })
 		refused := replyErrors(t, plain, "OOM")
@@ -218,9 +214,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 func TestReview23CloseUnderRefusalDoesNotPromiseARetry(t *testing.T) {
 	plain, proxy, s, log := refusalSetup(t, slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
-	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
-	must(t, plain.ConfigSet(bg, "maxmemory", "1").Err())
-	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
+	outOfMemory(t, plain)
 	before := replyErrors(t, plain, "OOM")
 	proxy.Restore()
 	if err := s.Close(); !errors.Is(err, tiered.ErrPendingLost) {
