@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
-	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -16,12 +15,10 @@ import (
 // acknowledged, then conflicted with this store's own earlier write and
 // was dropped (W4 hang lost such writes when the breaker flapped).
 func TestWriteAfterAnUnkeptUpdateReplaysOntoIt(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	s := storeAt(t, proxy.Addr, tiered.Options{
+	srv, proxy, s := proxiedStore(t, tiered.Options{
 		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
 	})
+	plain := srv.Client()
 	if err := s.Set(bg, "victim", []byte("v1"), time.Hour); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
-	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
 )
 
@@ -18,12 +17,10 @@ import (
 // held packet finally reaches Redis, the session must not come back: the
 // replay fenced the connection that carried the SET before replaying.
 func TestAbandonedSetCannotUndoAReplayedDelete(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	s := storeAt(t, proxy.Addr, tiered.Options{
+	srv, proxy, s := proxiedStore(t, tiered.Options{
 		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
 	})
+	plain := srv.Client()
 
 	const value = "held-in-the-network"
 	hold := proxy.Hold([]byte(value))

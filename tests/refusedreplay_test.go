@@ -107,10 +107,8 @@ func outOfMemory(t *testing.T, c *goredis.Client) {
 // them with a plain client of the server.
 func refusalSetup(t *testing.T, brk breaker.Settings) (*goredis.Client, *redistest.Proxy, *tiered.Store, *alertLog) {
 	t.Helper()
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr)
 	log := &alertLog{}
-	s := storeAt(t, proxy.Addr, tiered.Options{Breaker: brk, Telemetry: telemetry.Options{OnAlert: log.hook}})
+	srv, proxy, s := proxiedStore(t, tiered.Options{Breaker: brk, Telemetry: telemetry.Options{OnAlert: log.hook}})
 	return srv.Client(), proxy, s, log
 }
 

@@ -18,14 +18,12 @@ import (
 // newer write must replace the value the failed replay may have left: it
 // was acknowledged, and Redis must end with it, not with the older one.
 func TestReplayThatTimedOutButLandedDoesNotUndoANewerWrite(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	s := storeAt(t, proxy.Addr, tiered.Options{
+	srv, proxy, s := proxiedStore(t, tiered.Options{
 		// A wide gap between the failed replay and its retry, for the held
 		// replay to land in.
 		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 300 * time.Millisecond, MaxOpenTimeout: time.Second},
 	})
+	plain := srv.Client()
 	if err := s.Set(bg, "victim", []byte("base"), time.Hour); err != nil {
 		t.Fatal(err)
 	}

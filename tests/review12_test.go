@@ -35,6 +35,15 @@ func storeAt(t *testing.T, addr string, opts tiered.Options) *tiered.Store {
 	return s
 }
 
+// proxiedStore starts a server, a proxy to it (to cut the store off) and a
+// store behind the proxy with opts, and returns the three.
+func proxiedStore(t *testing.T, opts tiered.Options) (*redistest.Server, *redistest.Proxy, *tiered.Store) {
+	t.Helper()
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	return srv, proxy, storeAt(t, proxy.Addr, opts)
+}
+
 // cancelWhileHeld runs op, holds in the proxy the traffic holding match
 // (op's command), cancels op's context while it is held, and checks that
 // op then failed. The caller releases the hold (cleanup does too).

@@ -37,12 +37,10 @@ func waitDrained(t *testing.T, s *tiered.Store) tiered.Stats {
 // drained already counts every replayed write (151 applied, the tripper
 // included; 150 conflicts).
 func TestReview6CheckedReplayCountsBeforeDrained(t *testing.T) {
-	srv := redistest.Start(t)
-	plain := srv.Client()
-	proxy := redistest.NewProxy(t, srv.Addr)
-	s := storeAt(t, proxy.Addr, tiered.Options{
+	srv, proxy, s := proxiedStore(t, tiered.Options{
 		Breaker: breaker.Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
 	})
+	plain := srv.Client()
 	const n = 300
 	id := func(i int) string { return fmt.Sprint("c-", i) }
 	for i := range n {
