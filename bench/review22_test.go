@@ -75,8 +75,11 @@ func TestReview22PipelineRESPEdges(t *testing.T) {
 
 // TestReview22PipelineCloseWithEverySlotTaken: Redis frozen (SIGSTOP), both
 // batches of a connection written and unanswered, callers queued behind
-// them and the writer waiting for a slot (or blocked in a write of large
-// values): Close fails every call and stops every goroutine.
+// them and the writer waiting for a slot: Close fails every call and stops
+// every goroutine. Callers come one at a time until some connection is in
+// that state (all at once, with large values, the first batch can take
+// them all, its write blocked on the frozen Redis, and the second slot is
+// never taken).
 func TestReview22PipelineCloseWithEverySlotTaken(t *testing.T) {
 	tg, rs := startPipeline(t)
 	ctx := context.Background()
@@ -85,26 +88,26 @@ func TestReview22PipelineCloseWithEverySlotTaken(t *testing.T) {
 	}
 	rs.Pause()
 	defer rs.Resume()
-	v := bytes.Repeat([]byte("v"), 256<<10)
-	errs := make(chan error, 256)
+	v := bytes.Repeat([]byte("v"), 1024)
+	const maxCallers = 4096
+	errs := make(chan error, maxCallers)
 	var wg sync.WaitGroup
-	for i := range 256 {
-		wg.Go(func() { errs <- tg.Set(ctx, fmt.Sprintf("k%d", i), v, time.Hour) })
-	}
-	// Wait until some connection has every slot taken and calls queued.
-	deadline := time.Now().Add(10 * time.Second)
-	for full := false; !full; {
+	full := func() bool {
 		for _, c := range tg.conns {
 			c.mu.Lock()
 			queued := len(c.waiting)
 			c.mu.Unlock()
 			if len(c.slots) == pipelineInFlight && queued > 0 {
-				full = true
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
+		return false
+	}
+	for i := 0; !full(); i++ {
+		if i == maxCallers {
 			t.Fatal("no connection got both slots taken with calls queued behind them")
 		}
+		wg.Go(func() { errs <- tg.Set(ctx, fmt.Sprintf("k%d", i), v, time.Hour) })
 		time.Sleep(time.Millisecond) // polling the condition
 	}
 	closed := make(chan struct{})
