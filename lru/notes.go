@@ -3,8 +3,9 @@ package lru
 import "slices"
 
 // Digest is a fixed-size digest of a value, computed by the caller (a
-// SHA-1 fits). The zero Digest stands for no value: the key absent.
-type Digest [20]byte
+// hash and a length fit). The zero Digest stands for no value: the key
+// absent.
+type Digest [12]byte
 
 // Absent is the Digest of an absent key (see EndUnsure).
 var Absent Digest
@@ -32,8 +33,9 @@ const (
 	// header.
 	olderBytes = 72
 	// extraDigestBytes is the heap a digest beyond a note's first may
-	// take: its 20 bytes, in an array of their exact length, rounded up to
-	// the allocator's size classes, with room to spare.
+	// take: its 12 bytes, in an array of their exact length, rounded up to
+	// the allocator's size classes, with room to spare (the charges were
+	// set for 20-byte digests, and bound these all the more).
 	extraDigestBytes = 40
 	// fullNoteBytes is the charge of a note of MaxNoted digests.
 	fullNoteBytes = NoteBytes + olderBytes + (MaxNoted-1)*extraDigestBytes

@@ -3,8 +3,6 @@ package redis_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,10 +40,8 @@ func scriptClient(t *testing.T, addr string) *goredis.Ring {
 	return ring
 }
 
-func hexSHA1(v string) string {
-	d := sha1.Sum([]byte(v))
-	return hex.EncodeToString(d[:])
-}
+// base is v as a replayed write's bases name it.
+func base(v string) string { return redis.Base(redis.Sum([]byte(v))) }
 
 // replayCase is a key's state in Redis before a replayed write, and what
 // the replay must do with it.
@@ -65,15 +61,15 @@ const replayed = "the outage write"
 
 var replayCases = []replayCase{
 	{name: "absent, absent accepted", bases: []string{""}, applied: true},
-	{name: "absent, a value accepted", bases: []string{hexSHA1("old")}},
-	{name: "a base", before: holding("old"), bases: []string{"", hexSHA1("old")}, applied: true},
-	{name: "another value", before: holding("theirs"), bases: []string{"", hexSHA1("old")}},
+	{name: "absent, a value accepted", bases: []string{base("old")}},
+	{name: "a base", before: holding("old"), bases: []string{"", base("old")}, applied: true},
+	{name: "another value", before: holding("theirs"), bases: []string{"", base("old")}},
 	{name: "its own value (landed unanswered)", before: holding(replayed), bases: []string{""}, applied: true},
 	{name: "empty, absent accepted", before: holding(""), bases: []string{""}},
-	{name: "absent, empty accepted", bases: []string{hexSHA1("")}},
-	{name: "empty, empty accepted", before: holding(""), bases: []string{hexSHA1("")}, applied: true},
+	{name: "absent, empty accepted", bases: []string{base("")}},
+	{name: "empty, empty accepted", before: holding(""), bases: []string{base("")}, applied: true},
 	{name: "a longer value, whose first limit+1 bytes are a base", before: holding(strings.Repeat("x", 200)),
-		bases: []string{hexSHA1(strings.Repeat("x", 101))}},
+		bases: []string{base(strings.Repeat("x", 101))}},
 	{name: "a hash", before: func(ctx context.Context, c *goredis.Client, key string) { c.HSet(ctx, key, "f", "v") },
 		bases: []string{""}, err: "WRONGTYPE"},
 }
@@ -140,7 +136,7 @@ func TestReplayWritesTransactionLeavesAKeyChangedBeforeEXEC(t *testing.T) {
 	exp := time.Now().Add(time.Minute)
 	batch := []redis.Replay{
 		{ID: "a", Value: []byte("a2"), Expires: exp, Bases: []string{""}},
-		{ID: "b", Value: []byte("b2"), Expires: exp, Bases: []string{hexSHA1("old")}},
+		{ID: "b", Value: []byte("b2"), Expires: exp, Bases: []string{base("old")}},
 	}
 	h := proxy.Hold([]byte("multi")) // go-redis spells commands in lower case
 	type result struct {
@@ -165,27 +161,30 @@ func TestReplayWritesTransactionLeavesAKeyChangedBeforeEXEC(t *testing.T) {
 }
 
 // TestReplayWritesDoesNotReadHugeValues: a key holding a huge value is a
-// conflict, decided without reading the value back: past the value limit
-// it is none this store wrote; with no limit, past the read budget, the
-// script decides.
+// conflict, decided without reading the value back, by the transaction
+// and by the script: past the value limit it is none this store wrote;
+// with no limit, its length is none of the write's bases'.
 func TestReplayWritesDoesNotReadHugeValues(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
 	ctx := context.Background()
 	plain.Set(ctx, "r:big", bytes.Repeat([]byte("h"), 64<<20), time.Hour)
+	clients := map[string]goredis.UniversalClient{"transaction": plain, "script": scriptClient(t, srv.Addr)}
 	for _, limit := range []int{1024, 0} {
-		tr, err := redis.New(plain, redis.Config{Prefix: "r:", Timeout: time.Second, MaxValueBytes: limit})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(tr.Close)
-		before := netOut(t, plain)
-		out, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "big", Value: []byte("v"), Expires: time.Now().Add(time.Minute), Bases: []string{""}}})
-		if err != nil || len(out) != 1 || out[0].Applied || out[0].Err != nil {
-			t.Fatalf("limit %d: ReplayWrites = %+v, %v; want a conflict", limit, out, err)
-		}
-		if sent := netOut(t, plain) - before; sent > 1<<20 {
-			t.Fatalf("limit %d: Redis sent %d bytes to decide one write; want no more than the read budget", limit, sent)
+		for name, client := range clients {
+			tr, err := redis.New(client, redis.Config{Prefix: "r:", Timeout: time.Second, MaxValueBytes: limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(tr.Close)
+			before := netOut(t, plain)
+			out, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "big", Value: []byte("v"), Expires: time.Now().Add(time.Minute), Bases: []string{"", base("small")}}})
+			if err != nil || len(out) != 1 || out[0].Applied || out[0].Err != nil {
+				t.Fatalf("%s, limit %d: ReplayWrites = %+v, %v; want a conflict", name, limit, out, err)
+			}
+			if sent := netOut(t, plain) - before; sent > 1<<20 {
+				t.Fatalf("%s, limit %d: Redis sent %d bytes to decide one write; want no more than the read budget", name, limit, sent)
+			}
 		}
 	}
 }
@@ -218,7 +217,7 @@ func TestReplayWritesWaitWhileRedisRefusesWrites(t *testing.T) {
 	plain.ConfigSet(ctx, "maxmemory", "1")
 	t.Cleanup(func() { plain.ConfigSet(ctx, "maxmemory", "0") })
 	batch := []redis.Replay{
-		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}},
+		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}},
 		{ID: "n", Value: []byte("n"), Expires: time.Now().Add(time.Minute), Bases: []string{""}},
 	}
 	for name, client := range map[string]goredis.UniversalClient{"transaction": plain, "script": ring} {
@@ -248,7 +247,7 @@ func TestReplayWritesWaitOnAReplica(t *testing.T) {
 	t.Cleanup(func() { plain.Do(ctx, "REPLICAOF", "NO", "ONE") })
 	ring := scriptClient(t, replica.Addr)
 	batch := []redis.Replay{
-		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}},
+		{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}},
 		{ID: "n", Value: []byte("n"), Expires: time.Now().Add(time.Minute), Bases: []string{""}},
 	}
 	for name, client := range map[string]goredis.UniversalClient{"transaction": plain, "script": ring} {

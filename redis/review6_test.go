@@ -83,7 +83,7 @@ func TestReview6ConflictOnlyBatchLeavesNoWatch(t *testing.T) {
 	exp := time.Now().Add(time.Minute)
 
 	plain.Set(ctx, "r:c", "theirs", time.Hour)
-	out, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "c", Value: []byte("mine"), Expires: exp, Bases: []string{hexSHA1("old")}}})
+	out, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "c", Value: []byte("mine"), Expires: exp, Bases: []string{base("old")}}})
 	if err != nil || len(out) != 1 || out[0].Applied || out[0].Err != nil {
 		t.Fatalf("first batch: ReplayWrites = %+v, %v; want a conflict", out, err)
 	}
@@ -123,7 +123,7 @@ func TestReview6RefusedWatchIsNotIgnored(t *testing.T) {
 
 	plain.Set(ctx, "r:s", "old", time.Hour)
 	h := proxy.Hold([]byte("evalsha"))
-	done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte("mine"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}})
+	done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte("mine"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}}})
 	heldOrFail(t, h, done)
 	plain.Set(ctx, "r:s", "theirs", time.Hour) // after the transaction read "old"
 	h.Release()
@@ -153,7 +153,7 @@ func TestReview6ExecLostThenKeyChanged(t *testing.T) {
 	}
 	t.Cleanup(tr.Close)
 	plain.Set(ctx, "r:s", "old", time.Hour)
-	batch := []redis.Replay{{ID: "s", Value: []byte("mine"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}}
+	batch := []redis.Replay{{ID: "s", Value: []byte("mine"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}}}
 	h := proxy.Hold([]byte("multi"))
 	r := <-replayAsync(tr, batch)
 	if r.err == nil || !redis.IsUnreachable(r.err) {
@@ -188,7 +188,7 @@ func TestReview6FlushDBBeforeExec(t *testing.T) {
 	exp := time.Now().Add(time.Minute).Truncate(time.Millisecond)
 	h := proxy.Hold([]byte("multi"))
 	done := replayAsync(tr, []redis.Replay{
-		{ID: "u", Value: []byte("u2"), Expires: exp, Bases: []string{hexSHA1("old")}},
+		{ID: "u", Value: []byte("u2"), Expires: exp, Bases: []string{base("old")}},
 		{ID: "n", Value: []byte("n2"), Expires: exp, Bases: []string{""}},
 	})
 	heldOrFail(t, h, done)
@@ -216,7 +216,7 @@ func TestReview6KeyExpiresBeforeExec(t *testing.T) {
 	plain.Set(ctx, "r:e", "old", 0)
 	plain.PExpireAt(ctx, "r:e", gone)
 	h := proxy.Hold([]byte("multi"))
-	done := replayAsync(tr, []redis.Replay{{ID: "e", Value: []byte("e2"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}})
+	done := replayAsync(tr, []redis.Replay{{ID: "e", Value: []byte("e2"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}}})
 	heldOrFail(t, h, done)
 	if time.Now().After(gone) {
 		t.Fatalf("the transaction reached MULTI after the key expired: the interleaving is not the one tested")
@@ -245,7 +245,7 @@ func TestReview6ValueGrowsBetweenLengthAndRead(t *testing.T) {
 	h := proxy.Hold([]byte("getrange"))
 	exp := time.Now().Add(time.Minute)
 	done := replayAsync(tr, []redis.Replay{
-		{ID: "g", Value: []byte("g2"), Expires: exp, Bases: []string{hexSHA1("old")}},
+		{ID: "g", Value: []byte("g2"), Expires: exp, Bases: []string{base("old")}},
 		{ID: "n", Value: []byte("n2"), Expires: exp, Bases: []string{""}},
 	})
 	heldOrFail(t, h, done)
@@ -267,8 +267,8 @@ func TestReview6ValueGrowsBetweenLengthAndRead(t *testing.T) {
 
 // TestReview6ValueAtLimitsAndBudget: a base exactly MaxValueBytes long is
 // read and compared (applied); one byte more is a conflict; with no limit,
-// two values of 300 KiB exceed the read budget together: the first is
-// read, the second goes to the script, both applied.
+// two values of 300 KiB exceed the read budget together: they are read in
+// two round trips of the transaction, both applied, with no script.
 func TestReview6ValueAtLimitsAndBudget(t *testing.T) {
 	srv := redistest.Start(t)
 	plain := srv.Client()
@@ -283,8 +283,8 @@ func TestReview6ValueAtLimitsAndBudget(t *testing.T) {
 	plain.Set(ctx, "r:at", at, time.Hour)
 	plain.Set(ctx, "r:over", over, time.Hour)
 	out, err := tr.ReplayWrites(ctx, []redis.Replay{
-		{ID: "at", Value: []byte("v"), Expires: exp, Bases: []string{hexSHA1(at)}},
-		{ID: "over", Value: []byte("v"), Expires: exp, Bases: []string{hexSHA1(over)}},
+		{ID: "at", Value: []byte("v"), Expires: exp, Bases: []string{base(at)}},
+		{ID: "over", Value: []byte("v"), Expires: exp, Bases: []string{base(over)}},
 	})
 	if err != nil || len(out) != 2 || !out[0].Applied || out[1].Applied || out[1].Err != nil {
 		t.Fatalf("ReplayWrites = %+v, %v; want a value at the limit applied, one over a conflict", out, err)
@@ -294,17 +294,20 @@ func TestReview6ValueAtLimitsAndBudget(t *testing.T) {
 	big1, big2 := strings.Repeat("1", 300<<10), strings.Repeat("2", 300<<10)
 	plain.Set(ctx, "r:b1", big1, time.Hour)
 	plain.Set(ctx, "r:b2", big2, time.Hour)
-	before := review6Calls(t, plain, "evalsha", "eval")
+	before := review6Calls(t, plain, "evalsha", "eval", "getrange")
 	out, err = tr2.ReplayWrites(ctx, []redis.Replay{
-		{ID: "b1", Value: []byte("v1"), Expires: exp, Bases: []string{hexSHA1(big1)}},
-		{ID: "b2", Value: []byte("v2"), Expires: exp, Bases: []string{hexSHA1(big2)}},
+		{ID: "b1", Value: []byte("v1"), Expires: exp, Bases: []string{base(big1)}},
+		{ID: "b2", Value: []byte("v2"), Expires: exp, Bases: []string{base(big2)}},
 	})
 	if err != nil || len(out) != 2 || !out[0].Applied || !out[1].Applied {
 		t.Fatalf("ReplayWrites = %+v, %v; want both applied", out, err)
 	}
-	after := review6Calls(t, plain, "evalsha", "eval")
-	if s := after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"]; s != 1 {
-		t.Errorf("%d script calls; want 1 (the value past the read budget)", s)
+	after := review6Calls(t, plain, "evalsha", "eval", "getrange")
+	if s := after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"]; s != 0 {
+		t.Errorf("%d script calls; want none: the transaction decides both", s)
+	}
+	if g := after["getrange"] - before["getrange"]; g != 2 {
+		t.Errorf("%d values read; want 2", g)
 	}
 	if v1, v2 := plain.Get(ctx, "r:b1").Val(), plain.Get(ctx, "r:b2").Val(); v1 != "v1" || v2 != "v2" {
 		t.Errorf("Redis holds %q, %q; want v1, v2", v1, v2)
@@ -319,7 +322,7 @@ func TestReview6WriteConnectionKilledBeforeExec(t *testing.T) {
 	plain, proxy, tr := proxiedTier(t, time.Second)
 	ctx := context.Background()
 	plain.Set(ctx, "r:k", "old", time.Hour)
-	batch := []redis.Replay{{ID: "k", Value: []byte("k2"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}}
+	batch := []redis.Replay{{ID: "k", Value: []byte("k2"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}}}
 	h := proxy.Hold([]byte("multi"))
 	done := replayAsync(tr, batch)
 	heldOrFail(t, h, done)
@@ -386,7 +389,7 @@ func TestReview6ReplayFitsTheTimeoutOfOneRoundTrip(t *testing.T) {
 				t.Fatalf("Get over the slow link: %v, %v; want the value within the timeout", ok, err)
 			}
 			t.Logf("Get over the slow link took %v", time.Since(start).Round(time.Millisecond))
-			batch := []redis.Replay{{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{hexSHA1("old")}}}
+			batch := []redis.Replay{{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old")}}}
 			var errs []error
 			for range 3 {
 				out, err := tr.ReplayWrites(ctx, batch)

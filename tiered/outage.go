@@ -1,8 +1,6 @@
 package tiered
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,7 +14,7 @@ import (
 type pending struct {
 	value   []byte    // never modified: replaced whole
 	expires time.Time // absolute wall-clock expiry, as Redis will apply it
-	// bases are the Redis values it may replace, as hex SHA-1 ("": the
+	// bases are the Redis values it may replace, as redis.Base spells them ("": the
 	// key is absent): what this instance last saw there, and the values of
 	// the earlier pending writes of the id, any of which may have landed
 	// (a write that timed out can still reach Redis). A write whose
@@ -105,18 +103,18 @@ func (o *outage) fenced(mark uint64) {
 
 func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }
 
-// digest is v's SHA-1 in hex, as the replay script's bases spell it.
-func digest(v []byte) string { return hexOf(sum(v)) }
+// digest is v's sum as redis.Replay.Bases spell it.
+func digest(v []byte) string { return redis.Base(redis.Sum(v)) }
 
-// sum is the SHA-1 of v: what the replay script compares (redis.sha1hex).
-func sum(v []byte) lru.Digest { return sha1.Sum(v) }
+// sum is v's redis.Sum (never lru.Absent), as the local tier notes it.
+func sum(v []byte) lru.Digest { return redis.Sum(v) }
 
-// hexOf is d as the replay script's bases spell it ("" for lru.Absent).
+// hexOf is d as redis.Replay.Bases spell it ("" for lru.Absent).
 func hexOf(d lru.Digest) string {
 	if d == lru.Absent {
 		return ""
 	}
-	return hex.EncodeToString(d[:])
+	return redis.Base(d)
 }
 
 // active reports, without locking, whether the tier holds anything.
