@@ -474,6 +474,15 @@ func IsUnreachable(err error) bool {
 	return slices.Contains([]string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"}, code)
 }
 
+// IsBusy reports whether err is Redis's BUSY reply: a script or function
+// running past busy-reply-threshold, which makes Redis refuse every command
+// but SCRIPT KILL and FUNCTION KILL until it ends. It says nothing of what
+// Redis will allow once it does.
+func IsBusy(err error) bool {
+	code, _ := replyCode(err)
+	return code == "BUSY"
+}
+
 // replyCode returns the error code of a Redis reply in err, the word its
 // message starts with ("ERR", "WRONGTYPE", "OOM"…), and false for an error
 // that is not a reply.

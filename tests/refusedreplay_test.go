@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
+	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -137,4 +138,67 @@ func replyErrors(t *testing.T, c *goredis.Client, code string) int {
 	count, _ := strings.CutPrefix(m["Errorstats"]["errorstat_"+code], "count=")
 	n, _ := strconv.Atoi(count)
 	return n
+}
+
+// TestReplayWaitsForABusyRedisToFence: a Redis running a script past
+// busy-reply-threshold answers BUSY to every command, the fence's CLIENT
+// LIST included. That is no refusal of the fence (an ACL's): the replay
+// must not go on unfenced, or a SET abandoned in the network could land
+// after it. It waits, alerted once as replay_refused, fences once the
+// script ends, and the held SET never lands.
+func TestReplayWaitsForABusyRedisToFence(t *testing.T) {
+	log := &alertLog{}
+	srv, proxy, s := proxiedStore(t, tiered.Options{Breaker: fastRetry, Telemetry: telemetry.Options{OnAlert: log.hook}})
+	plain := srv.Client()
+	busy(t, plain)
+	hold := proxy.Hold([]byte("held-in-the-network"))
+	t.Cleanup(hold.Release)
+	set(t, s, "victim", "held-in-the-network") // abandoned at OpTimeout: pending
+	<-hold.Held()
+	set(t, s, "victim", "newer") // pending, replacing it
+	// Redis answers nothing else while busy, INFO included: the alert is
+	// what says the replay met BUSY.
+	waitFor(t, "the replay to meet BUSY", func() bool { n, _ := log.total(telemetry.AlertReplayRefused); return n > 0 })
+	if n, _ := log.total(telemetry.AlertUnfenced); n != 0 {
+		t.Fatalf("%d unfenced alerts while Redis was busy; want none: BUSY refuses nothing for good", n)
+	}
+	if n, _ := log.total(telemetry.AlertReplayRefused); n != 1 {
+		t.Fatalf("%d replay_refused alerts while the fence met BUSY; want one", n)
+	}
+	if st := s.Stats(); st.PendingWrites != 1 {
+		t.Fatalf("%d pending writes while Redis is busy; want the write waiting", st.PendingWrites)
+	}
+	must(t, plain.Do(bg, "SCRIPT", "KILL").Err())
+	waitReplayed(t, s)
+	hold.Release()
+	waitFor(t, "Redis to drop the held connection", func() bool {
+		list, err := plain.ClientList(bg).Result()
+		return err == nil && !strings.Contains(list, " addr="+hold.Addr()+" ")
+	})
+	if got := plain.Get(bg, "session:victim").Val(); got != "newer" {
+		t.Fatalf("Redis holds %q; want the replayed write, newer: a write abandoned before the replay landed after it", got)
+	}
+	if n, _ := log.total(telemetry.AlertUnfenced); n != 0 {
+		t.Fatalf("%d unfenced alerts; want none", n)
+	}
+}
+
+// busy makes Redis run a script past busy-reply-threshold (10 ms) on a
+// connection of its own, so that it answers BUSY to every other command
+// until SCRIPT KILL (the test's cleanup kills it too).
+func busy(t *testing.T, c *goredis.Client) {
+	t.Helper()
+	must(t, c.ConfigSet(bg, "busy-reply-threshold", "10").Err())
+	looping := goredis.NewClient(&goredis.Options{Addr: c.Options().Addr, ReadTimeout: -1})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		looping.Eval(bg, "while true do end", nil)
+	}()
+	t.Cleanup(func() {
+		c.Do(bg, "SCRIPT", "KILL")
+		<-done
+		looping.Close()
+	})
+	waitFor(t, "Redis to answer BUSY", func() bool { return redis.IsBusy(c.Ping(bg).Err()) })
 }

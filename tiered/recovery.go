@@ -307,7 +307,10 @@ func (s *Store) refused(ctx context.Context, err error) {
 // replay writes next (see redis.Tier.Fence), and reports whether replay may
 // go on. A Redis that refuses the fence (an ACL without CLIENT LIST or
 // CLIENT KILL, a proxy, an in-process Redis) would otherwise stop replay
-// for good: replay then goes on unfenced, and says so.
+// for good: replay then goes on unfenced, and says so. A Redis that cannot
+// serve it for now (unreachable, loading, or BUSY with a script past its
+// time) has refused nothing: replay waits and tries again, a BUSY Redis
+// alerted as refusing the replay.
 func (s *Store) fence(ctx context.Context) bool {
 	mark := s.out.fenceMark()
 	err := s.remote.Fence(ctx)
@@ -315,8 +318,11 @@ func (s *Store) fence(ctx context.Context) bool {
 	case err == nil:
 		s.out.fenced(mark)
 		return true
-	case !redis.IsReply(err):
+	case !redis.IsReply(err), redis.IsUnreachable(err):
 		return false // Redis failed: try again later
+	case redis.IsBusy(err):
+		s.refused(ctx, err)
+		return false
 	}
 	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertUnfenced, Severity: telemetry.SeverityWarn,
 		Message: "Redis refused CLIENT LIST or CLIENT KILL: replay went on without fencing writes abandoned at OpTimeout", Count: 1})
