@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"encoding/binary"
@@ -75,33 +76,70 @@ func (c current) sha1() string {
 // pipelineFunc is Pipelined, of a client or of a transaction.
 type pipelineFunc func(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error)
 
-// read reads what the keys at idx hold, through pipelined, honouring the
-// context's deadline itself or not (see bounded), and returns it in idx's
-// order. Round trip one: EXISTS and STRLEN of each key, after WATCH of
+// lengthScript and rangeScript are EXISTS and STRLEN, and GETRANGE from 0
+// to ARGV[1], of KEYS[1], as scripts, which a cluster client sends to the
+// key's primary: it may send a pipeline of read-only commands to replicas
+// (ReadOnly, RouteByLatency, RouteRandomly), which lag, and a replay
+// compares with the primary, where its script writes. Sent whole (EVAL),
+// they cannot meet NOSCRIPT.
+const (
+	lengthScript = "return {redis.call('EXISTS', KEYS[1]), redis.call('STRLEN', KEYS[1])}"
+	rangeScript  = "return redis.call('GETRANGE', KEYS[1], 0, ARGV[1])"
+)
+
+// reader is how read reaches Redis: through pipelined, honouring the
+// context's deadline itself or not (see bounded), with plain commands (on
+// a single node) or with lengthScript and rangeScript (on any client: see
+// them).
+type reader struct {
+	pipelined pipelineFunc
+	honours   bool
+	scripts   bool
+}
+
+// pipelineErr is the error of a pipeline's round trip as a whole, from
+// Pipelined's err and cmds: a failure (see IsUnreachable), or a reply that
+// none of the commands carries (a new connection's handshake refused:
+// BUSY, WRONGPASS), which leaves them all unanswered; nil when each
+// command carries its own outcome.
+func pipelineErr(cmds []goredis.Cmder, err error) error {
+	if err == nil || IsUnreachable(err) {
+		return err
+	}
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// read reads what the keys at idx hold and returns it in idx's order.
+// Round trip one: whether each key exists and its length, after WATCH of
 // them all if watch. It may open the connection (a Fence closed the
 // others): a dial and a handshake of up to three round trips, and the
 // call; bounded by the timeout alone, a link whose round trip is over a
 // quarter of it would time out on every retry, so four times the timeout
-// bound it. Then their values, no more than STRLEN said and a byte, in
-// round trips of at most maxReplayRead bytes each, a longer value alone,
-// each bounded by the timeout: only the values of a length the write's
-// value or one of its bases has (see Sum) are read, so a replay reads no
-// more than it could write, and a huge value of another writer is a
-// conflict, decided without reading it; nor is a value longer than
-// Config.MaxValueBytes, none this store saw or wrote. It returns an error when a round trip failed, WATCH was
-// refused (EXEC would be unconditional), or Redis refuses every write
-// for now (see refusesWrites: a BUSY script refuses reads too).
-func (t *Tier) read(ctx context.Context, pipelined pipelineFunc, honours bool, writes []Replay, keys []string, idx []int, watch bool) ([]current, error) {
+// bound it. Then their values, no more than the length said and a byte,
+// in round trips of at most maxReplayRead bytes each, a longer value
+// alone, each bounded by the timeout: only the values of a length the
+// write's value or one of its bases has (see Sum) are read, so a replay
+// reads no more than it could write, and a huge value of another writer
+// is a conflict, decided without reading it; nor is a value longer than
+// Config.MaxValueBytes, none this store saw or wrote. It returns an error
+// when a round trip failed (see pipelineErr), WATCH was refused (EXEC
+// would be unconditional), or Redis refuses every write for now (see
+// refusesWrites: a BUSY script refuses reads too).
+func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []string, idx []int, watch bool) ([]current, error) {
 	cur := make([]current, len(idx))
 	var watched *goredis.Cmd
-	exists := make([]*goredis.IntCmd, len(idx))
-	sizes := make([]*goredis.IntCmd, len(idx))
+	lengths := make([]func() (exists bool, size int64, err error), len(idx))
 	op := "STRLEN"
 	if watch {
 		op = "WATCH"
 	}
-	_, err := boundedBy(t, ctx, op, honours, 4*t.timeout, func(ctx context.Context) (struct{}, error) {
-		_, err := pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err := boundedBy(t, ctx, op, r.honours, 4*t.timeout, func(ctx context.Context) (struct{}, error) {
+		cmds, err := r.pipelined(ctx, func(p goredis.Pipeliner) error {
 			if watch {
 				args := make([]any, 0, len(idx)+1)
 				args = append(args, "WATCH")
@@ -111,30 +149,29 @@ func (t *Tier) read(ctx context.Context, pipelined pipelineFunc, honours bool, w
 				watched = p.Do(ctx, args...)
 			}
 			for n, i := range idx {
-				exists[n], sizes[n] = p.Exists(ctx, keys[i]), p.StrLen(ctx, keys[i]) // STRLEN is 0 for a missing key
+				lengths[n] = r.length(ctx, p, keys[i])
 			}
 			return nil
 		})
-		return struct{}{}, err
+		return struct{}{}, pipelineErr(cmds, err)
 	})
-	if IsUnreachable(err) {
+	if err != nil {
 		return nil, err
 	}
 	if watched != nil && watched.Err() != nil { // refused (an ACL, a renamed command)
 		return nil, fmt.Errorf("redis: WATCH: %w", watched.Err())
 	}
 	var toRead []int // positions in idx
+	sizes := make([]int64, len(idx))
 	for n := range idx {
-		err := exists[n].Err()
-		if err == nil {
-			err = sizes[n].Err()
-		}
-		switch size := sizes[n].Val(); {
+		exists, size, err := lengths[n]()
+		sizes[n] = size
+		switch {
 		case refusesWrites(err):
 			return nil, fmt.Errorf("redis: STRLEN: %w", err)
 		case err != nil: // a key of another type
 			cur[n].err = fmt.Errorf("redis: STRLEN: %w", err)
-		case exists[n].Val() == 0:
+		case !exists:
 			cur[n].absent = true
 		case t.maxValue > 0 && size > int64(t.maxValue), !writes[idx[n]].mayAccept(size):
 			cur[n].other = true // longer than any value this store saw or wrote, or than any the write may replace
@@ -145,12 +182,12 @@ func (t *Tier) read(ctx context.Context, pipelined pipelineFunc, honours bool, w
 		}
 	}
 	for len(toRead) > 0 {
-		round, budget := 1, int64(maxReplayRead)-sizes[toRead[0]].Val() // a longer value alone
-		for round < len(toRead) && sizes[toRead[round]].Val() <= budget {
-			budget -= sizes[toRead[round]].Val()
+		round, budget := 1, int64(maxReplayRead)-sizes[toRead[0]] // a longer value alone
+		for round < len(toRead) && sizes[toRead[round]] <= budget {
+			budget -= sizes[toRead[round]]
 			round++
 		}
-		if err := t.readValues(ctx, pipelined, honours, keys, idx, toRead[:round], sizes, cur); err != nil {
+		if err := t.readValues(ctx, r, keys, idx, toRead[:round], sizes, cur); err != nil {
 			return nil, err
 		}
 		toRead = toRead[round:]
@@ -158,33 +195,73 @@ func (t *Tier) read(ctx context.Context, pipelined pipelineFunc, honours bool, w
 	return cur, nil
 }
 
+// length queues the reading of whether key exists and its length (0 for a
+// missing key), read once the pipeline ran.
+func (r reader) length(ctx context.Context, p goredis.Pipeliner, key string) func() (bool, int64, error) {
+	if r.scripts {
+		c := p.Eval(ctx, lengthScript, []string{key})
+		return func() (bool, int64, error) {
+			v, err := c.Int64Slice()
+			if err == nil && len(v) != 2 {
+				err = fmt.Errorf("redis: %d replies to EXISTS and STRLEN", len(v))
+			}
+			if err != nil {
+				return false, 0, err
+			}
+			return v[0] == 1, v[1], nil
+		}
+	}
+	exists, size := p.Exists(ctx, key), p.StrLen(ctx, key)
+	return func() (bool, int64, error) {
+		if err := cmp.Or(exists.Err(), size.Err()); err != nil {
+			return false, 0, err
+		}
+		return exists.Val() == 1, size.Val(), nil
+	}
+}
+
+// getRange queues the reading of key's first size+1 bytes.
+func (r reader) getRange(ctx context.Context, p goredis.Pipeliner, key string, size int64) func() ([]byte, error) {
+	if r.scripts {
+		c := p.Eval(ctx, rangeScript, []string{key}, size)
+		return func() ([]byte, error) {
+			v, err := c.Text()
+			return []byte(v), err
+		}
+	}
+	return p.GetRange(ctx, key, 0, size).Bytes
+}
+
 // maxReplayRead bounds the values read in one round trip, as the caller
 // of ReplayWrites bounds those it writes.
 const maxReplayRead = 512 << 10
 
 // readValues reads the values of the keys at the positions ns of idx in
-// one round trip, each no further than a byte past the size STRLEN gave.
-func (t *Tier) readValues(ctx context.Context, pipelined pipelineFunc, honours bool, keys []string, idx, ns []int, sizes []*goredis.IntCmd, cur []current) error {
-	vals := make([]*goredis.StringCmd, len(ns))
-	_, err := bounded(t, ctx, "GETRANGE", honours, func(ctx context.Context) (struct{}, error) {
-		_, err := pipelined(ctx, func(p goredis.Pipeliner) error {
+// one round trip, each no further than a byte past its size.
+func (t *Tier) readValues(ctx context.Context, r reader, keys []string, idx, ns []int, sizes []int64, cur []current) error {
+	vals := make([]func() ([]byte, error), len(ns))
+	_, err := bounded(t, ctx, "GETRANGE", r.honours, func(ctx context.Context) (struct{}, error) {
+		cmds, err := r.pipelined(ctx, func(p goredis.Pipeliner) error {
 			for k, n := range ns {
-				vals[k] = p.GetRange(ctx, keys[idx[n]], 0, sizes[n].Val())
+				vals[k] = r.getRange(ctx, p, keys[idx[n]], sizes[n])
 			}
 			return nil
 		})
-		return struct{}{}, err
+		return struct{}{}, pipelineErr(cmds, err)
 	})
-	if IsUnreachable(err) {
+	if err != nil {
 		return err
 	}
 	for k, n := range ns {
-		v, err := vals[k].Bytes()
+		v, err := vals[k]()
+		code, _ := replyCode(err)
 		switch {
 		case refusesWrites(err):
 			return fmt.Errorf("redis: GETRANGE: %w", err)
-		case err != nil || int64(len(v)) != sizes[n].Val():
-			cur[n].changed = true // since STRLEN
+		case code == "WRONGTYPE", err == nil && int64(len(v)) != sizes[n]:
+			cur[n].changed = true // since its length was read
+		case err != nil: // refused about this key alone
+			cur[n].err = fmt.Errorf("redis: GETRANGE: %w", err)
 		default:
 			cur[n].value = v
 		}

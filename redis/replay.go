@@ -179,8 +179,8 @@ func indexes(n int) []int {
 // key changed between the read and the script, to be read again; or the
 // error that stops the batch.
 func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string, idx []int, out []Outcome) (again []int, err error) {
-	honours := t.honoursCtx || t.fence != nil
-	cur, err := t.read(ctx, t.writes().Pipelined, honours, writes, keys, idx, false)
+	r := reader{pipelined: t.writes().Pipelined, honours: t.honoursCtx || t.fence != nil, scripts: true}
+	cur, err := t.read(ctx, r, writes, keys, idx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string
 // error, if any.
 func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx []int, seen []string, useSHA bool, out []Outcome) error {
 	cmds := make([]*goredis.Cmd, len(idx))
-	_, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
+	pcmds, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for n, i := range idx {
 			args := []any{seen[n], writes[i].Value, writes[i].Expires.UnixMilli()}
 			if useSHA {
@@ -256,7 +256,7 @@ func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx [
 		}
 		return nil
 	})
-	if IsUnreachable(err) {
+	if err := pipelineErr(pcmds, err); err != nil {
 		return err
 	}
 	for n, c := range cmds {
@@ -283,8 +283,9 @@ func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx [
 func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out []Outcome) (rest []int, err error) {
 	client := t.writes().(*goredis.Client) // the fence's: a single node
 	err = client.Watch(ctx, func(tx *goredis.Tx) error {
-		cur, err := t.read(ctx, tx.Pipelined, true, writes, keys, indexes(len(writes)), true)
+		cur, err := t.read(ctx, reader{pipelined: tx.Pipelined, honours: true}, writes, keys, indexes(len(writes)), true)
 		if err != nil {
+			unwatch(t, ctx, tx)
 			return err
 		}
 		apply := make([]bool, len(writes))
@@ -299,12 +300,7 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 			out[i] = Outcome{Applied: apply[i]} // or a conflict; compareAndSet overwrites rest's
 		}
 		if !slices.Contains(apply, true) {
-			// The connection goes back to the pool: a WATCH left on it
-			// would abort a later batch's EXEC. An UNWATCH that fails
-			// closes the connection.
-			_, _ = bounded(t, ctx, "UNWATCH", true, func(ctx context.Context) (struct{}, error) {
-				return struct{}{}, tx.Unwatch(ctx).Err()
-			})
+			unwatch(t, ctx, tx)
 			return nil
 		}
 		_, err = write(t, ctx, "EXEC", func(ctx context.Context) (struct{}, error) {
@@ -328,6 +324,16 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 		return indexes(len(writes)), nil // EXEC did not run: compareAndSet decides every write
 	}
 	return nil, err
+}
+
+// unwatch ends a transaction that will send no EXEC: its connection goes
+// back to the pool, where a WATCH left on it would abort a later batch's
+// EXEC (go-redis's Tx does not know of the WATCH, sent as a command of the
+// first pipeline). An UNWATCH that fails closes the connection.
+func unwatch(t *Tier, ctx context.Context, tx *goredis.Tx) {
+	_, _ = bounded(t, ctx, "UNWATCH", true, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, tx.Unwatch(ctx).Err()
+	})
 }
 
 func isNoScript(err error) bool {
