@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/maphash"
+	"slices"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -76,21 +77,23 @@ func (c current) sha1() string {
 // pipelineFunc is Pipelined, of a client or of a transaction.
 type pipelineFunc func(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error)
 
-// lengthScript and rangeScript are EXISTS and STRLEN, and GETRANGE from 0
-// to ARGV[1], of KEYS[1], as scripts, which a cluster client sends to the
-// key's primary: it may send a pipeline of read-only commands to replicas
-// (ReadOnly, RouteByLatency, RouteRandomly), which lag, and a replay
-// compares with the primary, where its script writes. Sent whole (EVAL),
-// they cannot meet NOSCRIPT.
+// probeScript and rangeScript are probe's and getRange's commands as
+// scripts, which a cluster client sends to the key's primary: it may send
+// a pipeline of read-only commands to replicas (ReadOnly, RouteByLatency,
+// RouteRandomly), which lag, and a replay compares with the primary,
+// where its script writes. Sent whole (EVAL), they cannot meet NOSCRIPT.
 const (
-	lengthScript = "return {redis.call('EXISTS', KEYS[1]), redis.call('STRLEN', KEYS[1])}"
-	rangeScript  = "return redis.call('GETRANGE', KEYS[1], 0, ARGV[1])"
+	probeScript = `local n = redis.call('STRLEN', KEYS[1])
+local e = redis.call('EXISTS', KEYS[1])
+if n <= tonumber(ARGV[1]) then return {e, n, redis.call('GETRANGE', KEYS[1], 0, ARGV[1])} end
+return {e, n}`
+	rangeScript = "return redis.call('GETRANGE', KEYS[1], 0, ARGV[1])"
 )
 
 // reader is how read reaches Redis: through pipelined, honouring the
-// context's deadline itself or not (see bounded), with plain commands (on
-// a single node) or with lengthScript and rangeScript (on any client: see
-// them).
+// context's deadline itself or not (see bounded), with plain commands, or
+// with probeScript and rangeScript (see them) when a cluster client may
+// read from replicas.
 type reader struct {
 	pipelined pipelineFunc
 	honours   bool
@@ -115,25 +118,30 @@ func pipelineErr(cmds []goredis.Cmder, err error) error {
 }
 
 // read reads what the keys at idx hold and returns it in idx's order.
-// Round trip one: whether each key exists and its length, after WATCH of
-// them all if watch. It may open the connection (a Fence closed the
-// others): a dial and a handshake of up to three round trips, and the
-// call; bounded by the timeout alone, a link whose round trip is over a
-// quarter of it would time out on every retry, so four times the timeout
-// bound it. Then their values, no more than the length said and a byte,
-// in round trips of at most maxReplayRead bytes each, a longer value
-// alone, each bounded by the timeout: only the values of a length the
-// write's value or one of its bases has (see Sum) are read, so a replay
-// reads no more than it could write, and a huge value of another writer
-// is a conflict, decided without reading it; nor is a value longer than
-// Config.MaxValueBytes, none this store saw or wrote. It returns an error
-// when a round trip failed (see pipelineErr), WATCH was refused (EXEC
-// would be unconditional), or Redis refuses every write for now (see
-// refusesWrites: a BUSY script refuses reads too).
+// Round trip one: whether each key exists, its length, and its value if it
+// is no longer than the longest the write may replace (its value's
+// length, or one of its bases': see Sum) while the values read in this
+// round trip take at most maxReplayRead bytes, unless the write is of a
+// new session (its only base an absent key, which it most likely is),
+// after WATCH of them all if
+// watch. It may open the connection (a Fence closed the others): a dial
+// and a handshake of up to three round trips, and the call; bounded by the
+// timeout alone, a link whose round trip is over a quarter of it would
+// time out on every retry, so four times the timeout bound it. Then the
+// values round one did not read, and the write may replace, no more than
+// the length said and a byte, in round trips of at most maxReplayRead
+// bytes each, a longer value alone, each bounded by the timeout. A value
+// of a length neither the write's value nor a base has is a conflict,
+// never read past that bound, so a replay reads no more than it could
+// write, nor is a value longer than Config.MaxValueBytes, none this store
+// saw or wrote. It returns an error when a round trip failed (see
+// pipelineErr), WATCH was refused (EXEC would be unconditional), or Redis
+// refuses every write for now (see refusesWrites: a BUSY script refuses
+// reads too).
 func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []string, idx []int, watch bool) ([]current, error) {
 	cur := make([]current, len(idx))
 	var watched *goredis.Cmd
-	lengths := make([]func() (exists bool, size int64, err error), len(idx))
+	probes := make([]func() probed, len(idx))
 	op := "STRLEN"
 	if watch {
 		op = "WATCH"
@@ -148,8 +156,18 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 				}
 				watched = p.Do(ctx, args...)
 			}
+			budget := int64(maxReplayRead)
 			for n, i := range idx {
-				lengths[n] = r.length(ctx, p, keys[i])
+				upTo := writes[i].longest()
+				if t.maxValue > 0 {
+					upTo = min(upTo, int64(t.maxValue))
+				}
+				if upTo > budget || !slices.ContainsFunc(writes[i].Bases, func(b string) bool { return b != "" }) {
+					upTo = -1 // its length only: too long, or a new session's key, most likely absent
+				} else {
+					budget -= upTo
+				}
+				probes[n] = r.probe(ctx, p, keys[i], upTo)
 			}
 			return nil
 		})
@@ -164,20 +182,20 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 	var toRead []int // positions in idx
 	sizes := make([]int64, len(idx))
 	for n := range idx {
-		exists, size, err := lengths[n]()
-		sizes[n] = size
+		pr := probes[n]()
+		sizes[n] = pr.size
 		switch {
-		case refusesWrites(err):
-			return nil, fmt.Errorf("redis: STRLEN: %w", err)
-		case err != nil: // a key of another type
-			cur[n].err = fmt.Errorf("redis: STRLEN: %w", err)
-		case !exists:
+		case refusesWrites(pr.err):
+			return nil, fmt.Errorf("redis: STRLEN: %w", pr.err)
+		case pr.err != nil: // a key of another type
+			cur[n].err = fmt.Errorf("redis: STRLEN: %w", pr.err)
+		case !pr.exists:
 			cur[n].absent = true
-		case t.maxValue > 0 && size > int64(t.maxValue), !writes[idx[n]].mayAccept(size):
+		case t.maxValue > 0 && pr.size > int64(t.maxValue), !writes[idx[n]].mayAccept(pr.size):
 			cur[n].other = true // longer than any value this store saw or wrote, or than any the write may replace
-		case size == 0:
-			cur[n].value = []byte{}
-		default:
+		case pr.value != nil && int64(len(pr.value)) == pr.size:
+			cur[n].value = pr.value
+		default: // not read, or changed between STRLEN and GETRANGE
 			toRead = append(toRead, n)
 		}
 	}
@@ -195,29 +213,57 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 	return cur, nil
 }
 
-// length queues the reading of whether key exists and its length (0 for a
-// missing key), read once the pipeline ran.
-func (r reader) length(ctx context.Context, p goredis.Pipeliner, key string) func() (bool, int64, error) {
+// probed is what read's first round trip learnt of a key.
+type probed struct {
+	exists bool
+	size   int64  // 0 for a missing key
+	value  []byte // up to a byte past what was asked; nil if not asked
+	err    error
+}
+
+// probe queues the reading of whether key exists, its length, and, if
+// upTo >= 0, its first upTo+1 bytes, read once the pipeline ran.
+func (r reader) probe(ctx context.Context, p goredis.Pipeliner, key string, upTo int64) func() probed {
 	if r.scripts {
-		c := p.Eval(ctx, lengthScript, []string{key})
-		return func() (bool, int64, error) {
-			v, err := c.Int64Slice()
-			if err == nil && len(v) != 2 {
-				err = fmt.Errorf("redis: %d replies to EXISTS and STRLEN", len(v))
-			}
+		c := p.Eval(ctx, probeScript, []string{key}, upTo)
+		return func() probed {
+			v, err := c.Slice()
 			if err != nil {
-				return false, 0, err
+				return probed{err: err}
 			}
-			return v[0] == 1, v[1], nil
+			var pr probed
+			if len(v) < 2 {
+				return probed{err: fmt.Errorf("redis: %d replies to STRLEN and EXISTS", len(v))}
+			}
+			e, _ := v[0].(int64)
+			pr.exists, pr.size = e == 1, toInt64(v[1])
+			if len(v) == 3 {
+				s, _ := v[2].(string)
+				pr.value = []byte(s)
+			}
+			return pr
 		}
 	}
 	exists, size := p.Exists(ctx, key), p.StrLen(ctx, key)
-	return func() (bool, int64, error) {
-		if err := cmp.Or(exists.Err(), size.Err()); err != nil {
-			return false, 0, err
-		}
-		return exists.Val() == 1, size.Val(), nil
+	var value *goredis.StringCmd
+	if upTo >= 0 {
+		value = p.GetRange(ctx, key, 0, upTo)
 	}
+	return func() probed {
+		if err := cmp.Or(exists.Err(), size.Err()); err != nil {
+			return probed{err: err}
+		}
+		pr := probed{exists: exists.Val() == 1, size: size.Val()}
+		if value != nil && value.Err() == nil {
+			pr.value, _ = value.Bytes()
+		}
+		return pr
+	}
+}
+
+func toInt64(v any) int64 {
+	n, _ := v.(int64)
+	return n
 }
 
 // getRange queues the reading of key's first size+1 bytes.

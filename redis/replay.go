@@ -51,6 +51,16 @@ func (w Replay) mayAccept(size int64) bool {
 	return false
 }
 
+// longest is the length of the longest value w may replace: its value's,
+// or one of its bases'.
+func (w Replay) longest() int64 {
+	n := int64(len(w.Value))
+	for _, b := range w.Bases {
+		n = max(n, baseLen(b))
+	}
+	return n
+}
+
 // accepts reports whether w may replace what its key holds, read as c.
 func (w Replay) accepts(c current) bool {
 	switch {
@@ -179,7 +189,7 @@ func indexes(n int) []int {
 // key changed between the read and the script, to be read again; or the
 // error that stops the batch.
 func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string, idx []int, out []Outcome) (again []int, err error) {
-	r := reader{pipelined: t.writes().Pipelined, honours: t.honoursCtx || t.fence != nil, scripts: true}
+	r := reader{pipelined: t.writes().Pipelined, honours: t.honoursCtx || t.fence != nil, scripts: t.replicas}
 	cur, err := t.read(ctx, r, writes, keys, idx, false)
 	if err != nil {
 		return nil, err

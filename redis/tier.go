@@ -53,6 +53,7 @@ type Tier struct {
 	timeout    time.Duration
 	maxValue   int           // > 0: the longest value Get and Scan read; otherwise no limit
 	honoursCtx bool          // the client applies context deadlines itself
+	replicas   bool          // the client may send read-only commands to replicas (see readsReplicas)
 	slots      chan struct{} // calls in flight on a detached goroutine
 	detached   sync.WaitGroup
 	trace      TraceFunc // nil: no spans
@@ -106,10 +107,23 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 		timeout:    cfg.Timeout,
 		maxValue:   cfg.MaxValueBytes,
 		honoursCtx: honoursContext(client),
+		replicas:   readsReplicas(client),
 		slots:      make(chan struct{}, maxDetached),
 		trace:      cfg.Trace,
 		fence:      newFence(client, cfg.Timeout),
 	}, nil
+}
+
+// readsReplicas reports whether client may send a pipeline of read-only
+// commands to replicas: a cluster client (a Sentinel one included) with
+// ReadOnly, RouteByLatency or RouteRandomly.
+func readsReplicas(client goredis.UniversalClient) bool {
+	c, ok := client.(*goredis.ClusterClient)
+	if !ok {
+		return false
+	}
+	o := c.Options()
+	return o.ReadOnly || o.RouteByLatency || o.RouteRandomly
 }
 
 func honoursContext(client goredis.UniversalClient) bool {

@@ -127,24 +127,35 @@ func BenchmarkGetWhileRedisHangs(b *testing.B) {
 // BenchmarkReplay100k: 100,000 writes of 1 KiB of new sessions accepted
 // while Redis is down; it reports the time from Redis answering again to
 // the outage tier being drained into Redis, without any user traffic.
-func BenchmarkReplay100k(b *testing.B) { benchReplay(b, false) }
+func BenchmarkReplay100k(b *testing.B) { benchReplay(b, false, false) }
 
 // BenchmarkReplay100kUpdates is BenchmarkReplay100k for 100,000 sessions
 // this store wrote before the outage: each replay checks, in Redis, that
 // the key still holds what the store wrote (the replay script), where a
 // new session's needs only an absent key (SET NX).
-func BenchmarkReplay100kUpdates(b *testing.B) { benchReplay(b, true) }
+func BenchmarkReplay100kUpdates(b *testing.B) { benchReplay(b, true, false) }
 
-func benchReplay(b *testing.B, updates bool) {
+// BenchmarkReplay100kUpdatesScript is BenchmarkReplay100kUpdates through a
+// one-shard ring, replayed as on a cluster: the values read by script,
+// compared here, and written by the replay script.
+func BenchmarkReplay100kUpdatesScript(b *testing.B) { benchReplay(b, true, true) }
+
+func benchReplay(b *testing.B, updates, script bool) {
 	const n = 100_000
 	for range b.N {
 		b.StopTimer()
 		srv, client := benchEnv(b, false)
+		var store goredis.UniversalClient = client
+		if script {
+			ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": srv.Addr}, ContextTimeoutEnabled: true, MaxRetries: -1, PoolSize: 64})
+			b.Cleanup(func() { ring.Close() })
+			store = ring
+		}
 		local := lru.Limits{MaxEntries: -1}
 		if updates { // the notes of what the store wrote
 			local = lru.Limits{MaxEntries: 2 * n, MaxBytes: 512 << 20}
 		}
-		s, err := tiered.New(client, tiered.Options{
+		s, err := tiered.New(store, tiered.Options{
 			Breaker:  breaker.Settings{Failures: 1, OpenTimeout: 10 * time.Millisecond, MaxOpenTimeout: 20 * time.Millisecond},
 			Fallback: lru.Limits{MaxEntries: 2 * n, MaxBytes: 512 << 20},
 			Local:    local,
