@@ -118,12 +118,12 @@ func pipelineErr(cmds []goredis.Cmder, err error) error {
 }
 
 // read reads what the keys at idx hold and returns it in idx's order.
-// Round trip one: whether each key exists, its length, and its value if it
-// is no longer than the longest the write may replace (its value's
-// length, or one of its bases': see Sum) while the values read in this
-// round trip take at most maxReplayRead bytes, unless the write is of a
-// new session (its only base an absent key, which it most likely is),
-// after WATCH of them all if
+// Round trip one: its length, whether each key exists, and its first
+// bytes, up to the longest value the write may replace (its value's
+// length, or one of its bases': see Sum), if that is at most
+// maxSpeculative and the values read in this round trip take at most
+// maxReplayRead bytes, unless the write is of a new session (its only
+// base an absent key, which it most likely is), after WATCH of them all if
 // watch. It may open the connection (a Fence closed the others): a dial
 // and a handshake of up to three round trips, and the call; bounded by the
 // timeout alone, a link whose round trip is over a quarter of it would
@@ -131,10 +131,11 @@ func pipelineErr(cmds []goredis.Cmder, err error) error {
 // values round one did not read, and the write may replace, no more than
 // the length said and a byte, in round trips of at most maxReplayRead
 // bytes each, a longer value alone, each bounded by the timeout. A value
-// of a length neither the write's value nor a base has is a conflict,
-// never read past that bound, so a replay reads no more than it could
-// write, nor is a value longer than Config.MaxValueBytes, none this store
-// saw or wrote. It returns an error when a round trip failed (see
+// of a length neither the write's value nor a base has is a conflict, or
+// one longer than Config.MaxValueBytes (none this store saw or wrote):
+// it is read no further than maxSpeculative bytes, in round trip one, so
+// a replay reads no more than it could write, and a huge value of another
+// writer is never read. It returns an error when a round trip failed (see
 // pipelineErr), WATCH was refused (EXEC would be unconditional), or Redis
 // refuses every write for now (see refusesWrites: a BUSY script refuses
 // reads too).
@@ -162,7 +163,7 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 				if t.maxValue > 0 {
 					upTo = min(upTo, int64(t.maxValue))
 				}
-				if upTo > budget || !slices.ContainsFunc(writes[i].Bases, func(b string) bool { return b != "" }) {
+				if upTo > min(budget, maxSpeculative) || !slices.ContainsFunc(writes[i].Bases, func(b string) bool { return b != "" }) {
 					upTo = -1 // its length only: too long, or a new session's key, most likely absent
 				} else {
 					budget -= upTo
@@ -193,7 +194,9 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 			cur[n].absent = true
 		case t.maxValue > 0 && pr.size > int64(t.maxValue), !writes[idx[n]].mayAccept(pr.size):
 			cur[n].other = true // longer than any value this store saw or wrote, or than any the write may replace
-		case pr.value != nil && int64(len(pr.value)) == pr.size:
+		case pr.size == 0:
+			cur[n].value = []byte{}
+		case pr.read && int64(len(pr.value)) == pr.size:
 			cur[n].value = pr.value
 		default: // not read, or changed between STRLEN and GETRANGE
 			toRead = append(toRead, n)
@@ -217,7 +220,8 @@ func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []strin
 type probed struct {
 	exists bool
 	size   int64  // 0 for a missing key
-	value  []byte // up to a byte past what was asked; nil if not asked
+	read   bool   // value was asked for
+	value  []byte // up to a byte past what was asked
 	err    error
 }
 
@@ -239,12 +243,14 @@ func (r reader) probe(ctx context.Context, p goredis.Pipeliner, key string, upTo
 			pr.exists, pr.size = e == 1, toInt64(v[1])
 			if len(v) == 3 {
 				s, _ := v[2].(string)
-				pr.value = []byte(s)
+				pr.read, pr.value = true, []byte(s)
 			}
 			return pr
 		}
 	}
-	exists, size := p.Exists(ctx, key), p.StrLen(ctx, key)
+	// STRLEN first: a key deleted between the two is then absent, as it
+	// is, rather than an empty value.
+	size, exists := p.StrLen(ctx, key), p.Exists(ctx, key)
 	var value *goredis.StringCmd
 	if upTo >= 0 {
 		value = p.GetRange(ctx, key, 0, upTo)
@@ -255,7 +261,7 @@ func (r reader) probe(ctx context.Context, p goredis.Pipeliner, key string, upTo
 		}
 		pr := probed{exists: exists.Val() == 1, size: size.Val()}
 		if value != nil && value.Err() == nil {
-			pr.value, _ = value.Bytes()
+			pr.read, pr.value = true, []byte(value.Val())
 		}
 		return pr
 	}
@@ -278,9 +284,15 @@ func (r reader) getRange(ctx context.Context, p goredis.Pipeliner, key string, s
 	return p.GetRange(ctx, key, 0, size).Bytes
 }
 
-// maxReplayRead bounds the values read in one round trip, as the caller
-// of ReplayWrites bounds those it writes.
-const maxReplayRead = 512 << 10
+const (
+	// maxReplayRead bounds the values read in one round trip, as the
+	// caller of ReplayWrites bounds those it writes.
+	maxReplayRead = 512 << 10
+	// maxSpeculative bounds a value read in the first round trip, before
+	// its length is known: a session's, or the first bytes of a value of
+	// another length, a conflict (see read).
+	maxSpeculative = 16 << 10
+)
 
 // readValues reads the values of the keys at the positions ns of idx in
 // one round trip, each no further than a byte past its size.
