@@ -59,7 +59,7 @@ func baseLen(base string) int64 {
 type current struct {
 	absent  bool
 	value   []byte
-	other   bool  // no value the write may replace, by its length alone; not read
+	other   bool  // no value the write may replace, by its length alone; read no further than maxSpeculative
 	changed bool  // changed between the round trips that read it: read it again
 	err     error // a reply about this key alone (a key of another type)
 }

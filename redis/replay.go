@@ -129,7 +129,7 @@ const casAttempts = 3
 // caller bounds the bytes it sends at once. An id appears at most once in
 // writes: each write is compared with what Redis held before the batch.
 //
-// The bases are fingerprints of this process (see Fingerprint), which
+// The bases are hashes of this process (see Sum), which
 // Redis cannot compute: the values the writes replace are read first and
 // compared here. On a single node, the writes go as one checked
 // transaction (see checked), which costs Redis half the script's work;
