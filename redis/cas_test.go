@@ -26,6 +26,16 @@ func scriptTier(t *testing.T) (*goredis.Client, *redistest.Proxy, *redis.Tier) {
 	return srv.Client(), proxy, tr
 }
 
+// pathTier is scriptTier on path "script", and proxiedTier with a timeout
+// of timeout on path "transaction" (a single node).
+func pathTier(t *testing.T, path string, timeout time.Duration) (*goredis.Client, *redistest.Proxy, *redis.Tier) {
+	t.Helper()
+	if path == "script" {
+		return scriptTier(t)
+	}
+	return proxiedTier(t, timeout)
+}
+
 // TestReplayScriptRereadsAKeyChangedAfterItsRead: on the script path, a
 // key changed between the read and the script is read again: changed to
 // another value the write accepts (another of its bases), the write is

@@ -228,14 +228,7 @@ func TestReview24ValueChangedBetweenStrlenAndGetrange(t *testing.T) {
 	} {
 		for _, path := range []string{"transaction", "script"} {
 			t.Run(path+"/"+c.name, func(t *testing.T) {
-				var plain *goredis.Client
-				var proxy *redistest.Proxy
-				var tr *redis.Tier
-				if path == "script" {
-					plain, proxy, tr = scriptTier(t)
-				} else {
-					plain, proxy, tr = proxiedTier(t, time.Second)
-				}
+				plain, proxy, tr := pathTier(t, path, time.Second)
 				ctx := context.Background()
 				plain.Set(ctx, "r:s", "old", time.Hour)
 				h := proxy.Hold(getrangeOf(path))
@@ -266,14 +259,7 @@ func TestReview24ValueChangedBetweenStrlenAndGetrange(t *testing.T) {
 func TestReview24TypeChangedBetweenStrlenAndGetrange(t *testing.T) {
 	for _, path := range []string{"transaction", "script"} {
 		t.Run(path, func(t *testing.T) {
-			var plain *goredis.Client
-			var proxy *redistest.Proxy
-			var tr *redis.Tier
-			if path == "script" {
-				plain, proxy, tr = scriptTier(t)
-			} else {
-				plain, proxy, tr = proxiedTier(t, time.Second)
-			}
+			plain, proxy, tr := pathTier(t, path, time.Second)
 			ctx := context.Background()
 			plain.Set(ctx, "r:s", "old", time.Hour)
 			h := proxy.Hold(getrangeOf(path))

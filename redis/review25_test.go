@@ -570,14 +570,7 @@ func TestReview25ChangedBeforeTheSecondRoundTrip(t *testing.T) {
 	}{{"same length, a base", mid, true}, {"same length, not a base", theirs, false}, {"shorter, a base", "short", true}} {
 		for _, path := range []string{"transaction", "script"} {
 			t.Run(path+"/"+c.name, func(t *testing.T) {
-				var plain *goredis.Client
-				var proxy *redistest.Proxy
-				var tr *redis.Tier
-				if path == "script" {
-					plain, proxy, tr = scriptTier(t)
-				} else {
-					plain, proxy, tr = proxiedTier(t, 5*time.Second)
-				}
+				plain, proxy, tr := pathTier(t, path, 5*time.Second)
 				ctx := context.Background()
 				plain.Set(ctx, "r:s", old, time.Hour)
 				h := proxy.Hold([]byte("getrange"))
