@@ -320,48 +320,6 @@ func TestReview24LateScriptDoesNotOverwrite(t *testing.T) {
 	}
 }
 
-// review24Busy makes srv answer BUSY (a script running past
-// busy-reply-threshold) until the returned function kills the script.
-func review24Busy(t *testing.T, srv *redistest.Server) (stop func()) {
-	t.Helper()
-	ctx := context.Background()
-	admin := srv.Client()
-	if err := admin.ConfigSet(ctx, "busy-reply-threshold", "1").Err(); err != nil {
-		t.Fatal(err)
-	}
-	looper := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ReadTimeout: -1})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		looper.Eval(ctx, "while true do end", nil)
-	}()
-	probe := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	for {
-		err := probe.Exists(ctx, "probe").Err()
-		if err != nil && strings.HasPrefix(err.Error(), "BUSY") {
-			break
-		}
-	}
-	probe.Close()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		for {
-			err := admin.Do(ctx, "SCRIPT", "KILL").Err()
-			if err == nil || strings.Contains(err.Error(), "NOTBUSY") {
-				break
-			}
-		}
-		<-ended
-		looper.Close()
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // TestReview24BusyStopsTheBatch (the "cold" cases FAIL on 6c168e7; the
 // "warm" ones pass): a script running past its time (BUSY for every read)
 // must stop the batch on both paths: an error, not unreachable, no
@@ -399,7 +357,7 @@ func TestReview24BusyStopsTheBatch(t *testing.T) {
 					}
 				}
 			}
-			stop := review24Busy(t, srv)
+			stop := srv.Busy()
 			for name, tr := range tiers {
 				out, err := tr.ReplayWrites(ctx, review24Write(base("old")))
 				if err == nil || !strings.Contains(err.Error(), "BUSY") || redis.IsUnreachable(err) || out != nil {
@@ -469,7 +427,7 @@ func TestReview24BusyBatchLeavesNoWatch(t *testing.T) {
 	if _, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "warm", Value: []byte("w"), Expires: time.Now().Add(time.Minute), Bases: []string{""}}}); err != nil {
 		t.Fatal(err)
 	}
-	stop := review24Busy(t, srv)
+	stop := srv.Busy()
 	if _, err := tr.ReplayWrites(ctx, review24Write(base("old"))); err == nil || !strings.Contains(err.Error(), "BUSY") {
 		t.Fatalf("ReplayWrites while BUSY = %v; want a BUSY error", err)
 	}

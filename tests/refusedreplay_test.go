@@ -11,7 +11,6 @@ import (
 
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
-	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -150,7 +149,7 @@ func TestReplayWaitsForABusyRedisToFence(t *testing.T) {
 	log := &alertLog{}
 	srv, proxy, s := proxiedStore(t, tiered.Options{Breaker: fastRetry, Telemetry: telemetry.Options{OnAlert: log.hook}})
 	plain := srv.Client()
-	busy(t, plain)
+	stop := srv.Busy()
 	hold := proxy.Hold([]byte("held-in-the-network"))
 	t.Cleanup(hold.Release)
 	set(t, s, "victim", "held-in-the-network") // abandoned at OpTimeout: pending
@@ -168,7 +167,7 @@ func TestReplayWaitsForABusyRedisToFence(t *testing.T) {
 	if st := s.Stats(); st.PendingWrites != 1 {
 		t.Fatalf("%d pending writes while Redis is busy; want the write waiting", st.PendingWrites)
 	}
-	must(t, plain.Do(bg, "SCRIPT", "KILL").Err())
+	stop()
 	waitReplayed(t, s)
 	hold.Release()
 	waitFor(t, "Redis to drop the held connection", func() bool {
@@ -181,24 +180,4 @@ func TestReplayWaitsForABusyRedisToFence(t *testing.T) {
 	if n, _ := log.total(telemetry.AlertUnfenced); n != 0 {
 		t.Fatalf("%d unfenced alerts; want none", n)
 	}
-}
-
-// busy makes Redis run a script past busy-reply-threshold (10 ms) on a
-// connection of its own, so that it answers BUSY to every other command
-// until SCRIPT KILL (the test's cleanup kills it too).
-func busy(t *testing.T, c *goredis.Client) {
-	t.Helper()
-	must(t, c.ConfigSet(bg, "busy-reply-threshold", "10").Err())
-	looping := goredis.NewClient(&goredis.Options{Addr: c.Options().Addr, ReadTimeout: -1})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		looping.Eval(bg, "while true do end", nil)
-	}()
-	t.Cleanup(func() {
-		c.Do(bg, "SCRIPT", "KILL")
-		<-done
-		looping.Close()
-	})
-	waitFor(t, "Redis to answer BUSY", func() bool { return redis.IsBusy(c.Ping(bg).Err()) })
 }

@@ -1,54 +1,11 @@
 package tests
 
 import (
-	"strings"
 	"testing"
 
-	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/telemetry"
 	"github.com/sessiontier/sessiontier/tiered"
 )
-
-// review24Busy makes srv answer BUSY (a script running past
-// busy-reply-threshold) until the returned function kills the script.
-func review24Busy(t *testing.T, srv *redistest.Server) (stop func()) {
-	t.Helper()
-	admin := srv.Client()
-	must(t, admin.ConfigSet(bg, "busy-reply-threshold", "1").Err())
-	looper := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ReadTimeout: -1})
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		looper.Eval(bg, "while true do end", nil)
-	}()
-	probe := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	for {
-		err := probe.Exists(bg, "probe").Err()
-		if err != nil && strings.HasPrefix(err.Error(), "BUSY") {
-			break
-		}
-	}
-	probe.Close()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		for {
-			err := admin.Do(bg, "SCRIPT", "KILL").Err()
-			if err == nil || strings.Contains(err.Error(), "NOTBUSY") {
-				break
-			}
-		}
-		<-ended
-		looper.Close()
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 // TestReview24StoreReplayWhileBusyIsNotAConflict (see redis's
 // TestReview24BusyStopsTheBatch/cold): an acknowledged outage write of an
@@ -65,7 +22,7 @@ func TestReview24StoreReplayWhileBusyIsNotAConflict(t *testing.T) {
 	set(t, s, "w", "before")
 	proxy.Cut()
 	set(t, s, "w", "outage") // acknowledged, pending
-	stop := review24Busy(t, srv)
+	stop := srv.Busy()
 	proxy.Restore()
 	waitFor(t, "the replay to be refused or decided", func() bool {
 		n, _ := log.total(telemetry.AlertReplayRefused)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -168,6 +170,49 @@ func (s *Server) Restart() {
 	}
 	if err := s.start(); err != nil {
 		s.tb.Fatalf("redistest: restart: %v", err)
+	}
+}
+
+// Busy makes the server run a script past busy-reply-threshold (set to
+// 1 ms) on a connection of its own, so that it answers BUSY to every other
+// command (INFO and PING included; SCRIPT KILL excepted) until stop, which
+// kills the script and may be called more than once; the test's end calls
+// it too.
+func (s *Server) Busy() (stop func()) {
+	s.tb.Helper()
+	ctx := context.Background()
+	admin := s.Client()
+	if err := admin.ConfigSet(ctx, "busy-reply-threshold", "1").Err(); err != nil {
+		s.tb.Fatalf("redistest: busy-reply-threshold: %v", err)
+	}
+	looper := goredis.NewClient(&goredis.Options{Addr: s.Addr, ReadTimeout: -1})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		looper.Eval(ctx, "while true do end", nil)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for {
+				err := admin.Do(ctx, "SCRIPT", "KILL").Err()
+				if err == nil || strings.Contains(err.Error(), "NOTBUSY") {
+					break
+				}
+			}
+			<-ended
+			looper.Close()
+		})
+	}
+	s.tb.Cleanup(stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := admin.Ping(ctx).Err(); err != nil && strings.HasPrefix(err.Error(), "BUSY") {
+			return stop
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatal("redistest: the server never answered BUSY")
+		}
 	}
 }
 
