@@ -235,12 +235,12 @@ func (r reader) probe(ctx context.Context, p goredis.Pipeliner, key string, upTo
 			if err != nil {
 				return probed{err: err}
 			}
-			var pr probed
 			if len(v) < 2 {
 				return probed{err: fmt.Errorf("redis: %d replies to STRLEN and EXISTS", len(v))}
 			}
 			e, _ := v[0].(int64)
-			pr.exists, pr.size = e == 1, toInt64(v[1])
+			n, _ := v[1].(int64)
+			pr := probed{exists: e == 1, size: n}
 			if len(v) == 3 {
 				s, _ := v[2].(string)
 				pr.read, pr.value = true, []byte(s)
@@ -265,11 +265,6 @@ func (r reader) probe(ctx context.Context, p goredis.Pipeliner, key string, upTo
 		}
 		return pr
 	}
-}
-
-func toInt64(v any) int64 {
-	n, _ := v.(int64)
-	return n
 }
 
 // getRange queues the reading of key's first size+1 bytes.
