@@ -138,7 +138,8 @@ func pipelineErr(cmds []goredis.Cmder, err error) error {
 // writer is never read. It returns an error when a round trip failed (see
 // pipelineErr), WATCH was refused (EXEC would be unconditional), or Redis
 // refuses every write for now (see refusesWrites: a BUSY script refuses
-// reads too).
+// reads too, and an ACL that denies a read command, STRLEN, EXISTS or
+// GETRANGE, or the script that calls it, denies every replay).
 func (t *Tier) read(ctx context.Context, r reader, writes []Replay, keys []string, idx []int, watch bool) ([]current, error) {
 	cur := make([]current, len(idx))
 	var watched *goredis.Cmd

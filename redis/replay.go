@@ -123,9 +123,10 @@ const casAttempts = 3
 // ReplayWrites applies writes, each only if its key is unchanged (see
 // Replay.Bases), and reports the outcome of each. It returns an error, and
 // no outcomes, when a round trip itself failed (see IsUnreachable) or
-// Redis refuses every write for now (OOM, BUSY, MISCONF, NOREPLICAS): the
-// writes wait; a reply refusing one write (a key of another type) is that
-// write's outcome. Each round trip is bounded by the tier's timeout: the
+// Redis refuses every write for now (OOM, BUSY, MISCONF, NOREPLICAS, or an
+// ACL denying a command the replay sends or its script calls: see
+// refusesWrites): the writes wait; a reply refusing one write (a key of
+// another type) is that write's outcome. Each round trip is bounded by the tier's timeout: the
 // caller bounds the bytes it sends at once. An id appears at most once in
 // writes: each write is compared with what Redis held before the batch.
 //
@@ -166,10 +167,32 @@ func (t *Tier) ReplayWrites(ctx context.Context, writes []Replay) ([]Outcome, er
 // refusesWrites reports whether err is Redis refusing every write for now,
 // whatever the key: maxmemory reached with noeviction (OOM), a script
 // running past its time (BUSY), a failed snapshot (MISCONF), too few
-// replicas (NOREPLICAS).
+// replicas (NOREPLICAS), or an ACL that denies a command the replay needs
+// (see deniesPermission), until an operator fixes it.
 func refusesWrites(err error) bool {
 	code, ok := replyCode(err)
-	return ok && slices.Contains([]string{"OOM", "BUSY", "MISCONF", "NOREPLICAS"}, code)
+	return ok && slices.Contains([]string{"OOM", "BUSY", "MISCONF", "NOREPLICAS"}, code) || deniesPermission(err)
+}
+
+// scriptDenied starts Redis 7.0's reply to a command that a script calls
+// and the ACL denies its user, an ERR rather than NOPERM: "ERR The user
+// executing the script can't run this command or subcommand" (or "can't
+// access at least one of the keys mentioned in the command", "can't
+// publish to the channel mentioned in the command", "is lacking the
+// permissions for the command"), then " script: <sha1>, on
+// @user_script:<line>.".
+const scriptDenied = "ERR The user executing the script "
+
+// deniesPermission reports whether err is Redis's ACL denying a command:
+// NOPERM for a command sent, or, for one called by a script (replayScript,
+// probeScript, rangeScript), the ERR reply scriptDenied starts.
+func deniesPermission(err error) bool {
+	var reply goredis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	code, _ := replyCode(err)
+	return code == "NOPERM" || strings.HasPrefix(reply.Error(), scriptDenied)
 }
 
 // indexes returns 0, 1, …, n-1.
@@ -289,7 +312,12 @@ func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx [
 // the outcome of each write it decided (applied, or a conflict), and
 // returns the others, for compareAndSet: a key of another type, or every
 // write when EXEC did not run (a key changed meanwhile, or Redis refused
-// WATCH or the transaction).
+// WATCH or the transaction, an ACL's denial included). A limit: an ACL
+// that denies MULTI alone, WATCH and SET allowed, makes Redis run the SETs
+// as they come, unchecked, so a key changed between the read and the SET
+// is overwritten (TestReplayWritesWithoutMultiIsApplied); an ACL that
+// denies the @transaction category denies WATCH too, and the batch goes
+// to compareAndSet before any SET is sent.
 func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out []Outcome) (rest []int, err error) {
 	client := t.writes().(*goredis.Client) // the fence's: a single node
 	err = client.Watch(ctx, func(tx *goredis.Tx) error {
@@ -329,7 +357,10 @@ func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out 
 	switch {
 	case err == nil:
 		return rest, nil
-	case errors.Is(err, goredis.TxFailedErr), IsReply(err) && !IsUnreachable(err) && !refusesWrites(err):
+	case errors.Is(err, goredis.TxFailedErr), IsReply(err) && !IsUnreachable(err) && (!refusesWrites(err) || deniesPermission(err)):
+		// A denial too (of WATCH, MULTI, SET or a read): compareAndSet
+		// needs neither WATCH nor MULTI, and meets the denial again, which
+		// then stops the batch, if it needs the command.
 		clear(out)
 		return indexes(len(writes)), nil // EXEC did not run: compareAndSet decides every write
 	}

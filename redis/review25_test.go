@@ -471,10 +471,12 @@ func TestReview25ReadOnlyClusterProbeScript(t *testing.T) {
 
 // TestReview25GetrangeRefusedByACL (expected to pass): an ACL that allows
 // EXISTS and STRLEN but not GETRANGE. The first round trip's speculative
-// GETRANGE is refused (the pipeline's error is that command's): a new
-// session's write, which sends none, is applied; an update is not taken
-// for a conflict (an error, of the write or of the batch), and its key
-// keeps its value.
+// GETRANGE is refused (the pipeline's error is that command's): an update
+// is not taken for a conflict (an error, of the write or of the batch; a
+// denial now fails the batch, see
+// TestReplayWritesFailsWhileAnACLDeniesACommand, and a new session's
+// write, which sends no GETRANGE, waits with it), and its key keeps its
+// value.
 func TestReview25GetrangeRefusedByACL(t *testing.T) {
 	for _, path := range []string{"transaction", "script"} {
 		t.Run(path, func(t *testing.T) {

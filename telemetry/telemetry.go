@@ -57,7 +57,7 @@ const (
 	AlertTombstonesFull   AlertKind = "tombstones_full"   // a delete could not be recorded during an outage
 	AlertInvalidationLost AlertKind = "invalidation_lost" // the cross-instance invalidation stream broke
 	AlertUnfenced         AlertKind = "replay_unfenced"   // Redis refused to fence abandoned writes: replay went on without
-	AlertReplayRefused    AlertKind = "replay_refused"    // Redis answers but refuses the replay's writes (OOM, BUSY, MISCONF…): they wait
+	AlertReplayRefused    AlertKind = "replay_refused"    // Redis answers but refuses the replay's writes (OOM, BUSY, MISCONF, an ACL…): they wait
 )
 
 // Severities of an Alert.

@@ -22,14 +22,14 @@ import (
 // write waits, neither lost nor counted as a conflict, and is replayed
 // once Redis takes writes again.
 func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t, fastRetry)
+	plain, proxy, s, log := refusalSetup(t, "transaction", fastRetry)
 	set(t, s, "w", "before")
 	proxy.Cut()
 	set(t, s, "w", "outage") // acknowledged, pending
 	outOfMemory(t, plain)
 	oomBefore := replyErrors(t, plain, "OOM")
 	proxy.Restore()
-	refusedTwice(t, plain, "OOM", oomBefore, log)
+	refusedTwice(t, replies(t, plain, "OOM"), oomBefore, log)
 	if st := s.Stats(); st.PendingWrites != 1 || st.PendingLost != 0 || st.ReplayConflicts != 0 {
 		t.Fatalf("while Redis refuses writes: %d pending, %d lost, %d conflicts; want the write pending", st.PendingWrites, st.PendingLost, st.ReplayConflicts)
 	}
@@ -64,7 +64,7 @@ func TestReplayWaitsWhileRedisRefusesWrites(t *testing.T) {
 // keeps a delete accepted during the outage waiting, alerted once, the
 // session never served meanwhile, and applies it once Redis takes writes.
 func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t, fastRetry)
+	plain, proxy, s, log := refusalSetup(t, "transaction", fastRetry)
 	set(t, s, "d", "revoked")
 	proxy.Cut()
 	must(t, s.Delete(bg, "d")) // acknowledged, a tombstone
@@ -72,7 +72,7 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 	t.Cleanup(func() { plain.ConfigSet(bg, "min-replicas-to-write", "0") })
 	before := replyErrors(t, plain, "NOREPLICAS")
 	proxy.Restore()
-	refusedTwice(t, plain, "NOREPLICAS", before, log)
+	refusedTwice(t, replies(t, plain, "NOREPLICAS"), before, log)
 	if st := s.Stats(); st.PendingDeletes != 1 || st.PendingLost != 0 {
 		t.Fatalf("while Redis refuses writes: %d deletes pending, %d lost; want the delete pending", st.PendingDeletes, st.PendingLost)
 	}
@@ -86,6 +86,56 @@ func TestReplayOfADeleteWaitsWhileRedisRefusesWrites(t *testing.T) {
 	waitReplayed(t, s)
 	if plain.Exists(bg, "session:d").Val() != 0 {
 		t.Fatal("the session is still in Redis once it takes writes again; want the delete applied")
+	}
+}
+
+// TestReplayWaitsWhileAnACLDeniesIt: an ACL that denies a command the
+// replay needs (SET: NOPERM when sent plain, an ERR reply in Redis 7.0
+// when the replay script calls it; a command the replay reads with; the
+// script itself; DEL) refuses every write until an operator fixes it, on
+// both replay paths. The write and the delete accepted during the outage
+// wait, none dropped, alerted once as replay_refused however often the
+// replay is denied, and land once the ACL allows the command.
+func TestReplayWaitsWhileAnACLDeniesIt(t *testing.T) {
+	for _, c := range []struct{ path, denied string }{
+		{"transaction", "set"}, {"transaction", "strlen"}, {"transaction", "getrange"}, {"transaction", "del"},
+		{"script", "set"}, {"script", "strlen"}, {"script", "getrange"}, {"script", "eval evalsha"}, {"script", "del"},
+	} {
+		t.Run(c.path+" "+c.denied, func(t *testing.T) {
+			plain, proxy, s, log := refusalSetup(t, c.path, fastRetry)
+			set(t, s, "w", "before") // a base: the replay reads it back
+			set(t, s, "d", "revoked")
+			proxy.Cut()
+			set(t, s, "w", "outage")   // acknowledged, pending
+			must(t, s.Delete(bg, "d")) // acknowledged, a tombstone
+			var deny, allow []string
+			for _, cmd := range strings.Fields(c.denied) {
+				deny, allow = append(deny, "-"+cmd), append(allow, "+"+cmd)
+			}
+			must(t, plain.ACLSetUser(bg, "default", deny...).Err())
+			t.Cleanup(func() { plain.ACLSetUser(bg, "default", "+@all") })
+			denied := denials(t, plain)
+			before := denied()
+			proxy.Restore()
+			refusedTwice(t, denied, before, log)
+			if st := s.Stats(); st.PendingWrites != 1 || st.PendingLost != 0 || st.ReplayConflicts != 0 {
+				t.Fatalf("while the ACL denies %s: %d pending, %d lost, %d conflicts; want the write pending", c.denied, st.PendingWrites, st.PendingLost, st.ReplayConflicts)
+			}
+			if n, _ := log.total(telemetry.AlertReplayRefused); n != 1 {
+				t.Fatalf("%d replay_refused alerts after repeated denials; want one", n)
+			}
+			must(t, plain.ACLSetUser(bg, "default", allow...).Err())
+			waitReplayed(t, s)
+			if got := plain.Get(bg, "session:w").Val(); got != "outage" {
+				t.Fatalf("Redis holds %q once the ACL allows %s; want the outage write", got, c.denied)
+			}
+			if plain.Exists(bg, "session:d").Val() != 0 {
+				t.Fatal("the deleted session is still in Redis; want the delete applied")
+			}
+			if st := s.Stats(); st.PendingLost != 0 {
+				t.Fatalf("%d pending writes lost; want none", st.PendingLost)
+			}
+		})
 	}
 }
 
@@ -104,26 +154,57 @@ func outOfMemory(t *testing.T, c *goredis.Client) {
 
 // refusalSetup starts a server, a proxy to cut it off and a store behind
 // the proxy with breaker settings brk that logs its alerts, and returns
-// them with a plain client of the server.
-func refusalSetup(t *testing.T, brk breaker.Settings) (*goredis.Client, *redistest.Proxy, *tiered.Store, *alertLog) {
+// them with a plain client of the server. The store replays on path:
+// "transaction" (a single node's client, fenced) or "script" (a ring of
+// one shard, as a ring or a cluster replays).
+func refusalSetup(t *testing.T, path string, brk breaker.Settings) (*goredis.Client, *redistest.Proxy, *tiered.Store, *alertLog) {
 	t.Helper()
 	log := &alertLog{}
-	srv, proxy, s := proxiedStore(t, tiered.Options{Breaker: brk, Telemetry: telemetry.Options{OnAlert: log.hook}})
-	return srv.Client(), proxy, s, log
+	opts := tiered.Options{Breaker: brk, Telemetry: telemetry.Options{OnAlert: log.hook}}
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	if path == "script" {
+		ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"one": proxy.Addr}, ContextTimeoutEnabled: true, MaxRetries: -1})
+		t.Cleanup(func() { ring.Close() })
+		return srv.Client(), proxy, storeOn(t, ring, opts), log
+	}
+	return srv.Client(), proxy, storeAt(t, proxy.Addr, opts), log
 }
 
-// refusedTwice waits for Redis to have answered the replay with code
-// twice since before, and for the store to have alerted it, then for two
-// more refusals: the store sends a replay only once it has handled the
-// one before, so it has then handled the first refusal after the alert.
-func refusedTwice(t *testing.T, c *goredis.Client, code string, before int, log *alertLog) {
+// refusedTwice waits for Redis to have refused the replay twice since
+// before, as refusals counts them, and for the store to have alerted it,
+// then for two more refusals: the store sends a replay only once it has
+// handled the one before, so it has then handled the first refusal after
+// the alert.
+func refusedTwice(t *testing.T, refusals func() int, before int, log *alertLog) {
 	t.Helper()
 	waitFor(t, "Redis to refuse the replay twice, and the store to alert it", func() bool {
 		n, _ := log.total(telemetry.AlertReplayRefused)
-		return replyErrors(t, c, code) >= before+2 && n > 0
+		return refusals() >= before+2 && n > 0
 	})
-	now := replyErrors(t, c, code)
-	waitFor(t, "two more refusals", func() bool { return replyErrors(t, c, code) >= now+2 })
+	now := refusals()
+	waitFor(t, "two more refusals", func() bool { return refusals() >= now+2 })
+}
+
+// replies counts the errors of code Redis has replied (see replyErrors).
+func replies(t *testing.T, c *goredis.Client, code string) func() int {
+	return func() int { return replyErrors(t, c, code) }
+}
+
+// denials counts the commands Redis's ACL has denied (ACL LOG), plain
+// (NOPERM) or called by a script (ERR).
+func denials(t *testing.T, c *goredis.Client) func() int {
+	return func() int {
+		log, err := c.ACLLog(bg, 1000).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range log {
+			n += int(e.Count)
+		}
+		return n
+	}
 }
 
 // replyErrors is how many errors of code Redis has replied (INFO

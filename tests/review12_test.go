@@ -26,6 +26,13 @@ func storeAt(t *testing.T, addr string, opts tiered.Options) *tiered.Store {
 	t.Helper()
 	client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
+	return storeOn(t, client, opts)
+}
+
+// storeOn is a store on client with opts, closed when t ends, once its
+// invalidation stream is set up.
+func storeOn(t *testing.T, client goredis.UniversalClient, opts tiered.Options) *tiered.Store {
+	t.Helper()
 	s, err := tiered.New(client, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func pendingWhileCut(t *testing.T, s *tiered.Store, proxy *redistest.Proxy, id s
 // session: load on a Redis that is already out of memory, at the rate of
 // user traffic.
 func TestReview23RefusedReplayIsRetriedEveryOpenTimeoutNotOnEveryWrite(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t, slowRetry)
+	plain, proxy, s, log := refusalSetup(t, "transaction", slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
 	outOfMemory(t, plain)
 	proxy.Restore()
@@ -128,7 +128,7 @@ func TestReview23ReplicaIsNotAReplayRefusal(t *testing.T) {
 // with an outage (the breaker open) and a drained replay between them,
 // alert twice.
 func TestReview23ReplayRefusedAlertsAgainAfterADrain(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t, fastRetry)
+	plain, proxy, s, log := refusalSetup(t, "transaction", fastRetry)
 	must(t, plain.ConfigSet(bg, "maxmemory-policy", "noeviction").Err())
 	t.Cleanup(func() { plain.ConfigSet(bg, "maxmemory", "0") })
 	set(t, s, "w", "before")
@@ -158,7 +158,7 @@ func TestReview23ReplayRefusedAlertsAgainAfterADrain(t *testing.T) {
 // the alert.
 func TestReview23ReplayRefusedCounts(t *testing.T) {
 	t.Run("a write and a delete, NOREPLICAS", func(t *testing.T) {
-		plain, proxy, s, log := refusalSetup(t, fastRetry)
+		plain, proxy, s, log := refusalSetup(t, "transaction", fastRetry)
 		set(t, s, "sid-deleted-7f3a", "x")
 		proxy.Cut()
 		set(t, s, "sid-written-9c1b", "outage")
@@ -181,7 +181,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 		waitReplayed(t, s)
 	})
 	t.Run("600 writes, OOM, two batches in flight", func(t *testing.T) {
-		plain, proxy, s, log := refusalSetup(t, fastRetry)
+		plain, proxy, s, log := refusalSetup(t, "transaction", fastRetry)
 		proxy.Cut()
 		for i := range 600 {
 			s.Set(bg, fmt.Sprintf("sid-%d", i), []byte("outage"), time.Hour)
@@ -212,7 +212,7 @@ func TestReview23ReplayRefusedCounts(t *testing.T) {
 // pending_lost, raised right after, says so. Two error alerts for one
 // event, the first of them false.
 func TestReview23CloseUnderRefusalDoesNotPromiseARetry(t *testing.T) {
-	plain, proxy, s, log := refusalSetup(t, slowRetry)
+	plain, proxy, s, log := refusalSetup(t, "transaction", slowRetry)
 	pendingWhileCut(t, s, proxy, "w")
 	outOfMemory(t, plain)
 	before := replyErrors(t, plain, "OOM")

@@ -286,7 +286,9 @@ func writeBatchEnd(writes []redis.Replay, i int) int {
 // refused raises AlertReplayRefused when err, which stopped a replayed
 // batch, is Redis's answer rather than its failure: Redis refuses writes for now
 // (out of memory with noeviction, a script past its time, a failed
-// snapshot, too few replicas). The breaker stays closed, so nothing else
+// snapshot, too few replicas, an ACL that denies a command the replay
+// needs until an operator fixes it: see redis.Tier.ReplayWrites). The
+// breaker stays closed, so nothing else
 // would tell: the writes wait and are tried again every
 // Breaker.OpenTimeout, and only then (see wakeRecovery). Once per
 // episode, until a replay drains the tier. A reply the breaker counts as
