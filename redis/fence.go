@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,10 +133,13 @@ func write[T any](t *Tier, ctx context.Context, op string, fn func(ctx context.C
 // write since the last successful Fence, it lists Redis's clients on a
 // connection of the caller's client and closes, server-side, every write
 // connection of this Tier (CLIENT LIST, CLIENT KILL ID); writes in flight on
-// them fail, and the next writes open new connections. Otherwise it makes
-// no call. It first waits for the lanes' batches being sent, each bounded
-// by the Tier's timeout, then is bounded by that timeout itself; its error
-// wraps ErrFence.
+// them fail, and the next writes open new connections. The tracked
+// connection is spared if it answers a PING sent after everything queued
+// on it (see tracked.barrier): Redis has then executed every write it
+// carried, and the reads in flight on it go on. Otherwise it makes no
+// call. It first waits for the lanes' batches being sent, each bounded by
+// the Tier's timeout, then is bounded by that timeout itself (half of it
+// for the PING); its error wraps ErrFence.
 //
 // A client other than a *goredis.Client is not fenced: Fence returns nil at
 // once. The Redis user needs CLIENT LIST and CLIENT KILL; a server that
@@ -158,12 +162,22 @@ func (t *Tier) Fence(ctx context.Context) error {
 	// exists: killing it stops them.)
 	f.once.Do(f.open)
 	f.lanes.wait()
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
 	names := []string{f.opt.ClientName}
+	var keep string
 	if t.tracked != nil {
 		names = append(names, t.tracked.name)
+		// The tracked connection that answers a barrier carries no write
+		// abandoned before it that Redis could still execute: it stays,
+		// and so do the reads in flight on it. Half the bound: the other
+		// half is CLIENT LIST's and CLIENT KILL's.
+		if id := t.tracked.barrier(ctx, t.timeout/2); id != 0 {
+			keep = strconv.FormatInt(id, 10)
+		}
 	}
 	_, err := call(t, ctx, "CLIENT", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, killNamed(ctx, t.client, names...)
+		return struct{}{}, killNamed(ctx, t.client, keep, names...)
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFence, err)
@@ -173,8 +187,8 @@ func (t *Tier) Fence(ctx context.Context) error {
 }
 
 // killNamed closes, server-side, every normal connection named one of
-// names.
-func killNamed(ctx context.Context, c goredis.UniversalClient, names ...string) error {
+// names but the one of id keep ("": none kept).
+func killNamed(ctx context.Context, c goredis.UniversalClient, keep string, names ...string) error {
 	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
 	if err != nil {
 		return err
@@ -191,7 +205,7 @@ func killNamed(ctx context.Context, c goredis.UniversalClient, names ...string) 
 				named = named || slices.Contains(names, v)
 			}
 		}
-		if named && id != "" {
+		if named && id != "" && id != keep {
 			ids = append(ids, id)
 		}
 	}

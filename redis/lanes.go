@@ -60,7 +60,8 @@ const (
 	opSet opKind = iota
 	opDel
 	opPExpire
-	opGet // GET (or GETRANGE) and PTTL: per-key tracking's reads (see tracked.go)
+	opGet  // GET (or GETRANGE) and PTTL: per-key tracking's reads (see tracked.go)
+	opPing // PING: Fence's barrier on the tracked connection (see tracked.barrier)
 )
 
 // request is one queued write and its reply.

@@ -72,6 +72,8 @@ func appendRequest(buf []byte, r *request, key []byte) ([]byte, bool) {
 			buf = appendCommand(buf, []byte("GET"), key)
 		}
 		return buf, true
+	case opPing:
+		return appendCommand(buf, []byte("PING")), false
 	}
 	return buf, r.verify
 }

@@ -79,6 +79,7 @@ type tracked struct {
 
 // trackConn is one connection of tracked.
 type trackConn struct {
+	id       int64 // Redis's id of the connection (HELLO's), or 0 if unknown
 	nc       net.Conn
 	rd       *bufio.Reader
 	inflight flights // sent, not answered yet, in order; guarded by tracked.mu
@@ -286,7 +287,7 @@ func (t *tracked) handshake(ctx context.Context, c *trackConn) error {
 	if _, err := c.nc.Write(buf); err != nil {
 		return err
 	}
-	for range n {
+	for i := range n {
 		v, err := readValue(c.rd)
 		if err != nil {
 			return err
@@ -294,8 +295,46 @@ func (t *tracked) handshake(ctx context.Context, c *trackConn) error {
 		if v.err != nil {
 			return v.err
 		}
+		if i == 0 {
+			c.id = helloID(v)
+		}
 	}
 	return nil
+}
+
+// helloID returns the connection's id in HELLO's reply, a map, or 0.
+func helloID(v value) int64 {
+	for i := 0; v.kind == '%' && i+1 < len(v.elems); i += 2 {
+		if v.elems[i].str == "id" && v.elems[i+1].kind == ':' {
+			return v.elems[i+1].n
+		}
+	}
+	return 0
+}
+
+// barrier sends a PING through the queue, after every request queued
+// before it, and waits at most timeout for its reply. It returns the id
+// of the connection that answered, which then carries no write sent
+// before the barrier that Redis has not executed (Redis executes a
+// connection's commands in order), or 0: no reply, or the connection
+// changed meanwhile, or its id is unknown.
+func (t *tracked) barrier(ctx context.Context, timeout time.Duration) int64 {
+	t.mu.Lock()
+	c := t.conn
+	t.mu.Unlock()
+	if c == nil || c.id == 0 {
+		return 0
+	}
+	if _, err := t.do(newRequest(ctx, opPing, "", nil, 0, nil), timeout); err != nil {
+		return 0
+	}
+	t.mu.Lock()
+	same := t.conn == c // a later connection would have replaced c for good
+	t.mu.Unlock()
+	if !same {
+		return 0
+	}
+	return c.id
 }
 
 // serve publishes c and reads it until it breaks or ctx ends; then it
@@ -396,7 +435,7 @@ func (t *tracked) answer(r *request, v value) {
 		if r.applied != nil && rep.err == nil && (rep.verified || !r.verify) {
 			rep.applied = r.applied()
 		}
-	case rep.err == nil && r.kind != opGet:
+	case rep.err == nil && r.kind != opGet && r.kind != opPing:
 		// Its caller gave up and dropped the local copy; a read may have
 		// filled it since with what Redis held before. No invalidation
 		// of this write is reported (NOLOOP in broadcast mode; per-key
