@@ -145,3 +145,41 @@ func TestFenceKillsATrackedConnectionThatHoldsAnAbandonedWrite(t *testing.T) {
 		t.Fatalf("Redis holds %q after the Fence and the release; want v: the abandoned write landed", v)
 	}
 }
+
+// TestReadInFlightWhenTheTrackedConnectionIsLostGoesAnotherWay: a read in
+// flight on the tracked connection when Redis closes it (a CLIENT KILL of
+// someone else's, or the connection dropped at another request's
+// deadline) is read again through the caller's client within its bound,
+// and not kept (coherent false): failing it made the store answer a
+// session with no local copy as not found.
+func TestReadInFlightWhenTheTrackedConnectionIsLostGoesAnotherWay(t *testing.T) {
+	tr, l, proxy, srv := barrierTier(t, ListenPerKey, time.Second)
+	ctx := context.Background()
+	if err := srv.Client().Set(ctx, "b:held-read", "v", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hold := proxy.Hold([]byte("held-read"))
+	defer hold.Release()
+	type result struct {
+		v           []byte
+		ok, cohered bool
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, _, ok, coherent, err := tr.GetTracked(ctx, "held-read")
+		done <- result{v, ok, coherent, err}
+	}()
+	<-hold.Held()
+	ids := namedIDs(t, srv, l.tracked.name)
+	if len(ids) != 1 {
+		t.Fatalf("connections named as the tracked one: %v; want one", ids)
+	}
+	if err := srv.Client().Do(ctx, "CLIENT", "KILL", "ID", ids[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || !r.ok || string(r.v) != "v" || r.cohered {
+		t.Fatalf("GetTracked whose connection was killed under it = %q, found %v, coherent %v, %v; want v, found, not coherent", r.v, r.ok, r.cohered, r.err)
+	}
+}

@@ -235,17 +235,26 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 		case err == nil:
 			value, ttl, found, err = t.answer(rep)
 			return value, ttl, found, err == nil, err
-		case !errors.Is(err, errNotSent):
+		case !errors.Is(err, errNotSent) && !lostUnder(err):
 			return nil, 0, false, false, err
 		}
-		// Down: read through the caller's client, for this caller only,
-		// within what is left of the bound.
+		// Down, or lost while the read was in flight (killed, or dropped
+		// at another request's deadline): read through the caller's
+		// client, for this caller only, within what is left of the bound.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
 		defer cancel()
 	}
 	value, ttl, found, err = t.get(ctx, id)
 	return value, ttl, found, !t.perKey(), err
+}
+
+// lostUnder reports whether err is the tracked connection's loss, shared
+// by the requests in flight on it (see tracked.serve), rather than a reply
+// or the request's own deadline.
+func lostUnder(err error) bool {
+	var lost *sharedError
+	return errors.As(err, &lost)
 }
 
 // answer turns a tracked read's reply into Get's results.
