@@ -16,9 +16,15 @@ type PhaseStats struct {
 	Calls    int64 // reads and writes begun in the phase
 	Errors   int64 // calls that returned an error
 	NotFound int64 // reads answered "no such session"
-	Stale    int64 // reads answered with a version older than one acknowledged before the read began
-	Acked    int64 // writes acknowledged
-	Lost     int64 // of Acked: not in Redis at the end, and not superseded by a later acknowledged write
+	// NotFoundRecovered counts, of NotFound, the reads begun once the
+	// target was seen recovered: Redis back and, for sessiontier, its
+	// breaker seen closed again (sampled every 10ms). A sessiontier read of
+	// a session it holds no copy of is ErrNotFound while its breaker is
+	// open (unless StrictReads): those are in NotFound alone.
+	NotFoundRecovered int64
+	Stale             int64 // reads answered with a version older than one acknowledged before the read began
+	Acked             int64 // writes acknowledged
+	Lost              int64 // of Acked: not in Redis at the end, and not superseded by a later acknowledged write
 }
 
 // ledger keeps the versions W4 writes, so that a read can tell a stale
@@ -30,9 +36,11 @@ type ledger struct {
 	acked []atomic.Int64 // per session: the last version acknowledged
 	next  atomic.Int64   // versions handed out
 
+	recovered atomic.Bool // the target was seen recovered (see PhaseStats.NotFoundRecovered)
+
 	mu    sync.Mutex    // guards phase
 	phase map[int64]int // version → phase of its acknowledgement
-	cnt   [3][5]atomic.Int64
+	cnt   [3][6]atomic.Int64
 }
 
 func newLedger(sessions, size int) *ledger {
@@ -57,6 +65,7 @@ const (
 	cCalls = iota
 	cErrors
 	cNotFound
+	cNotFoundRecovered
 	cStale
 	cAcked
 )
@@ -90,11 +99,14 @@ func (l *ledger) op(t Target, cfg Config, worker int, phaseOf func(time.Time) in
 			l.mu.Unlock()
 			return nil
 		}
-		want := l.acked[i].Load()
+		want, recovered := l.acked[i].Load(), l.recovered.Load()
 		b, err := t.Get(ctx, sessionID(i))
 		switch {
 		case errors.Is(err, ErrNotFound):
 			l.cnt[ph][cNotFound].Add(1)
+			if recovered {
+				l.cnt[ph][cNotFoundRecovered].Add(1)
+			}
 			return nil
 		case err != nil:
 			l.cnt[ph][cErrors].Add(1)
@@ -122,7 +134,8 @@ func (l *ledger) settle(ctx context.Context, s *Server, t Target) ([3]PhaseStats
 	for ph := range out {
 		c := &l.cnt[ph]
 		out[ph] = PhaseStats{Calls: c[cCalls].Load(), Errors: c[cErrors].Load(), NotFound: c[cNotFound].Load(),
-			Stale: c[cStale].Load(), Acked: c[cAcked].Load()}
+			NotFoundRecovered: c[cNotFoundRecovered].Load(),
+			Stale:             c[cStale].Load(), Acked: c[cAcked].Load()}
 	}
 	const page = 1000
 	for from := 0; from < len(l.acked); from += page {

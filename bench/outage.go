@@ -153,6 +153,9 @@ func outageTimeline(ctx context.Context, s *Server, t Target, name, outage strin
 				tl.ReplayDone = at - tl.RestoreAt
 			}
 		}
+		if restored && (!isStore || samples[slot].Breaker == "closed") {
+			book.recovered.Store(true)
+		}
 		tick(float64(at) / float64(total))
 		time.Sleep(10 * time.Millisecond)
 	}

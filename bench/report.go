@@ -201,7 +201,8 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 		if n := len(tls) / max(len(first), 1); n > 1 {
 			fmt.Fprintf(b, "Counts summed over %d runs; slowest call: the slowest of any run; replay: the median of the runs, the range in brackets.\n\n", n)
 		}
-		b.WriteString("| target | phase | calls | failed | not found | stale | writes acked | acked, then lost |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("Not found, once recovered: reads begun after Redis returned and, for sessiontier, after its breaker was seen closed again; while it is open, a read of a session it holds no copy of answers not found (see `StrictReads`).\n\n")
+		b.WriteString("| target | phase | calls | failed | not found | not found, once recovered | stale | writes acked | acked, then lost |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range agg {
 			for ph, name := range []string{"before", "during", "after"} {
 				x := t.Phases[ph]
@@ -211,7 +212,11 @@ func (r *Report) writeOutage(b *strings.Builder, dir string) error {
 					}
 					return fmt.Sprintf("%.2f%%", 100*float64(n)/float64(x.Calls))
 				}
-				fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %d | %d |\n", t.Target, name, x.Calls, pct(x.Errors), pct(x.NotFound), pct(x.Stale), x.Acked, x.Lost)
+				recovered := "—"
+				if ph == 2 {
+					recovered = pct(x.NotFoundRecovered)
+				}
+				fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %d | %d |\n", t.Target, name, x.Calls, pct(x.Errors), pct(x.NotFound), recovered, pct(x.Stale), x.Acked, x.Lost)
 			}
 		}
 		b.WriteString("\n| target | slowest call | outage tier peak / cap | replay done after Redis returned | writes still pending when counted (counted lost too) |\n|---|---:|---:|---:|---:|\n")
@@ -263,7 +268,8 @@ func aggregate(tls []Timeline) []*aggregated {
 		}
 		for ph := range a.Phases {
 			p, q := &a.Phases[ph], t.Phases[ph]
-			p.Calls, p.Errors, p.NotFound, p.Stale, p.Acked, p.Lost = p.Calls+q.Calls, p.Errors+q.Errors, p.NotFound+q.NotFound, p.Stale+q.Stale, p.Acked+q.Acked, p.Lost+q.Lost
+			p.Calls, p.Errors, p.NotFound, p.NotFoundRecovered = p.Calls+q.Calls, p.Errors+q.Errors, p.NotFound+q.NotFound, p.NotFoundRecovered+q.NotFoundRecovered
+			p.Stale, p.Acked, p.Lost = p.Stale+q.Stale, p.Acked+q.Acked, p.Lost+q.Lost
 		}
 		a.Slowest, a.MaxFallbackBytes = max(a.Slowest, t.Slowest), max(a.MaxFallbackBytes, t.MaxFallbackBytes)
 		a.PendingAtEnd += t.PendingAtEnd
