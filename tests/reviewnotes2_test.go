@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -230,7 +231,7 @@ func TestReviewNotes2OverlappedLogoutIsNeverServed(t *testing.T) {
 			go func() { setDone <- r.s.Set(bg, "s", []byte(v2), time.Hour) }()
 			<-hold.Held()
 			go func() { delDone <- r.s.Delete(bg, "s") }()
-			time.Sleep(50 * time.Millisecond) // the DEL waits behind the held SET
+			waitFor(t, "the DEL to wait behind the held SET", func() bool { return bytes.Contains(hold.Behind(), []byte("DEL")) })
 			hold.Release()
 			if err := <-setDone; err != nil {
 				t.Fatal(err)

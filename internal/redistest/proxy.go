@@ -2,10 +2,12 @@ package redistest
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy on a free loopback port in front of a server: Cut
@@ -34,6 +36,9 @@ type Hold struct {
 	release chan struct{}
 	once    sync.Once
 	addr    string
+
+	mu     sync.Mutex // guards behind
+	behind []byte     // what the client sent after the held chunk, held too
 }
 
 // Held is closed once a chunk is held.
@@ -43,6 +48,14 @@ func (h *Hold) Held() <-chan struct{} { return h.held }
 // connection to the server that will carry it, as the server sees its
 // client (the addr field of CLIENT LIST).
 func (h *Hold) Addr() string { <-h.held; return h.addr }
+
+// Behind returns a copy of what the client has sent on the held
+// connection since the held chunk: held back with it, in order.
+func (h *Hold) Behind() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return bytes.Clone(h.behind)
+}
 
 // Release forwards the held chunk (if the connection to the server is
 // still open) and lets the connection carry on.
@@ -147,22 +160,59 @@ func (p *Proxy) forward(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if h := p.holds(buf[:n]); h != nil {
+			chunk := buf[:n]
+			if h := p.holds(chunk); h != nil {
 				h.addr = dst.LocalAddr().String()
 				close(h.held)
-				select {
-				case <-h.release:
-				case <-p.closed:
+				var ok bool
+				if chunk, err, ok = p.keep(src, h, chunk); !ok {
 					return
 				}
 			}
-			if _, err := dst.Write(buf[:n]); err != nil {
+			if _, err := dst.Write(chunk); err != nil {
 				return
 			}
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// keep holds chunk back until h is released, reading on what src sends
+// behind it into h.behind (so that Behind can tell it), until src ends.
+// It returns the chunk and what followed it, and src's error if it ended;
+// !ok: the proxy was closed, and what was held is dropped.
+func (p *Proxy) keep(src net.Conn, h *Hold, chunk []byte) (all []byte, end error, ok bool) {
+	all = bytes.Clone(chunk)
+	buf := make([]byte, 64<<10)
+	for end == nil {
+		select {
+		case <-h.release:
+			src.SetReadDeadline(time.Time{})
+			return all, nil, true
+		case <-p.closed:
+			return nil, nil, false
+		default:
+		}
+		src.SetReadDeadline(time.Now().Add(time.Millisecond)) // polls release between reads
+		n, err := src.Read(buf)
+		if n > 0 {
+			all = append(all, buf[:n]...)
+			h.mu.Lock()
+			h.behind = append(h.behind, buf[:n]...)
+			h.mu.Unlock()
+		}
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			end = err // sent behind the chunk, as TCP would: after it
+		}
+	}
+	select {
+	case <-h.release:
+		return all, end, true
+	case <-p.closed:
+		return nil, nil, false
 	}
 }
 
