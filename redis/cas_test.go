@@ -2,6 +2,8 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,31 +44,36 @@ func pathTier(t *testing.T, path string, timeout time.Duration) (*goredis.Client
 // applied; to a value it does not accept, it is a conflict and that value
 // stays.
 func TestReplayScriptRereadsAKeyChangedAfterItsRead(t *testing.T) {
-	for _, c := range []struct {
-		name, meanwhile string
-		applied         bool
-	}{{"to another base", "mid", true}, {"to another value", "theirs", false}} {
-		t.Run(c.name, func(t *testing.T) {
-			plain, proxy, tr := scriptTier(t)
-			ctx := context.Background()
-			plain.Set(ctx, "r:s", "old", time.Hour)
-			h := proxy.Hold([]byte("evalsha"))
-			done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{base("old"), base("mid")}}})
-			heldOrFail(t, h, done)
-			plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
-			h.Release()
-			r := <-done
-			if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
-				t.Fatalf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
-			}
-			want := "new"
-			if !c.applied {
-				want = c.meanwhile
-			}
-			if got := plain.Get(ctx, "r:s").Val(); got != want {
-				t.Errorf("Redis holds %q; want %q", got, want)
-			}
-		})
+	// Short values are compared by the script as they were read; values
+	// longer than a first read takes (16 KiB), by their SHA-1.
+	for _, pad := range []int{0, 20 << 10} {
+		v := func(s string) string { return s + strings.Repeat(".", pad) }
+		for _, c := range []struct {
+			name, meanwhile string
+			applied         bool
+		}{{"to another base", "mid", true}, {"to another value", "theirs", false}, {"to a value of the same length", "olD", false}} {
+			t.Run(fmt.Sprintf("%s, %d bytes", c.name, len(v(c.meanwhile))), func(t *testing.T) {
+				plain, proxy, tr := scriptTier(t)
+				ctx := context.Background()
+				plain.Set(ctx, "r:s", v("old"), time.Hour)
+				h := proxy.Hold([]byte("evalsha"))
+				done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte(v("new")), Expires: time.Now().Add(time.Minute), Bases: []string{base(v("old")), base(v("mid"))}}})
+				heldOrFail(t, h, done)
+				plain.Set(ctx, "r:s", v(c.meanwhile), time.Hour)
+				h.Release()
+				r := <-done
+				if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
+					t.Fatalf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
+				}
+				want := v("new")
+				if !c.applied {
+					want = v(c.meanwhile)
+				}
+				if got := plain.Get(ctx, "r:s").Val(); got != want {
+					t.Errorf("Redis holds %.8q… (%d bytes); want %.8q…", got, len(got), want)
+				}
+			})
+		}
 	}
 }
 

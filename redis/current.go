@@ -64,14 +64,29 @@ type current struct {
 	err     error // a reply about this key alone (a key of another type)
 }
 
-// sha1 is what replayScript expects the key to hold, if it still holds c:
-// the value's hex SHA-1, or "-" for an absent key.
-func (c current) sha1() string {
-	if c.absent {
-		return "-"
+// expectation is what replayScript expects a key to hold: the value read
+// itself (literal), or its hex SHA-1, "-" for an absent key.
+type expectation struct {
+	arg     string
+	literal bool
+}
+
+// expect is what replayScript expects the key to hold, if it still holds
+// c: the value itself if it is at most maxSpeculative bytes and within
+// *budget, which it takes from (Redis compares it at no cost, where a
+// SHA-1 of 1 KiB costs it more than the rest of the script; the budget
+// bounds what a pipeline of scripts carries beside its writes), else its
+// hex SHA-1.
+func (c current) expect(budget *int) expectation {
+	switch {
+	case c.absent:
+		return expectation{arg: "-"}
+	case len(c.value) <= maxSpeculative && len(c.value) <= *budget:
+		*budget -= len(c.value)
+		return expectation{arg: string(c.value), literal: true}
 	}
 	d := sha1.Sum(c.value)
-	return hex.EncodeToString(d[:])
+	return expectation{arg: hex.EncodeToString(d[:])}
 }
 
 // pipelineFunc is Pipelined, of a client or of a transaction.

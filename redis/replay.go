@@ -14,16 +14,20 @@ import (
 
 // replayScript writes a value only if the key still holds what the
 // writer read of it (see compareAndSet), or the value itself (a replay
-// that landed, and whose reply was lost): ARGV[1] is the hex SHA-1 of the
-// value read, "-" for an absent key. ARGV[3] is the absolute expiry in
-// unix milliseconds. It returns 1 when it wrote, 0 when the key had
-// changed since it was read.
+// that landed, and whose reply was lost): ARGV[1] is the value read if
+// ARGV[4] is given (see expect), else its hex SHA-1, "-" for an absent
+// key. ARGV[3] is the absolute expiry in unix milliseconds. It returns 1
+// when it wrote, 0 when the key had changed since it was read.
 var replayScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[2] then
-  local d = '-'
-  if cur then d = redis.sha1hex(cur) end
-  if d ~= ARGV[1] then return 0 end
+  if ARGV[4] then
+    if cur ~= ARGV[1] then return 0 end
+  else
+    local d = '-'
+    if cur then d = redis.sha1hex(cur) end
+    if d ~= ARGV[1] then return 0 end
+  end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 return 1
@@ -218,7 +222,8 @@ func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string
 		return nil, err
 	}
 	var send []int
-	var seen []string // what each write of send expects its key to hold
+	var seen []expectation  // what each write of send expects its key to hold
+	budget := maxReplayRead // of the values sent as they were read
 	for n, i := range idx {
 		switch c := cur[n]; {
 		case c.err != nil:
@@ -227,7 +232,7 @@ func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string
 			again = append(again, i)
 		case writes[i].accepts(c):
 			send = append(send, i)
-			seen = append(seen, c.sha1())
+			seen = append(seen, c.expect(&budget))
 		default:
 			out[i] = Outcome{} // a conflict
 		}
@@ -248,7 +253,7 @@ func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string
 		if len(lost) == 0 {
 			return struct{}{}, nil
 		}
-		idx, exp := make([]int, len(lost)), make([]string, len(lost))
+		idx, exp := make([]int, len(lost)), make([]expectation, len(lost))
 		for k, n := range lost {
 			idx[k], exp[k] = send[n], seen[n]
 		}
@@ -273,14 +278,17 @@ func (t *Tier) compareAndSet(ctx context.Context, writes []Replay, keys []string
 }
 
 // script sends the writes at idx as replayScript, by its digest or whole,
-// each expecting its key to hold what seen says (see current.sha1), in one
-// pipeline, and fills their outcomes; it returns the failed infrastructure
-// error, if any.
-func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx []int, seen []string, useSHA bool, out []Outcome) error {
+// each expecting its key to hold what seen says (see current.expect), in
+// one pipeline, and fills their outcomes; it returns the failed
+// infrastructure error, if any.
+func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx []int, seen []expectation, useSHA bool, out []Outcome) error {
 	cmds := make([]*goredis.Cmd, len(idx))
 	pcmds, err := t.writes().Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for n, i := range idx {
-			args := []any{seen[n], writes[i].Value, writes[i].Expires.UnixMilli()}
+			args := []any{seen[n].arg, writes[i].Value, writes[i].Expires.UnixMilli()}
+			if seen[n].literal {
+				args = append(args, "v")
+			}
 			if useSHA {
 				cmds[n] = replayScript.EvalSha(ctx, p, keys[i:i+1], args...)
 			} else {

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,12 +190,13 @@ func benchReplay(b *testing.B, updates, script bool) {
 		}
 		up()
 		b.StartTimer()
-		start := time.Now()
+		start, cpu := time.Now(), redisCPU(b, client)
 		for s.Stats().PendingWrites > 0 {
 			time.Sleep(time.Millisecond) // polling the drain
 		}
 		took := time.Since(start)
 		b.StopTimer()
+		b.ReportMetric(1000*(redisCPU(b, client)-cpu), "redis-cpu-ms") // of the drain, as INFO cpu tells it
 		if n := client.DBSize(context.Background()).Val(); n != 100_000 {
 			b.Fatalf("Redis holds %d keys after replay; want 100000", n)
 		}
@@ -206,4 +209,21 @@ func benchReplay(b *testing.B, updates, script bool) {
 		b.ReportMetric(float64(took.Milliseconds()), "ms-to-drain")
 		s.Close()
 	}
+}
+
+// redisCPU is the CPU time, user and system, that the server of client
+// has used, in seconds (INFO cpu).
+func redisCPU(tb testing.TB, client *goredis.Client) float64 {
+	tb.Helper()
+	var total float64
+	for _, field := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+		info := client.Info(context.Background(), "cpu").Val()
+		_, rest, ok := strings.Cut(info, field)
+		v, err := strconv.ParseFloat(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 64)
+		if !ok || err != nil {
+			tb.Fatalf("INFO cpu without %s: %q", field, info)
+		}
+		total += v
+	}
+	return total
 }
