@@ -130,8 +130,8 @@ const casAttempts = 3
 // Redis refuses every write for now (OOM, BUSY, MISCONF, NOREPLICAS, or an
 // ACL denying a command the replay sends or its script calls: see
 // refusesWrites): the writes wait; a reply refusing one write (a key of
-// another type) is that write's outcome. Each round trip is bounded by the tier's timeout: the
-// caller bounds the bytes it sends at once. An id appears at most once in
+// another type) is that write's outcome. Each round trip is bounded by the
+// tier's timeout: the caller bounds the bytes it sends at once. An id appears at most once in
 // writes: each write is compared with what Redis held before the batch.
 //
 // The bases are hashes of this process (see Sum), which
