@@ -21,9 +21,9 @@ const (
 	// InvalidationAuto uses per-key tracking (InvalidationPerKey) where
 	// the client is a single-node *redis.Client and Redis accepts CLIENT
 	// TRACKING, and InvalidationPublish otherwise. Per-key rather than
-	// broadcast: in the bench's W6 (bench/RESULTS.md), Redis kept 0.93x,
-	// 0.79x and 0.85x of its write throughput with 1, 10 and 40 instances
-	// attached, against 0.58x, 0.32x and 0.12x in broadcast mode.
+	// broadcast: in the bench's W6 (bench/RESULTS.md), Redis kept 0.74x,
+	// 0.70x and 0.78x of its write throughput with 1, 10 and 40 instances
+	// attached, against 0.55x, 0.28x and 0.14x in broadcast mode.
 	InvalidationAuto Invalidation = 0
 	// InvalidationTracking: server-assisted client tracking in broadcast
 	// mode on the prefix (CLIENT TRACKING ON BCAST PREFIX NOLOOP, RESP3), on
