@@ -75,44 +75,31 @@ func aclPathTier(t *testing.T, path string) (*goredis.Client, *redis.Tier) {
 	return plain, tr
 }
 
-// TestReplayWritesWithoutWatchGoesOnByScript: a single node whose ACL
-// denies WATCH replays by script instead: WATCH is no command the replay
-// needs.
-func TestReplayWritesWithoutWatchGoesOnByScript(t *testing.T) {
-	plain, _, tr := pathTier(t, "transaction", time.Second)
-	ctx := context.Background()
-	plain.Set(ctx, "r:s", "old", time.Hour)
-	if err := plain.ACLSetUser(ctx, "default", "-watch").Err(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { plain.ACLSetUser(context.Background(), "default", "+@all") })
-	out, err := tr.ReplayWrites(ctx, review24Write(base("old")))
-	if err != nil || len(out) != 1 || !out[0].Applied {
-		t.Fatalf("ReplayWrites while the ACL denies WATCH = %+v, %v; want the write applied by script", out, err)
-	}
-	if got := plain.Get(ctx, "r:s").Val(); got != "new" {
-		t.Fatalf("Redis holds %q; want new", got)
-	}
-}
-
-// TestReplayWritesWithoutMultiIsApplied: a single node whose ACL denies
-// MULTI alone runs the transaction's SETs as they come, unchecked, and
-// answers EXEC with an error: the batch goes to the script path, which
-// finds the keys holding the writes' values and reports them applied.
-// The check between the read and the SET is then lost (see checked).
-func TestReplayWritesWithoutMultiIsApplied(t *testing.T) {
-	plain, _, tr := pathTier(t, "transaction", time.Second)
-	ctx := context.Background()
-	plain.Set(ctx, "r:s", "old", time.Hour)
-	if err := plain.ACLSetUser(ctx, "default", "-multi").Err(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { plain.ACLSetUser(context.Background(), "default", "+@all") })
-	out, err := tr.ReplayWrites(ctx, review24Write(base("old")))
-	if err != nil || len(out) != 1 || !out[0].Applied {
-		t.Fatalf("ReplayWrites while the ACL denies MULTI = %+v, %v; want the write applied", out, err)
-	}
-	if got := plain.Get(ctx, "r:s").Val(); got != "new" {
-		t.Fatalf("Redis holds %q; want new", got)
+// TestReplayWritesWithoutWatchOrMultiIsApplied: a single node whose ACL
+// denies WATCH, or MULTI alone, replays the write all the same, and
+// neither is reported as a refusal: the replay needs neither. Without
+// WATCH it goes by script. Without MULTI, Redis runs the transaction's
+// SETs as they come, unchecked, and answers EXEC with an error: the batch
+// goes to the script path, which finds the keys holding the writes'
+// values and reports them applied; the check between the read and the
+// SET is then lost (see checked).
+func TestReplayWritesWithoutWatchOrMultiIsApplied(t *testing.T) {
+	for _, denied := range []string{"watch", "multi"} {
+		t.Run(denied, func(t *testing.T) {
+			plain, _, tr := pathTier(t, "transaction", time.Second)
+			ctx := context.Background()
+			plain.Set(ctx, "r:s", "old", time.Hour)
+			if err := plain.ACLSetUser(ctx, "default", "-"+denied).Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { plain.ACLSetUser(context.Background(), "default", "+@all") })
+			out, err := tr.ReplayWrites(ctx, review24Write(base("old")))
+			if err != nil || len(out) != 1 || !out[0].Applied {
+				t.Fatalf("ReplayWrites while the ACL denies %s = %+v, %v; want the write applied", denied, out, err)
+			}
+			if got := plain.Get(ctx, "r:s").Val(); got != "new" {
+				t.Fatalf("Redis holds %q; want new", got)
+			}
+		})
 	}
 }

@@ -323,7 +323,7 @@ func (t *Tier) script(ctx context.Context, writes []Replay, keys []string, idx [
 // WATCH or the transaction, an ACL's denial included). A limit: an ACL
 // that denies MULTI alone, WATCH and SET allowed, makes Redis run the SETs
 // as they come, unchecked, so a key changed between the read and the SET
-// is overwritten (TestReplayWritesWithoutMultiIsApplied); an ACL that
+// is overwritten (TestReplayWritesWithoutWatchOrMultiIsApplied); an ACL that
 // denies the @transaction category denies WATCH too, and the batch goes
 // to compareAndSet before any SET is sent.
 func (t *Tier) checked(ctx context.Context, writes []Replay, keys []string, out []Outcome) (rest []int, err error) {
