@@ -148,10 +148,11 @@ func TestFenceKillsATrackedConnectionThatHoldsAnAbandonedWrite(t *testing.T) {
 
 // TestReadInFlightWhenTheTrackedConnectionIsLostGoesAnotherWay: a read in
 // flight on the tracked connection when Redis closes it (a CLIENT KILL of
-// someone else's, or the connection dropped at another request's
-// deadline) is read again through the caller's client within its bound,
-// and not kept (coherent false): failing it made the store answer a
-// session with no local copy as not found.
+// someone else's, or of a Fence that could not spare it) is read again
+// through the caller's client within its bound, and not kept (coherent
+// false): failing it made the store answer a session with no local copy
+// as not found. (A connection dropped at a request's deadline fails its
+// reads at once: see TestReview26LostReadRetryKeepsItsBoundOnAHungRedis.)
 func TestReadInFlightWhenTheTrackedConnectionIsLostGoesAnotherWay(t *testing.T) {
 	tr, l, proxy, srv := barrierTier(t, ListenPerKey, time.Second)
 	ctx := context.Background()

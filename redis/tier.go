@@ -238,9 +238,10 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 		case !errors.Is(err, errNotSent) && !lostUnder(err):
 			return nil, 0, false, false, err
 		}
-		// Down, or lost while the read was in flight (killed, or dropped
-		// at another request's deadline): read through the caller's
-		// client, for this caller only, within what is left of the bound.
+		// Down, or lost while the read was in flight (killed, by a Fence
+		// that could not spare it or by someone else): read through the
+		// caller's client, for this caller only, within what is left of
+		// the bound.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, start.Add(t.timeout))
 		defer cancel()
@@ -251,10 +252,12 @@ func (t *Tier) GetTracked(ctx context.Context, id string) (value []byte, ttl tim
 
 // lostUnder reports whether err is the tracked connection's loss, shared
 // by the requests in flight on it (see tracked.serve), rather than a reply
-// or the request's own deadline.
+// or the request's own deadline; not a loss at a request's deadline
+// either: Redis is slow or hung, and the reads in flight fail together,
+// at once, as the breaker expects of an unreachable Redis.
 func lostUnder(err error) bool {
 	var lost *sharedError
-	return errors.As(err, &lost)
+	return errors.As(err, &lost) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // answer turns a tracked read's reply into Get's results.
