@@ -56,22 +56,10 @@ func TestReplayScriptRereadsAKeyChangedAfterItsRead(t *testing.T) {
 				plain, proxy, tr := scriptTier(t)
 				ctx := context.Background()
 				plain.Set(ctx, "r:s", v("old"), time.Hour)
-				h := proxy.Hold([]byte("evalsha"))
-				done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte(v("new")), Expires: time.Now().Add(time.Minute), Bases: []string{base(v("old")), base(v("mid"))}}})
-				heldOrFail(t, h, done)
-				plain.Set(ctx, "r:s", v(c.meanwhile), time.Hour)
-				h.Release()
-				r := <-done
-				if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
-					t.Fatalf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
-				}
-				want := v("new")
-				if !c.applied {
-					want = v(c.meanwhile)
-				}
-				if got := plain.Get(ctx, "r:s").Val(); got != want {
-					t.Errorf("Redis holds %.8q… (%d bytes); want %.8q…", got, len(got), want)
-				}
+				batch := []redis.Replay{{ID: "s", Value: []byte(v("new")), Expires: time.Now().Add(time.Minute), Bases: []string{base(v("old")), base(v("mid"))}}}
+				replayWhileHeld(t, plain, proxy, tr, []byte("evalsha"), batch, func() {
+					plain.Set(ctx, "r:s", v(c.meanwhile), time.Hour)
+				}, c.applied, v(c.meanwhile))
 			})
 		}
 	}

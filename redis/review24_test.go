@@ -23,6 +23,31 @@ func review24Write(bases ...string) []redis.Replay {
 	return []redis.Replay{{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: bases}}
 }
 
+// replayWhileHeld replays batch, the one write of key r:s, on tr; holds
+// the first chunk it sends that contains hold; runs meanwhile, the
+// interleaving tested, while it is held; releases it; and checks that
+// the write was applied (Redis then holds its value) or not (Redis holds
+// left).
+func replayWhileHeld(t *testing.T, plain *goredis.Client, proxy *redistest.Proxy, tr *redis.Tier, hold []byte, batch []redis.Replay, meanwhile func(), applied bool, left string) {
+	t.Helper()
+	h := proxy.Hold(hold)
+	done := replayAsync(tr, batch)
+	heldOrFail(t, h, done)
+	meanwhile()
+	h.Release()
+	r := <-done
+	want := left
+	if applied {
+		want = string(batch[0].Value)
+	}
+	if r.err != nil || len(r.out) != 1 || r.out[0].Applied != applied || r.out[0].Err != nil {
+		t.Errorf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, applied)
+	}
+	if got := plain.Get(context.Background(), "r:s").Val(); got != want {
+		t.Errorf("Redis holds %.16q (%d bytes); want %.16q (%d bytes)", got, len(got), want, len(want))
+	}
+}
+
 // review24ReadOnlyCluster returns a Tier of prefix "r:" on a cluster
 // client of one shard, whose primary is primary and whose replica is
 // replica, with ReadOnly set (reads go to the replica, as many cluster
@@ -188,25 +213,12 @@ func TestReview24ScriptFlushedBetweenReadAndScript(t *testing.T) {
 			if _, err := tr.ReplayWrites(ctx, []redis.Replay{{ID: "warm", Value: []byte("w"), Expires: time.Now().Add(time.Minute), Bases: []string{""}}}); err != nil {
 				t.Fatal(err)
 			}
-			h := proxy.Hold([]byte("evalsha"))
-			done := replayAsync(tr, review24Write(base("old")))
-			heldOrFail(t, h, done)
-			plain.ScriptFlush(ctx)
-			if c.meanwhile != "" {
-				plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
-			}
-			h.Release()
-			r := <-done
-			want := "new"
-			if !c.applied {
-				want = c.meanwhile
-			}
-			if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
-				t.Errorf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
-			}
-			if got := plain.Get(ctx, "r:s").Val(); got != want {
-				t.Errorf("Redis holds %q; want %q", got, want)
-			}
+			replayWhileHeld(t, plain, proxy, tr, []byte("evalsha"), review24Write(base("old")), func() {
+				plain.ScriptFlush(ctx)
+				if c.meanwhile != "" {
+					plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
+				}
+			}, c.applied, c.meanwhile)
 		})
 	}
 }
@@ -231,22 +243,9 @@ func TestReview24ValueChangedBetweenStrlenAndGetrange(t *testing.T) {
 				plain, proxy, tr := pathTier(t, path, time.Second)
 				ctx := context.Background()
 				plain.Set(ctx, "r:s", "old", time.Hour)
-				h := proxy.Hold(getrangeOf(path))
-				done := replayAsync(tr, review24Write(base("old"), base("mid"), base("middle")))
-				heldOrFail(t, h, done)
-				plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
-				h.Release()
-				r := <-done
-				want := "new"
-				if !c.applied {
-					want = c.meanwhile
-				}
-				if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
-					t.Errorf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
-				}
-				if got := plain.Get(ctx, "r:s").Val(); got != want {
-					t.Errorf("Redis holds %q; want %q", got, want)
-				}
+				replayWhileHeld(t, plain, proxy, tr, getrangeOf(path), review24Write(base("old"), base("mid"), base("middle")), func() {
+					plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
+				}, c.applied, c.meanwhile)
 			})
 		}
 	}

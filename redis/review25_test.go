@@ -575,22 +575,9 @@ func TestReview25ChangedBeforeTheSecondRoundTrip(t *testing.T) {
 				plain, proxy, tr := pathTier(t, path, 5*time.Second)
 				ctx := context.Background()
 				plain.Set(ctx, "r:s", old, time.Hour)
-				h := proxy.Hold([]byte("getrange"))
-				done := replayAsync(tr, []redis.Replay{{ID: "s", Value: []byte("new"), Expires: time.Now().Add(time.Minute), Bases: []string{base(old), base(mid), base("short")}}})
-				heldOrFail(t, h, done)
-				plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
-				h.Release()
-				r := <-done
-				want := "new"
-				if !c.applied {
-					want = c.meanwhile
-				}
-				if r.err != nil || len(r.out) != 1 || r.out[0].Applied != c.applied || r.out[0].Err != nil {
-					t.Errorf("ReplayWrites = %+v, %v; want applied %v", r.out, r.err, c.applied)
-				}
-				if got := plain.Get(ctx, "r:s").Val(); got != want {
-					t.Errorf("Redis holds %d bytes; want %d", len(got), len(want))
-				}
+				replayWhileHeld(t, plain, proxy, tr, []byte("getrange"), review24Write(base(old), base(mid), base("short")), func() {
+					plain.Set(ctx, "r:s", c.meanwhile, time.Hour)
+				}, c.applied, c.meanwhile)
 			})
 		}
 	}
