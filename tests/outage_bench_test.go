@@ -215,9 +215,9 @@ func benchReplay(b *testing.B, updates, script bool) {
 // has used, in seconds (INFO cpu).
 func redisCPU(tb testing.TB, client *goredis.Client) float64 {
 	tb.Helper()
+	info := client.Info(context.Background(), "cpu").Val() // one reply, both fields of one instant
 	var total float64
 	for _, field := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-		info := client.Info(context.Background(), "cpu").Val()
 		_, rest, ok := strings.Cut(info, field)
 		v, err := strconv.ParseFloat(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 64)
 		if !ok || err != nil {
