@@ -49,9 +49,12 @@ type outage struct {
 	// expired) after it was sent, a replay of it included: it may still
 	// land, until the next Fence. Their changes queue here meanwhile, so
 	// that a Delete is replayed after the Fence rather than undone by the
-	// late write. At most maxTombs.
-	unfenced map[string]unfencedWrite
-	size     atomic.Int64 // len(writes)+len(tombs)+len(unfenced), read without mu
+	// late write. At most maxTombs: past it, unfencedAll is the seq of the
+	// latest such write not recorded, and every id queues here until a
+	// Fence covers it (0: none).
+	unfenced    map[string]unfencedWrite
+	unfencedAll uint64
+	size     atomic.Int64 // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
 	limits   lru.Limits   // of writes
 }
 
@@ -74,9 +77,14 @@ func newOutage(limits lru.Limits, maxTombs int) *outage {
 // dropped records that p, the pending write of id, was dropped: if it was
 // sent, it may still land. The caller holds mu.
 func (o *outage) dropped(id string, p *pending) {
-	if _, ok := o.unfenced[id]; p.sent && (ok || len(o.unfenced) < o.maxTombs) {
-		o.seq++ // a Fence marked before this drop does not cover it
+	if !p.sent {
+		return
+	}
+	o.seq++ // a Fence marked before this drop does not cover it
+	if _, ok := o.unfenced[id]; ok || len(o.unfenced) < o.maxTombs {
 		o.unfenced[id] = unfencedWrite{digest: digest(p.value), seq: o.seq}
+	} else {
+		o.unfencedAll = o.seq // which id is not remembered: every id waits
 	}
 }
 
@@ -97,6 +105,9 @@ func (o *outage) fenced(mark uint64) {
 		if u.seq <= mark {
 			delete(o.unfenced, id)
 		}
+	}
+	if o.unfencedAll <= mark {
+		o.unfencedAll = 0
 	}
 	o.updateSize()
 }
@@ -121,7 +132,11 @@ func hexOf(d lru.Digest) string {
 func (o *outage) active() bool { return o.size.Load() > 0 }
 
 func (o *outage) updateSize() {
-	o.size.Store(int64(o.writes.Len() + len(o.tombs) + len(o.unfenced)))
+	n := o.writes.Len() + len(o.tombs) + len(o.unfenced)
+	if o.unfencedAll != 0 {
+		n++
+	}
+	o.size.Store(int64(n))
 }
 
 // lookup returns the pending value of id (shared: copy it), or tombstoned
@@ -152,7 +167,7 @@ func (o *outage) has(id string) bool {
 	_, pendingWrite := o.writes.Peek(id)
 	_, dead := o.tombs[id]
 	_, unfenced := o.unfenced[id]
-	return pendingWrite || dead || unfenced
+	return pendingWrite || dead || unfenced || o.unfencedAll != 0
 }
 
 // write records a write of id. base, asked only for an id that has no
@@ -289,6 +304,27 @@ func (o *outage) writeBatch(now time.Time) (batch []redis.Replay, seqs []uint64,
 	}
 	o.updateSize()
 	return batch, seqs, len(dead)
+}
+
+// sending returns the writes of batch still pending as writeBatch took
+// them, each marked sent, just before they are sent: dropped from now on
+// (evicted, expired), each may still land (see dropped), and a change of
+// its id queues here until a Fence. A write dropped or superseded since
+// writeBatch is left out: it is not sent at all (a newer write of the id
+// is replayed in its place). It filters batch and seqs in place.
+func (o *outage) sending(batch []redis.Replay, seqs []uint64) ([]redis.Replay, []uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for i, w := range batch {
+		if p, ok := o.writes.Peek(w.ID); ok && p.seq == seqs[i] {
+			p.sent = true
+			batch[n], seqs[n] = w, seqs[i]
+			n++
+		}
+	}
+	clear(batch[n:]) // the values of writes left out
+	return batch[:n], seqs[:n]
 }
 
 // writesDone records the outcome of replayed writes: an applied or

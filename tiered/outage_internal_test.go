@@ -212,3 +212,65 @@ func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 		t.Fatal("state left after the replay and a Fence")
 	}
 }
+
+// TestSendingMarksWhatItSendsAndLeavesOutWhatWasDropped: sending keeps the
+// writes still pending as writeBatch took them, marked sent (evicted from
+// then on, each keeps its id queued until a Fence), and leaves out those
+// dropped or superseded since: they are not sent at all.
+func TestSendingMarksWhatItSendsAndLeavesOutWhatWasDropped(t *testing.T) {
+	exp := time.Now().Add(time.Hour)
+	each := writeSize("a", &pending{value: []byte("v1")})
+	o := newOutage(lru.Limits{MaxEntries: 3, MaxBytes: 3 * each}, 10)
+	for _, id := range []string{"a", "b", "c"} {
+		o.write(id, []byte("v1"), exp, func() []string { return []string{""} }, false)
+	}
+	batch, seqs, _ := o.writeBatch(time.Now())
+	o.write("b", []byte("v2"), exp, nil, false) // superseded
+	o.tombstone("c")                            // dropped
+	batch, seqs = o.sending(batch, seqs)
+	if len(batch) != 1 || batch[0].ID != "a" || len(seqs) != 1 {
+		t.Fatalf("sending kept %+v; want a alone", batch)
+	}
+	o.write("d", []byte("v1"), exp, func() []string { return []string{""} }, false)
+	o.write("e", []byte("v1"), exp, func() []string { return []string{""} }, false) // evicts a, in flight
+	if _, ok := o.writes.Peek("a"); ok {
+		t.Fatal("a was not evicted (the test's premise)")
+	}
+	if !o.has("a") {
+		t.Fatal("a write evicted while in flight left no state: a Delete of its id would go straight to Redis, before the write lands")
+	}
+	o.writesDone(batch, seqs, []bool{true})
+	if !o.has("a") {
+		t.Fatal("the write's reply cleared its id before a Fence")
+	}
+	o.fenced(o.fenceMark())
+	if o.has("a") {
+		t.Fatal("a is still queued after a Fence")
+	}
+}
+
+// TestDroppedSentWritesPastTheBoundQueueEveryIDUntilAFence: past
+// maxTombs dropped writes that may land, which one is not remembered:
+// every id queues here until a Fence begun after the drop.
+func TestDroppedSentWritesPastTheBoundQueueEveryIDUntilAFence(t *testing.T) {
+	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 1)
+	now := time.Now()
+	for _, id := range []string{"a", "b"} {
+		o.write(id, []byte("v1"), now.Add(time.Millisecond), func() []string { return []string{""} }, true)
+	}
+	before := o.fenceMark()
+	if _, _, expired := o.writeBatch(now.Add(time.Second)); expired != 2 {
+		t.Fatalf("%d expired; want both writes dropped", expired)
+	}
+	if !o.has("a") || !o.has("b") || !o.has("never-written") {
+		t.Fatal("with more dropped writes than remembered, an id goes straight to Redis")
+	}
+	o.fenced(before)
+	if !o.has("never-written") {
+		t.Fatal("a Fence begun before the drops cleared them")
+	}
+	o.fenced(o.fenceMark())
+	if o.has("a") || o.has("b") || o.has("never-written") || o.active() {
+		t.Fatal("state left after a Fence")
+	}
+}

@@ -220,6 +220,9 @@ func (s *Store) replayWrites(ctx context.Context, writes []redis.Replay, wseqs [
 		batch, seqs := writes[i:j], wseqs[i:j]
 		wg.Go(func() {
 			defer func() { <-slots }()
+			if batch, seqs = s.out.sending(batch, seqs); len(batch) == 0 {
+				return
+			}
 			var out []redis.Outcome
 			if err := do(func() (err error) { out, err = s.remote.ReplayWrites(ctx, batch); return err }); err != nil {
 				s.out.writesUnknown(batch, seqs) // it may land yet: what replaces it accepts it
