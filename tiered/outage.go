@@ -54,8 +54,8 @@ type outage struct {
 	// Fence covers it (0: none).
 	unfenced    map[string]unfencedWrite
 	unfencedAll uint64
-	size     atomic.Int64 // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
-	limits   lru.Limits   // of writes
+	size        atomic.Int64 // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
+	limits      lru.Limits   // of writes
 }
 
 // unfencedWrite is a dropped write that may still land: the digest of its
