@@ -73,3 +73,56 @@ func TestDeleteAfterAnEvictedWriteInFlightIsNotUndone(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictedOutageWriteIsNotServedOnceRedisIsBack: a write accepted into
+// the outage tier after the breaker closed (queued behind its session's
+// delete, being replayed) is evicted from the full tier before it is sent:
+// it is lost, counted and alerted. Its value never reaches Redis, and no
+// invalidation will ever tell the store: the local copy it left must not
+// be served once Redis is back (it was, for Local.TTL). Found by
+// TestRandomFaults.
+func TestEvictedOutageWriteIsNotServedOnceRedisIsBack(t *testing.T) {
+	for name, mode := range map[string]tiered.Invalidation{"tracking": tiered.InvalidationTracking, "per-key": tiered.InvalidationPerKey, "publish": tiered.InvalidationPublish} {
+		t.Run(name, func(t *testing.T) {
+			const small = 64
+			srv, proxy, s := proxiedStore(t, tiered.Options{
+				Invalidation: mode,
+				OpTimeout:    time.Second, // the held delete must not time out
+				Breaker:      breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
+				Fallback:     lru.Limits{MaxEntries: 8, MaxBytes: 2*lru.EntryOverhead + 4*small},
+			})
+			plain := srv.Client()
+			srv.Pause()
+			if err := s.Set(bg, "other", []byte(strings.Repeat("o", small)), time.Hour); err != nil { // times out: the breaker opens
+				t.Fatalf("Set while Redis is frozen: %v; want it accepted into the outage tier", err)
+			}
+			if err := s.Delete(bg, "victim"); err != nil { // a tombstone; Redis holds no victim
+				t.Fatal(err)
+			}
+			hold := proxy.Hold([]byte("session:victim")) // the replay's DEL
+			defer hold.Release()
+			srv.Resume()
+			<-hold.Held()
+
+			lost := "lost-" + strings.Repeat("l", small-5)
+			if err := s.Set(bg, "victim", []byte(lost), time.Hour); err != nil { // queued behind the delete
+				t.Fatal(err)
+			}
+			if err := s.Set(bg, "other", []byte(strings.Repeat("b", 3*small)), time.Hour); err != nil { // takes its room
+				t.Fatal(err)
+			}
+			if st := s.Stats(); st.PendingLost != 1 {
+				t.Fatalf("Stats %+v: want the pending write of victim evicted (the test's premise)", st)
+			}
+			hold.Release()
+			waitReplayed(t, s)
+
+			if v, err := plain.Get(bg, "session:victim").Result(); err == nil {
+				t.Fatalf("Redis holds %.16q for victim: the lost write was sent (the test's premise)", v)
+			}
+			if v, err := s.Get(bg, "victim"); !errors.Is(err, tiered.ErrNotFound) {
+				t.Errorf("Get(victim) once Redis is back = %.16q, %v; want ErrNotFound: the lost write was never in Redis", v, err)
+			}
+		})
+	}
+}

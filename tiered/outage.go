@@ -29,7 +29,7 @@ const maxBases = 16
 
 // lostWrite is a pending write dropped before it reached Redis.
 type lostWrite struct {
-	id    string // never reported: only to recognise the write being added
+	id    string // never reported: to recognise the write being added, and drop the copy it left
 	bytes int64
 }
 

@@ -345,6 +345,16 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
 	s.lose(ctx, lost, true)
+	earlier := false // the id's earlier pending write was evicted with c
+	for _, l := range lost {
+		if l.id == c.id {
+			earlier = true
+		} else {
+			// Its value will not reach Redis, and nothing would tell the
+			// copy it left: it is not served again.
+			s.dropLocal(l.id)
+		}
+	}
 	s.watchFallback(ctx)
 	s.wakeRecovery()
 	if !stored {
@@ -352,6 +362,8 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 		case s.local == nil:
 		case sent: // it may have landed: Redis holds the copy's value or this one
 			s.local.EndUnsure(w, sum(c.value), c.ttl)
+		case earlier: // the copy is the lost earlier write's
+			s.local.EndDelete(w)
 		default: // it changed nothing: the copy is still the base
 			s.local.EndKeep(w)
 		}
