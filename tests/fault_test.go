@@ -85,7 +85,7 @@ type faultRun struct {
 	t       *testing.T
 	seed    uint64
 	publish bool // InvalidationPublish; the plain client then only reads
-	perKey  bool // InvalidationPerKey; otherwise, broadcast tracking
+	perKey  bool // InvalidationPerKey; otherwise, broadcast tracking (InvalidationTracking)
 	ttl     time.Duration
 
 	srv      *redistest.Server
@@ -178,6 +178,8 @@ func (r *faultRun) storeOptions(i int, localOff bool) tiered.Options {
 		o.Invalidation = tiered.InvalidationPublish
 	case r.perKey:
 		o.Invalidation = tiered.InvalidationPerKey
+	default: // not InvalidationAuto, which is per-key tracking
+		o.Invalidation = tiered.InvalidationTracking
 	}
 	switch i {
 	case 0:
