@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -21,15 +22,9 @@ import (
 // deleted session must not be back. Found by TestRandomFaults, whose store
 // A holds 4 pending writes.
 func TestDeleteAfterAnEvictedWriteInFlightIsNotUndone(t *testing.T) {
-	for name, mode := range map[string]tiered.Invalidation{"tracking": tiered.InvalidationTracking, "per-key": tiered.InvalidationPerKey, "publish": tiered.InvalidationPublish} {
-		t.Run(name, func(t *testing.T) {
-			const small = 64 // bytes of each value but the last
-			srv, proxy, s := proxiedStore(t, tiered.Options{
-				Invalidation: mode,
-				OpTimeout:    time.Second, // the held replay must not time out: it is answered
-				Breaker:      breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
-				Fallback:     lru.Limits{MaxEntries: 8, MaxBytes: 2*lru.EntryOverhead + 4*small},
-			})
+	for _, m := range cachingModes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, proxy, s := smallOutageStore(t, m.opt)
 			plain := srv.Client()
 			tripper := strings.Repeat("t", small)
 			doomed := "doomed-" + strings.Repeat("d", small-7)
@@ -82,15 +77,9 @@ func TestDeleteAfterAnEvictedWriteInFlightIsNotUndone(t *testing.T) {
 // be served once Redis is back (it was, for Local.TTL). Found by
 // TestRandomFaults.
 func TestEvictedOutageWriteIsNotServedOnceRedisIsBack(t *testing.T) {
-	for name, mode := range map[string]tiered.Invalidation{"tracking": tiered.InvalidationTracking, "per-key": tiered.InvalidationPerKey, "publish": tiered.InvalidationPublish} {
-		t.Run(name, func(t *testing.T) {
-			const small = 64
-			srv, proxy, s := proxiedStore(t, tiered.Options{
-				Invalidation: mode,
-				OpTimeout:    time.Second, // the held delete must not time out
-				Breaker:      breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
-				Fallback:     lru.Limits{MaxEntries: 8, MaxBytes: 2*lru.EntryOverhead + 4*small},
-			})
+	for _, m := range cachingModes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, proxy, s := smallOutageStore(t, m.opt)
 			plain := srv.Client()
 			srv.Pause()
 			if err := s.Set(bg, "other", []byte(strings.Repeat("o", small)), time.Hour); err != nil { // times out: the breaker opens
@@ -125,4 +114,25 @@ func TestEvictedOutageWriteIsNotServedOnceRedisIsBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cachingModes are the invalidation modes of a store whose local tier
+// is kept coherent.
+var cachingModes = append([]mode{{"publish", tiered.InvalidationPublish, "publish"}}, trackingModes...)
+
+// small is the size of the values that smallOutageStore's outage tier
+// holds two of, beside a third whose id is pending.
+const small = 64
+
+// smallOutageStore is a proxied store in mode whose outage tier holds two
+// writes of small bytes, or one of 3*small, and whose replays, answered
+// within a second, do not time out while the test holds them.
+func smallOutageStore(t *testing.T, mode tiered.Invalidation) (*redistest.Server, *redistest.Proxy, *tiered.Store) {
+	t.Helper()
+	return proxiedStore(t, tiered.Options{
+		Invalidation: mode,
+		OpTimeout:    time.Second,
+		Breaker:      breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
+		Fallback:     lru.Limits{MaxEntries: 8, MaxBytes: 2*lru.EntryOverhead + 4*small},
+	})
 }
