@@ -20,8 +20,11 @@ type pending struct {
 	// (a write that timed out can still reach Redis). A write whose
 	// value Redis already holds replaces it too.
 	bases []string
-	sent  bool   // it was sent to Redis, which may hold it
-	seq   uint64 // version: a later write or touch of the id raises it
+	sent  bool // it was sent to Redis, which may hold it
+	// landing are the digests of the earlier values of the id, each sent
+	// and superseded by this write, that may still land (see dropped).
+	landing []string
+	seq     uint64 // version: a later write or touch of the id raises it
 }
 
 // maxBases bounds pending.bases.
@@ -54,15 +57,17 @@ type outage struct {
 	// Fence covers it (0: none).
 	unfenced    map[string]unfencedWrite
 	unfencedAll uint64
-	size        atomic.Int64 // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
-	limits      lru.Limits   // of writes
+	fencedAll   chan struct{} // while unfencedAll is set: closed when it is cleared
+	size        atomic.Int64  // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
+	limits      lru.Limits    // of writes
 }
 
-// unfencedWrite is a dropped write that may still land: the digest of its
-// value, and the seq at which it was dropped.
+// unfencedWrite is what may still land of a dropped write: the digests
+// of its value and of the earlier values it superseded, and the seq at
+// which it was dropped.
 type unfencedWrite struct {
-	digest string
-	seq    uint64
+	digests []string
+	seq     uint64
 }
 
 func newOutage(limits lru.Limits, maxTombs int) *outage {
@@ -74,17 +79,29 @@ func newOutage(limits lru.Limits, maxTombs int) *outage {
 	return o
 }
 
-// dropped records that p, the pending write of id, was dropped: if it was
-// sent, it may still land. The caller holds mu.
+// dropped records that p, the pending write of id, was dropped: if it,
+// or a write it superseded, was sent, that may still land. The caller
+// holds mu.
 func (o *outage) dropped(id string, p *pending) {
-	if !p.sent {
+	landing := p.landing
+	if p.sent {
+		landing = withBase(landing, digest(p.value))
+	}
+	if len(landing) == 0 {
 		return
 	}
 	o.seq++ // a Fence marked before this drop does not cover it
-	if _, ok := o.unfenced[id]; ok || len(o.unfenced) < o.maxTombs {
-		o.unfenced[id] = unfencedWrite{digest: digest(p.value), seq: o.seq}
-	} else {
-		o.unfencedAll = o.seq // which id is not remembered: every id waits
+	if u, ok := o.unfenced[id]; ok || len(o.unfenced) < o.maxTombs {
+		for _, d := range landing {
+			u.digests = withBase(u.digests, d)
+		}
+		u.seq = o.seq
+		o.unfenced[id] = u
+	} else { // which id is not remembered: every id waits
+		if o.unfencedAll == 0 {
+			o.fencedAll = make(chan struct{})
+		}
+		o.unfencedAll = o.seq
 	}
 }
 
@@ -106,8 +123,10 @@ func (o *outage) fenced(mark uint64) {
 			delete(o.unfenced, id)
 		}
 	}
-	if o.unfencedAll <= mark {
+	if o.unfencedAll != 0 && o.unfencedAll <= mark {
 		o.unfencedAll = 0
+		close(o.fencedAll)
+		o.fencedAll = nil
 	}
 	o.updateSize()
 }
@@ -157,17 +176,39 @@ func (o *outage) lookup(id string, now time.Time) (value []byte, tombstoned, ok 
 	return nil, false, false
 }
 
-// has reports whether id has state here.
-func (o *outage) has(id string) bool {
+// queue reports whether a change of kind k of id queues here, behind the
+// id's state: a pending write, a tombstone, or a dropped write that may
+// still land (unfenced). A Touch queues behind the first two only: a late
+// SET may set the session's lifetime again, but it neither revives a
+// deleted session nor replaces a newer value. Past maxTombs dropped writes
+// (unfencedAll), an id without state of its own is not queued but gets
+// wait, closed once a Fence covers them (see Store.queues).
+func (o *outage) queue(id string, k kind) (queue bool, wait <-chan struct{}) {
 	if !o.active() {
-		return false
+		return false, nil
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_, pendingWrite := o.writes.Peek(id)
 	_, dead := o.tombs[id]
-	_, unfenced := o.unfenced[id]
-	return pendingWrite || dead || unfenced || o.unfencedAll != 0
+	if pendingWrite || dead || k == kindTouch {
+		return pendingWrite || dead, nil
+	}
+	if _, unfenced := o.unfenced[id]; unfenced {
+		return true, nil
+	}
+	if o.unfencedAll != 0 {
+		return false, o.fencedAll
+	}
+	return false, nil
+}
+
+// deleted reports whether id has a tombstone.
+func (o *outage) deleted(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, dead := o.tombs[id]
+	return dead
 }
 
 // write records a write of id. base, asked only for an id that has no
@@ -186,16 +227,17 @@ func (o *outage) write(id string, value []byte, expires time.Time, base func() [
 	old, had := o.writes.Peek(id)
 	switch {
 	case had: // superseded: it still replaces what the first write replaced
-		p.bases = old.bases
+		p.bases, p.landing = old.bases, old.landing
 		if old.sent { // and the earlier value, if it may have landed
-			p.bases = withBase(old.bases, digest(old.value))
+			d := digest(old.value)
+			p.bases, p.landing = withBase(old.bases, d), withBase(old.landing, d)
 		}
 	case o.tombs[id] != 0:
 		p.bases = []string{""} // the delete is replayed first: the key will be absent
 	default:
 		p.bases = base()
-		if u, ok := o.unfenced[id]; ok { // it may land before the replay
-			p.bases = withBase(p.bases, u.digest)
+		for _, d := range o.unfenced[id].digests { // they may land before the replay
+			p.bases = withBase(p.bases, d)
 		}
 	}
 	o.seq++
@@ -362,7 +404,8 @@ func (o *outage) writesUnknown(batch []redis.Replay, seqs []uint64) {
 		case p.seq == seqs[i]:
 			p.sent = true
 		default:
-			p.bases = withBase(p.bases, digest(w.Value))
+			d := digest(w.Value)
+			p.bases, p.landing = withBase(p.bases, d), withBase(p.landing, d)
 		}
 	}
 }

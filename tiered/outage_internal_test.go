@@ -11,6 +11,13 @@ import (
 	"github.com/sessiontier/sessiontier/telemetry"
 )
 
+// has reports whether id has state here that a Set or Delete waits for:
+// a pending write, a tombstone, or a dropped write that may still land.
+func (o *outage) has(id string) bool {
+	queue, wait := o.queue(id, kindSet)
+	return queue || wait != nil
+}
+
 func newTestOutage() *outage {
 	return newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 10)
 }

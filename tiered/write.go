@@ -124,7 +124,7 @@ func (s *Store) run(ctx context.Context, op telemetry.Op, c change) error {
 // replay, or fail.
 func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error {
 	w := s.beginLocal(c.id)
-	if s.out != nil && s.out.has(c.id) { // queues behind the id's pending state
+	if s.out != nil && s.queues(ctx, c) { // behind the id's pending state
 		*tier = telemetry.TierFallback
 		c.own()
 		return s.pending(ctx, c, w, nil)
@@ -180,6 +180,35 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		s.announce(ctx, c.id) // it may have landed: the others must not trust their copies
 	}
 	return s.failure(ctx, kindNames[c.kind], err)
+}
+
+// queues reports whether c queues in the outage tier behind its id's
+// state (see outage.queue). Past Options.MaxTombstones dropped writes that
+// may still land, which sessions they are is not known: a change of any
+// session waits, within OpTimeout, for the Fence that the replay makes as
+// soon as Redis answers, rather than be undone by such a write landing
+// after it; it queues if the breaker is open, or if the wait or its
+// context ends first.
+func (s *Store) queues(ctx context.Context, c change) bool {
+	queue, wait := s.out.queue(c.id, c.kind)
+	if wait == nil {
+		return queue
+	}
+	if s.brk.Rejecting() {
+		return true
+	}
+	s.wakeRecovery()
+	t := time.NewTimer(s.opts.OpTimeout)
+	defer t.Stop()
+	select {
+	case <-wait:
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return true
+	}
+	queue, wait = s.out.queue(c.id, c.kind)
+	return queue || wait != nil
 }
 
 // endFailed ends w after c failed with err. A change the breaker refused
@@ -412,7 +441,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 		s.dropWrite(w)
 		return ErrNotFound
 	}
-	if s.local != nil && !s.out.has(c.id) {
+	if s.local != nil && !s.out.deleted(c.id) {
 		if v, _, ok := s.local.Get(c.id); ok {
 			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause))
 		}
