@@ -124,10 +124,22 @@ func (s *Store) run(ctx context.Context, op telemetry.Op, c change) error {
 // replay, or fail.
 func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error {
 	w := s.beginLocal(c.id)
-	if s.out != nil && s.queues(ctx, c) { // behind the id's pending state
-		*tier = telemetry.TierFallback
-		c.own()
-		return s.pending(ctx, c, w, nil)
+	call := ctx // the Redis call's context
+	if s.out != nil {
+		queue, deadline, err := s.queues(ctx, c)
+		switch {
+		case err != nil: // the caller gave up waiting: nothing was sent
+			s.endUnsent(w, c)
+			return s.failure(ctx, kindNames[c.kind], err)
+		case queue: // behind the id's pending state
+			*tier = telemetry.TierFallback
+			c.own()
+			return s.pending(ctx, c, w, nil)
+		case !deadline.IsZero(): // the wait and the call share one OpTimeout
+			var cancel context.CancelFunc
+			call, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 	}
 	if c.kind != kindDelete && s.listener != nil && ((c.kind == kindTouch && !s.remote.PerKey()) || s.listener.Echoes()) {
 		s.inv.expect(c.id) // its echo will drop the copy: read it again then
@@ -137,7 +149,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		e     ending
 	)
 	err := s.brk.Do(ctx, func() (err error) {
-		found, e, err = s.send(ctx, &c, &w)
+		found, e, err = s.send(call, &c, &w)
 		return err
 	})
 	s.loads.Forget(c.id)
@@ -185,30 +197,32 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 // queues reports whether c queues in the outage tier behind its id's
 // state (see outage.queue). Past Options.MaxTombstones dropped writes that
 // may still land, which sessions they are is not known: a change of any
-// session waits, within OpTimeout, for the Fence that the replay makes as
-// soon as Redis answers, rather than be undone by such a write landing
-// after it; it queues if the breaker is open, or if the wait or its
-// context ends first.
-func (s *Store) queues(ctx context.Context, c change) bool {
+// session waits for the Fence that the replay makes as soon as Redis
+// answers, rather than be undone by such a write landing after it. The
+// wait and the Redis call that follows share one OpTimeout, which ends at
+// deadline; the change queues if the breaker is open or the wait ends
+// first, and fails with the context's error if the caller gives up.
+func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time.Time, err error) {
 	queue, wait := s.out.queue(c.id, c.kind)
 	if wait == nil {
-		return queue
+		return queue, time.Time{}, nil
 	}
 	if s.brk.Rejecting() {
-		return true
+		return true, time.Time{}, nil
 	}
+	deadline = time.Now().Add(s.opts.OpTimeout)
 	s.wakeRecovery()
 	t := time.NewTimer(s.opts.OpTimeout)
 	defer t.Stop()
 	select {
 	case <-wait:
 	case <-t.C:
-		return true
+		return true, time.Time{}, nil
 	case <-ctx.Done():
-		return true
+		return false, time.Time{}, ctx.Err()
 	}
 	queue, wait = s.out.queue(c.id, c.kind)
-	return queue || wait != nil
+	return queue || wait != nil, deadline, nil
 }
 
 // endFailed ends w after c failed with err. A change the breaker refused
@@ -220,10 +234,8 @@ func (s *Store) queues(ctx context.Context, c change) bool {
 func (s *Store) endFailed(w lru.Write, c change, err error) {
 	switch {
 	case s.local == nil:
-	case !sent(err) && c.kind == kindDelete:
-		s.local.EndRevoke(w)
 	case !sent(err):
-		s.local.EndKeep(w)
+		s.endUnsent(w, c)
 	case s.out == nil: // no replay to compare with Redis
 		s.local.EndDelete(w)
 	case c.kind == kindSet:
@@ -232,6 +244,18 @@ func (s *Store) endFailed(w lru.Write, c change, err error) {
 		s.local.EndUnsure(w, lru.Absent, 0)
 	default: // a touch leaves the value as it was
 		s.local.EndRevoke(w)
+	}
+}
+
+// endUnsent ends w after c was not sent: the copy stays, out of service
+// after a delete, which must not be served.
+func (s *Store) endUnsent(w lru.Write, c change) {
+	switch {
+	case s.local == nil:
+	case c.kind == kindDelete:
+		s.local.EndRevoke(w)
+	default:
+		s.local.EndKeep(w)
 	}
 }
 
