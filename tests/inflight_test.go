@@ -136,3 +136,76 @@ func smallOutageStore(t *testing.T, mode tiered.Invalidation) (*redistest.Server
 		Fallback:     lru.Limits{MaxEntries: 8, MaxBytes: 2*lru.EntryOverhead + 4*small},
 	})
 }
+
+// TestDeleteSentWhileATouchQueuesIsNotUndone: a Delete is the breaker's
+// half-open probe, on its way to Redis, when a Touch of the same session,
+// refused by the breaker meanwhile, makes the copy held here a pending
+// write (README: Touch "extends what this instance holds and replays it
+// like a write"). The Delete then lands and returns nil: the session must
+// not be served from the outage tier afterwards, nor replayed. The two
+// were concurrent, so the Touch takes effect first. Found by
+// TestRandomFaults.
+func TestDeleteSentWhileATouchQueuesIsNotUndone(t *testing.T) {
+	probeWhileATouchQueues(t, func(s *tiered.Store) error { return s.Delete(bg, "victim") }, "")
+}
+
+// TestSetSentWhileATouchQueuesIsNotUndone: as above, with a Set as the
+// probe: once it returned, the store serves its value, not the older copy
+// the Touch queued, and Redis ends with it.
+func TestSetSentWhileATouchQueuesIsNotUndone(t *testing.T) {
+	probeWhileATouchQueues(t, func(s *tiered.Store) error { return s.Set(bg, "victim", []byte("newer"), time.Hour) }, "newer")
+}
+
+// probeWhileATouchQueues runs probe, a change of victim, as the breaker's
+// half-open probe, held in the network while a Touch of victim queues in
+// the outage tier, and checks that the store and Redis then hold want
+// ("": nothing) for victim, at once and after the replay.
+func probeWhileATouchQueues(t *testing.T, probe func(*tiered.Store) error, want string) {
+	for _, m := range cachingModes {
+		t.Run(m.name, func(t *testing.T) {
+			clock := &review27Clock{} // the breaker's: its backoff ends when the test says
+			srv, proxy, s := proxiedStore(t, tiered.Options{
+				Invalidation: m.opt,
+				OpTimeout:    300 * time.Millisecond,
+				Breaker:      breaker.Settings{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, Clock: clock.now},
+			})
+			plain := srv.Client()
+			if err := s.Set(bg, "victim", []byte("held-here"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(bg, "victim"); err != nil { // held here, in per-key mode too
+				t.Fatal(err)
+			}
+			srv.Pause()
+			openBreaker(t, s)
+			srv.Resume()
+
+			hold := proxy.Hold([]byte("session:victim")) // the probe's command
+			defer hold.Release()
+			clock.ahead.Store(int64(2 * time.Hour)) // half-open: the next call probes
+			probed := make(chan error, 1)
+			go func() { probed <- probe(s) }()
+			<-hold.Held()
+			if err := s.Touch(bg, "victim", time.Hour); err != nil { // refused by the breaker: queued
+				t.Fatalf("Touch while the probe is on its way = %v; want the held copy extended", err)
+			}
+			hold.Release()
+			if err := <-probed; err != nil {
+				t.Fatalf("probe = %v", err)
+			}
+			check := func(when string) {
+				t.Helper()
+				v, err := s.Get(bg, "victim")
+				if want == "" && !errors.Is(err, tiered.ErrNotFound) || want != "" && string(v) != want {
+					t.Errorf("Get(victim) %s = %.16q, %v; want %q", when, v, err, want)
+				}
+			}
+			check("once the probe returned")
+			waitReplayed(t, s)
+			if v := plain.Get(bg, "session:victim").Val(); v != want {
+				t.Errorf("Redis holds %.16q for victim after the replay; want %q", v, want)
+			}
+			check("after the replay")
+		})
+	}
+}

@@ -178,6 +178,9 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		if c.kind == kindTouch && !found {
 			return ErrNotFound
 		}
+		if s.out != nil && s.out.active() {
+			return s.requeue(ctx, c)
+		}
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
 		*tier = telemetry.TierFallback
@@ -223,6 +226,38 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 	}
 	queue, wait = s.out.queue(c.id, c.kind)
 	return queue || wait != nil, deadline, nil
+}
+
+// requeue queues c, which Redis just took, behind the state its id took
+// in the outage tier while c was on its way, if any: a change accepted
+// there meanwhile (a write that failed, a Touch that made the copy held
+// here a pending write) would be served, and replayed, after c, which
+// ended first; or a write dropped after it was sent may land after c.
+// So c is applied there too: a Delete as a tombstone, a Set as a
+// write, a Touch to the pending write. Concurrent, the other change takes
+// effect before c, as it may. A Delete that cannot be recorded returns
+// ErrUnavailable.
+func (s *Store) requeue(ctx context.Context, c change) error {
+	if queue, _ := s.out.queue(c.id, c.kind); !queue {
+		return nil
+	}
+	switch c.kind {
+	case kindDelete:
+		if !s.out.tombstone(c.id) {
+			return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+		}
+	case kindSet:
+		c.own()
+		base := func() []string { return s.lastSeen(c.id) }
+		_, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, true) // Redis holds it: it replaces itself
+		s.evicted(ctx, c.id, lost)
+		s.watchFallback(ctx)
+	default:
+		now := s.now()
+		s.out.touch(c.id, now, now.Add(c.ttl))
+	}
+	s.wakeRecovery()
+	return nil
 }
 
 // endFailed ends w after c failed with err. A change the breaker refused
@@ -397,17 +432,7 @@ func sent(cause error) bool { return cause != nil && !errors.Is(cause, breaker.E
 func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
 	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
-	s.lose(ctx, lost, true)
-	earlier := false // the id's earlier pending write was evicted with c
-	for _, l := range lost {
-		if l.id == c.id {
-			earlier = true
-		} else {
-			// Its value will not reach Redis, and nothing would tell the
-			// copy it left: it is not served again.
-			s.dropLocal(l.id)
-		}
-	}
+	earlier := s.evicted(ctx, c.id, lost)
 	s.watchFallback(ctx)
 	s.wakeRecovery()
 	if !stored {
@@ -426,6 +451,23 @@ func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool
 		s.local.EndSet(w, c.value, s.opts.Local.TTL, c.ttl)
 	}
 	return nil
+}
+
+// evicted counts and alerts the pending writes evicted to make room for a
+// write of id, and drops the local copies they left: their values will
+// not reach Redis, and nothing would tell those copies. It reports whether
+// the id's own earlier pending write was evicted, its copy left to the
+// caller.
+func (s *Store) evicted(ctx context.Context, id string, lost []lostWrite) (earlier bool) {
+	s.lose(ctx, lost, true)
+	for _, l := range lost {
+		if l.id == id {
+			earlier = true
+		} else {
+			s.dropLocal(l.id)
+		}
+	}
+	return earlier
 }
 
 // lastSeen returns the digests of the values of id this instance last saw
