@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/tiered"
 )
@@ -160,33 +161,9 @@ func TestReview27TouchOfAHeldSessionDuringAnOutageWithUnfencedAll(t *testing.T) 
 //
 // FAILED at 96a8cfc; fixed by the commit that added this test.
 func TestReview27TouchWhileRedisIsUpReturnsNotFoundWithUnfencedAll(t *testing.T) {
-	srv, proxy, s := proxiedStore(t, tiered.Options{
-		OpTimeout:     time.Second, // the held replay must not time out
-		MaxTombstones: 1,
-		Breaker:       breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
-		Fallback:      lru.Limits{MaxEntries: 8, MaxBytes: 3*lru.EntryOverhead + 100},
-	})
-	if err := s.Set(bg, "alive", []byte("alive-value"), time.Hour); err != nil {
+	srv, _, s, hold := unfencedAllStore(t, time.Second, 500)
+	if err := srv.Client().Set(bg, "session:alive", "alive-value", time.Hour).Err(); err != nil {
 		t.Fatal(err)
-	}
-	srv.Pause()
-	for _, id := range []string{"a", "b", "c"} {
-		if err := s.Set(bg, id, []byte("val-"+id+"-xxx"), time.Hour); err != nil {
-			t.Fatalf("Set(%s) while Redis is frozen: %v", id, err)
-		}
-	}
-	hold := proxy.Hold([]byte("val-c-xxx")) // the replay's batch
-	defer hold.Release()
-	srv.Resume()
-	<-hold.Held()
-
-	// c is pending (in flight): this write queues behind it, and its size
-	// evicts a and b, both sent.
-	if err := s.Set(bg, "c", []byte(strings.Repeat("C", 500)), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if st := s.Stats(); st.PendingLost != 2 || st.Breaker != "closed" {
-		t.Fatalf("Stats %+v: want a and b evicted, the breaker closed (the test's premise)", st)
 	}
 	if err := s.Touch(bg, "alive", 2*time.Hour); err != nil {
 		t.Errorf("Touch(alive) with Redis up and holding it = %v; want nil", err)
@@ -209,29 +186,8 @@ func TestReview27TouchWhileRedisIsUpReturnsNotFoundWithUnfencedAll(t *testing.T)
 //
 // FAILED at 96a8cfc; fixed by the commit that added this test.
 func TestReview27SetWhileRedisIsUpFailsWithUnfencedAll(t *testing.T) {
-	srv, proxy, s := proxiedStore(t, tiered.Options{
-		OpTimeout:     time.Second, // the held replay must not time out
-		MaxTombstones: 1,
-		Breaker:       breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
-		Fallback:      lru.Limits{MaxEntries: 8, MaxBytes: 3*lru.EntryOverhead + 100},
-	})
+	srv, _, s, hold := unfencedAllStore(t, time.Second, 500)
 	plain := srv.Client()
-	srv.Pause()
-	for _, id := range []string{"a", "b", "c"} {
-		if err := s.Set(bg, id, []byte("val-"+id+"-xxx"), time.Hour); err != nil {
-			t.Fatalf("Set(%s) while Redis is frozen: %v", id, err)
-		}
-	}
-	hold := proxy.Hold([]byte("val-c-xxx")) // the replay's batch
-	defer hold.Release()
-	srv.Resume()
-	<-hold.Held()
-	if err := s.Set(bg, "c", []byte(strings.Repeat("C", 500)), time.Hour); err != nil { // evicts a and b, both sent
-		t.Fatal(err)
-	}
-	if st := s.Stats(); st.PendingLost != 2 || st.Breaker != "closed" {
-		t.Fatalf("Stats %+v: want a and b evicted, the breaker closed (the test's premise)", st)
-	}
 	// The Set waits for the Fence that follows the held batch (or finds
 	// it made, if the release comes first): it goes to Redis then.
 	done := make(chan error, 1)
@@ -250,6 +206,38 @@ func TestReview27SetWhileRedisIsUpFailsWithUnfencedAll(t *testing.T) {
 type review27Clock struct{ ahead atomic.Int64 }
 
 func (c *review27Clock) now() time.Time { return time.Now().Add(time.Duration(c.ahead.Load())) }
+
+// unfencedAllStore returns a store whose breaker is closed and Redis
+// answering, with a replay batch held in the network (returned, to
+// release) and unfencedAll set by two sent writes (a and b) evicted in
+// flight from the full outage tier by a write of c of size bytes (490
+// leaves room for a small write beside it, 500 does not).
+func unfencedAllStore(t *testing.T, opTimeout time.Duration, size int) (*redistest.Server, *redistest.Proxy, *tiered.Store, *redistest.Hold) {
+	t.Helper()
+	srv, proxy, s := proxiedStore(t, tiered.Options{
+		OpTimeout:     opTimeout,
+		MaxTombstones: 1,
+		Breaker:       breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
+		Fallback:      lru.Limits{MaxEntries: 8, MaxBytes: 3*lru.EntryOverhead + 100},
+	})
+	srv.Pause()
+	for _, id := range []string{"a", "b", "c"} {
+		if err := s.Set(bg, id, []byte("val-"+id+"-xxx"), time.Hour); err != nil {
+			t.Fatalf("Set(%s) while Redis is frozen: %v", id, err)
+		}
+	}
+	hold := proxy.Hold([]byte("val-c-xxx")) // the replay's batch
+	t.Cleanup(hold.Release)
+	srv.Resume()
+	<-hold.Held()
+	if err := s.Set(bg, "c", []byte(strings.Repeat("C", size)), time.Hour); err != nil { // evicts a and b, both sent
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.PendingLost != 2 || st.Breaker != "closed" {
+		t.Fatalf("Stats %+v: want a and b evicted, the breaker closed (the test's premise)", st)
+	}
+	return srv, proxy, s, hold
+}
 
 // TestReview27SetWhileRedisIsUpIsDiscardedWithUnfencedAll: the tier has
 // room this time: unfencedAll is set by two sent writes (in the replay

@@ -2,46 +2,11 @@ package tests
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/sessiontier/sessiontier/breaker"
-	"github.com/sessiontier/sessiontier/internal/redistest"
-	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/tiered"
 )
-
-// review28Unfenced builds, as TestReview27SetWhileRedisIsUpFailsWithUnfencedAll
-// does, a store whose breaker is closed and Redis answering, with a replay
-// batch held in the network (returned, to release) and unfencedAll set by
-// two sent writes (a and b) evicted in flight from the full outage tier.
-func review28Unfenced(t *testing.T, opTimeout time.Duration) (*redistest.Server, *redistest.Proxy, *tiered.Store, *redistest.Hold) {
-	t.Helper()
-	srv, proxy, s := proxiedStore(t, tiered.Options{
-		OpTimeout:     opTimeout,
-		MaxTombstones: 1,
-		Breaker:       breaker.Settings{Failures: 1, OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: time.Second},
-		Fallback:      lru.Limits{MaxEntries: 8, MaxBytes: 3*lru.EntryOverhead + 100},
-	})
-	srv.Pause()
-	for _, id := range []string{"a", "b", "c"} {
-		if err := s.Set(bg, id, []byte("val-"+id+"-xxx"), time.Hour); err != nil {
-			t.Fatalf("Set(%s) while Redis is frozen: %v", id, err)
-		}
-	}
-	hold := proxy.Hold([]byte("val-c-xxx")) // the replay's batch
-	t.Cleanup(hold.Release)
-	srv.Resume()
-	<-hold.Held()
-	if err := s.Set(bg, "c", []byte(strings.Repeat("C", 490)), time.Hour); err != nil { // evicts a and b, both sent (and leaves room for a small write)
-		t.Fatal(err)
-	}
-	if st := s.Stats(); st.PendingLost != 2 || st.Breaker != "closed" {
-		t.Fatalf("Stats %+v: want a and b evicted, the breaker closed (the test's premise)", st)
-	}
-	return srv, proxy, s, hold
-}
 
 // TestReview28SetWaitingForTheFenceThenSentIsHeldTwiceOpTimeout: README,
 // "Every Redis call is bounded by OpTimeout", and the option table:
@@ -59,7 +24,7 @@ func review28Unfenced(t *testing.T, opTimeout time.Duration) (*redistest.Server,
 // FAILED at 31f6084 (Set returned after ~1.7s with OpTimeout 1s); fixed by the commit that added this test.
 func TestReview28SetWaitingForTheFenceThenSentIsHeldTwiceOpTimeout(t *testing.T) {
 	const opTimeout = time.Second
-	_, proxy, s, hold := review28Unfenced(t, opTimeout)
+	_, proxy, s, hold := unfencedAllStore(t, opTimeout, 490)
 
 	done := make(chan error, 1)
 	start := time.Now()
@@ -107,7 +72,7 @@ func TestReview28CancelledSetWithRedisUpIsQueuedAndAcknowledged(t *testing.T) {
 		}
 	})
 	t.Run("unfencedAll", func(t *testing.T) {
-		_, _, s, hold := review28Unfenced(t, time.Second)
+		_, _, s, hold := unfencedAllStore(t, time.Second, 490)
 		before := s.Stats().PendingWrites
 		err := s.Set(ctx, "o", []byte("v"), time.Hour)
 		after := s.Stats().PendingWrites
