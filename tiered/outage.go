@@ -203,6 +203,39 @@ func (o *outage) queue(id string, k kind) (queue bool, wait <-chan struct{}) {
 	return false, nil
 }
 
+// supersede drops the pending write of id if nothing of it can have
+// reached Redis (never sent, superseding nothing sent) and the id has no
+// other state: a change that Redis took concurrently replaces it, with
+// nothing left to replay. It reports whether it did.
+func (o *outage) supersede(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.writes.Peek(id)
+	if !ok || p.sent || len(p.landing) > 0 || o.unfencedAll != 0 {
+		return false
+	}
+	if _, dead := o.tombs[id]; dead {
+		return false
+	}
+	if _, unfenced := o.unfenced[id]; unfenced {
+		return false
+	}
+	o.writes.Remove(id)
+	o.updateSize()
+	return true
+}
+
+// drop drops the pending write of id, if any, as an eviction would (see
+// dropped).
+func (o *outage) drop(id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if p, ok := o.writes.Remove(id); ok {
+		o.dropped(id, p)
+		o.updateSize()
+	}
+}
+
 // deleted reports whether id has a tombstone.
 func (o *outage) deleted(id string) bool {
 	o.mu.Lock()
@@ -220,6 +253,35 @@ func (o *outage) deleted(id string) bool {
 func (o *outage) write(id string, value []byte, expires time.Time, base func() []string, sent bool) (stored bool, lost []lostWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.add(id, value, expires, base, sent)
+}
+
+// rewrite records a write of id that Redis already holds after the id's
+// state (see Store.requeue), as sent, if it fits without evicting another
+// write; otherwise the id's pending write, if any, is dropped (see
+// dropped): neither served nor replayed after it.
+func (o *outage) rewrite(id string, value []byte, expires time.Time, base func() []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, bytes := o.writes.Len()+1, o.writes.Bytes()+writeSize(id, &pending{value: value})
+	old, had := o.writes.Peek(id)
+	if had {
+		n, bytes = n-1, bytes-writeSize(id, old)
+	}
+	if n <= o.limits.MaxEntries && bytes <= o.limits.MaxBytes {
+		if stored, _ := o.add(id, value, expires, base, true); stored || !had {
+			return
+		}
+	}
+	if had {
+		o.writes.Remove(id)
+		o.dropped(id, old)
+		o.updateSize()
+	}
+}
+
+// add is write; the caller holds mu.
+func (o *outage) add(id string, value []byte, expires time.Time, base func() []string, sent bool) (stored bool, lost []lostWrite) {
 	p := &pending{value: value, expires: expires, sent: sent}
 	if writeSize(id, p) > o.limits.MaxBytes {
 		return false, nil // would drop the id's earlier write and keep nothing

@@ -228,30 +228,40 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 	return queue || wait != nil, deadline, nil
 }
 
-// requeue queues c, which Redis just took, behind the state its id took
+// requeue records c, which Redis just took, behind the state its id took
 // in the outage tier while c was on its way, if any: a change accepted
 // there meanwhile (a write that failed, a Touch that made the copy held
-// here a pending write) would be served, and replayed, after c, which
-// ended first; or a write dropped after it was sent may land after c.
-// So c is applied there too: a Delete as a tombstone, a Set as a
-// write, a Touch to the pending write. Concurrent, the other change takes
-// effect before c, as it may. A Delete that cannot be recorded returns
-// ErrUnavailable.
+// here a pending write) would otherwise be served, and replayed, after c,
+// which ended last; a write dropped after it was sent may land after c.
+// A pending write that cannot have reached Redis is simply replaced by c,
+// which Redis holds: nothing is left to replay. Otherwise c is recorded
+// after that state: a Delete as a tombstone, a Set as a write (its replay
+// accepts the value Redis holds, its own) if it fits without evicting
+// another, a Touch extends the pending write. A Set or Delete that cannot
+// be recorded drops the pending write instead (see outage.dropped); a
+// Delete then returns ErrUnavailable if that write was sent and may
+// still land.
 func (s *Store) requeue(ctx context.Context, c change) error {
 	if queue, _ := s.out.queue(c.id, c.kind); !queue {
+		return nil
+	}
+	if c.kind != kindTouch && s.out.supersede(c.id) {
 		return nil
 	}
 	switch c.kind {
 	case kindDelete:
 		if !s.out.tombstone(c.id) {
-			return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+			s.out.drop(c.id)
+			if queue, _ := s.out.queue(c.id, c.kind); queue { // a write of it may still land
+				s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
+					Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
+				return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+			}
 		}
 	case kindSet:
 		c.own()
 		base := func() []string { return s.lastSeen(c.id) }
-		_, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, true) // Redis holds it: it replaces itself
-		s.evicted(ctx, c.id, lost)
-		s.watchFallback(ctx)
+		s.out.rewrite(c.id, c.value, s.now().Add(c.ttl), base)
 	default:
 		now := s.now()
 		s.out.touch(c.id, now, now.Add(c.ttl))
