@@ -170,27 +170,8 @@ func TestSetSentWhileATouchQueuesIsNotUndone(t *testing.T) {
 func probeWhileATouchQueues(t *testing.T, probe func(*tiered.Store) error, want string) {
 	for _, m := range probeModes {
 		t.Run(m.name, func(t *testing.T) {
-			clock := &review27Clock{} // the breaker's: its backoff ends when the test says
-			srv, proxy, s := proxiedStore(t, tiered.Options{
-				Invalidation: m.opt,
-				OpTimeout:    300 * time.Millisecond,
-				Breaker:      breaker.Settings{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, Clock: clock.now},
-			})
+			srv, s, clock, hold := heldProbeStore(t, m, nil, "victim")
 			plain := srv.Client()
-			if err := s.Set(bg, "victim", []byte("held-here"), time.Hour); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Get(bg, "victim"); err != nil { // held here, in per-key mode too
-				t.Fatal(err)
-			}
-			srv.Pause()
-			openBreaker(t, s)
-			srv.Resume()
-			waitStream(t, s) // reconnected: it fails nothing after the probe
-
-			hold := proxy.Hold([]byte("session:victim")) // the probe's command
-			defer hold.Release()
-			clock.ahead.Store(int64(2 * time.Hour)) // half-open: the next call probes
 			probed := make(chan error, 1)
 			go func() { probed <- probe(s) }()
 			<-hold.Held()
@@ -234,4 +215,39 @@ func waitReplayedAdvancing(t *testing.T, s *tiered.Store, clock *review27Clock) 
 		s.Get(bg, "probe-miss")
 		return false
 	})
+}
+
+// heldProbeStore returns a store in mode m (300ms OpTimeout, its breaker
+// on clock, opts tweaked by tweak if not nil) holding the sessions held,
+// whose breaker opened on a paused Redis, and is now half-open once Redis
+// is back: the next call probes, and its command on victim is held in the
+// network until hold is released.
+func heldProbeStore(t *testing.T, m mode, tweak func(*tiered.Options), held ...string) (srv *redistest.Server, s *tiered.Store, clock *review27Clock, hold *redistest.Hold) {
+	t.Helper()
+	clock = &review27Clock{} // the breaker's: its backoff ends when the test says
+	opts := tiered.Options{
+		Invalidation: m.opt,
+		OpTimeout:    300 * time.Millisecond,
+		Breaker:      breaker.Settings{Failures: 1, OpenTimeout: time.Hour, MaxOpenTimeout: time.Hour, Clock: clock.now},
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	srv, proxy, s := proxiedStore(t, opts)
+	for _, id := range held {
+		if err := s.Set(bg, id, []byte("held-here"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(bg, id); err != nil { // held here, in per-key mode too
+			t.Fatal(err)
+		}
+	}
+	srv.Pause()
+	openBreaker(t, s)
+	srv.Resume()
+	waitStream(t, s)                            // reconnected: it fails nothing after the probe
+	hold = proxy.Hold([]byte("session:victim")) // the probe's command
+	t.Cleanup(hold.Release)
+	clock.ahead.Store(int64(2 * time.Hour)) // half-open: the next call probes
+	return srv, s, clock, hold
 }
