@@ -253,9 +253,7 @@ func (s *Store) requeue(ctx context.Context, c change) error {
 		if !s.out.tombstone(c.id) {
 			s.out.drop(c.id)
 			if queue, _ := s.out.queue(c.id, c.kind); queue { // a write of it may still land
-				s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
-					Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
-				return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+				return s.tombstonesFull(ctx)
 			}
 		}
 	case kindSet:
@@ -418,15 +416,21 @@ func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error)
 	case kindDelete:
 		if !s.out.tombstone(c.id) {
 			s.endFailed(w, c, cause) // not served again, but still a base
-			s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
-				Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
-			return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
+			return s.tombstonesFull(ctx)
 		}
 		s.dropWrite(w)
 		s.wakeRecovery()
 		return nil
 	}
 	return s.touchPending(ctx, c, w, cause)
+}
+
+// tombstonesFull alerts and returns the error of a delete that no
+// tombstone is left to record.
+func (s *Store) tombstonesFull(ctx context.Context) error {
+	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertTombstonesFull, Severity: telemetry.SeverityError,
+		Message: "a delete could not be recorded during a Redis outage: tombstones are full", Count: 1})
+	return fmt.Errorf("%w: delete: the outage tier cannot record more deletes", ErrUnavailable)
 }
 
 // sent reports whether a change that failed with cause (nil: queued
