@@ -230,6 +230,11 @@ func (o *outage) supersede(id string) bool {
 func (o *outage) drop(id string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.discard(id)
+}
+
+// discard is drop; the caller holds mu.
+func (o *outage) discard(id string) {
 	if p, ok := o.writes.Remove(id); ok {
 		o.dropped(id, p)
 		o.updateSize()
@@ -273,11 +278,7 @@ func (o *outage) rewrite(id string, value []byte, expires time.Time, base func()
 			return
 		}
 	}
-	if had {
-		o.writes.Remove(id)
-		o.dropped(id, old)
-		o.updateSize()
-	}
+	o.discard(id)
 }
 
 // add is write; the caller holds mu.
@@ -333,9 +334,7 @@ func (o *outage) touch(id string, now, expires time.Time) (found, expired bool) 
 	case !ok:
 		return false, false
 	case !now.Before(p.expires):
-		o.writes.Remove(id)
-		o.dropped(id, p)
-		o.updateSize()
+		o.discard(id)
 		return false, true
 	}
 	o.seq++
