@@ -35,11 +35,13 @@ const writeNamePrefix = "sessiontier-w-"
 
 // fence owns a Tier's write client and counts the writes it abandoned.
 type fence struct {
-	opt     goredis.Options // the write client's
-	once    sync.Once
-	client  *goredis.Client // created by the first write, or by close
-	lanes   *lanes          // created with client: the flushers of Set, Delete and Touch
-	timeout time.Duration
+	opt         goredis.Options // the write client's
+	once        sync.Once
+	client      *goredis.Client // created by the first write, or by close
+	lanes       *lanes          // created with client: the flushers of Set, Delete and Touch
+	timeout     time.Duration
+	prefix      string
+	onAbandoned func(Abandoned) // Config.OnAbandoned
 
 	abandoned atomic.Uint64 // writes that ended without a reply from Redis
 	mu        sync.Mutex    // one Fence at a time; guards fenced
@@ -51,12 +53,12 @@ type fence struct {
 // fenced. A Sentinel failover client is a *goredis.Client: its write client
 // dials through the same sentinels, and a Fence reaches the current master
 // only.
-func newFence(client goredis.UniversalClient, timeout time.Duration) *fence {
+func newFence(client goredis.UniversalClient, timeout time.Duration, prefix string, onAbandoned func(Abandoned)) *fence {
 	c, ok := client.(*goredis.Client)
 	if !ok {
 		return nil
 	}
-	f := &fence{opt: copyOptions(c.Options()), timeout: timeout}
+	f := &fence{opt: copyOptions(c.Options()), timeout: timeout, prefix: prefix, onAbandoned: onAbandoned}
 	o := &f.opt
 	o.PoolSize = numLanes + 2 // a connection per lane, and the replay's
 	o.ClientName = writeNamePrefix + rand.Text()
@@ -93,6 +95,11 @@ func (t *Tier) writes() goredis.UniversalClient {
 func (f *fence) open() {
 	f.client = goredis.NewClient(&f.opt)
 	f.lanes = newLanes(f.client, f.timeout)
+	if f.onAbandoned != nil {
+		f.lanes.abandoned = func(r *request, landed bool) {
+			f.onAbandoned(Abandoned{ID: strings.TrimPrefix(r.key, f.prefix), Delete: r.kind == opDel, Value: r.value, Landed: landed})
+		}
+	}
 }
 
 // close stops the lanes and closes the write client; a write after it

@@ -267,6 +267,11 @@ type lanes struct {
 	mu      sync.RWMutex // guards closed; held for reading while queuing
 	closed  bool
 	sending sync.RWMutex // held for reading by each send: wait waits for them
+
+	// abandoned, if not nil, is told of a Set or Delete sent whose caller
+	// gave up before its reply, and whether Redis answered that it
+	// executed it (see Config.OnAbandoned). Set before the first write.
+	abandoned func(r *request, landed bool)
 }
 
 func newLanes(client *goredis.Client, timeout time.Duration) *lanes {
@@ -365,6 +370,12 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		}
 		if rep.err != nil && ctx.Err() != nil && !errors.Is(rep.err, context.DeadlineExceeded) {
 			rep.err = fmt.Errorf("%w (%w)", ctx.Err(), rep.err)
+		}
+		// The reply goes to the caller, unless it gave up first (see
+		// await): then whether the write changed Redis after its caller
+		// was told it failed is told to abandoned.
+		if !r.claimed.CompareAndSwap(false, true) && l.abandoned != nil && r.kind != opPExpire && (rep.err == nil || !IsReply(rep.err)) {
+			l.abandoned(r, rep.err == nil)
 		}
 		r.done <- rep
 	}

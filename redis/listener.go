@@ -91,6 +91,8 @@ type Listener struct {
 
 	mode   atomic.Int32                                                      // ListenMode; ListenAuto until decided
 	owed   atomic.Bool                                                       // an announcement failed: a flush is owed to the others
+	lateMu sync.Mutex                                                        // guards late
+	late   []string                                                          // ids to announce (see AnnounceLater)
 	dialed atomic.Bool                                                       // own has dialed: a later dial is a reconnection
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error) // own's dialer, unwrapped
 	wake   chan struct{}
@@ -155,6 +157,12 @@ func (l *Listener) Start() {
 func (l *Listener) Close() {
 	l.cancel()
 	l.wg.Wait()
+	l.lateMu.Lock()
+	if len(l.late) > 0 { // a flush is one message
+		l.late = nil
+		l.owed.Store(true)
+	}
+	l.lateMu.Unlock()
 	if l.owed.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 		if l.client.Publish(ctx, l.channel, l.nonce).Err() == nil {
@@ -200,11 +208,40 @@ func (l *Listener) Doubt() {
 	}
 }
 
+// maxLate bounds the ids AnnounceLater keeps: past it, a flush is owed
+// instead.
+const maxLate = 1024
+
+// AnnounceLater is Announce without waiting, for a caller that must not
+// block: the Listener's own goroutine announces ids as soon as Redis takes
+// them, in one round trip with whatever else is owed then. Past maxLate
+// ids waiting, it owes the others a flush instead. It makes no network
+// call.
+func (l *Listener) AnnounceLater(ids ...string) {
+	if l.Mode().tracking() || len(ids) == 0 {
+		return
+	}
+	l.lateMu.Lock()
+	if len(l.late)+len(ids) <= maxLate {
+		l.late = append(l.late, ids...)
+		ids = nil
+	}
+	l.lateMu.Unlock()
+	if ids != nil {
+		l.owed.Store(true)
+	}
+	l.wakeRepay()
+}
+
 // Owed reports whether a flush is owed to the other instances.
 func (l *Listener) Owed() bool { return l.owed.Load() }
 
 func (l *Listener) owe() {
 	l.owed.Store(true)
+	l.wakeRepay()
+}
+
+func (l *Listener) wakeRepay() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
@@ -228,8 +265,9 @@ func (l *Listener) publish(ctx context.Context, msgs ...string) error {
 	return err
 }
 
-// repay sends the flush owed after a failed announcement, retrying until
-// Redis takes it. A flush message is the nonce alone.
+// repay sends the flush owed after a failed announcement, and the
+// announcements of AnnounceLater, retrying until Redis takes them. A flush
+// message is the nonce alone; it makes the ids waiting needless.
 func (l *Listener) repay() {
 	for {
 		select {
@@ -237,10 +275,23 @@ func (l *Listener) repay() {
 			return
 		case <-l.wake:
 		}
-		for l.owed.Load() && l.ctx.Err() == nil {
-			l.owed.Store(false)
-			if err := l.publish(l.ctx, l.nonce); err != nil {
-				l.owed.Store(true)
+		for l.ctx.Err() == nil {
+			l.lateMu.Lock()
+			ids := l.late
+			l.late = nil
+			l.lateMu.Unlock()
+			msgs := []string{l.nonce}
+			if !l.owed.Swap(false) {
+				if len(ids) == 0 {
+					break
+				}
+				msgs = msgs[:0]
+				for _, id := range ids {
+					msgs = append(msgs, l.nonce+" "+id)
+				}
+			}
+			if err := l.publish(l.ctx, msgs...); err != nil {
+				l.owed.Store(true) // what was lost: everything
 				l.sleep(l.cfg.Timeout)
 			}
 		}

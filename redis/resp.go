@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,38 @@ func appendCommand(b []byte, args ...[]byte) []byte {
 		b = append(b, '\r', '\n')
 	}
 	return b
+}
+
+// commandArg returns argument i of the first command encoded in b by
+// appendCommand (0 is the command's name), a slice of b; nil if b holds
+// no such argument.
+func commandArg(b []byte, i int) []byte {
+	line := func() []byte { // the next line's text, after its type byte
+		end := bytes.Index(b, []byte("\r\n"))
+		if end < 1 {
+			b = nil
+			return nil
+		}
+		l := b[1:end]
+		b = b[end+2:]
+		return l
+	}
+	n, err := strconv.Atoi(string(line()))
+	if err != nil || i >= n {
+		return nil
+	}
+	for ; i >= 0; i-- {
+		size, err := strconv.Atoi(string(line()))
+		if err != nil || size < 0 || len(b) < size+2 {
+			return nil
+		}
+		arg := b[:size:size]
+		b = b[size+2:]
+		if i == 0 {
+			return arg
+		}
+	}
+	return nil
 }
 
 // value is one RESP3 value. kind is its type byte: '+' and '$' (str),

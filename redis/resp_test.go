@@ -88,3 +88,24 @@ func TestReadMatching(t *testing.T) {
 		t.Errorf("readMatching read a truncated bulk string")
 	}
 }
+
+func TestCommandArg(t *testing.T) {
+	cmd := appendCommand(nil, []byte("SET"), []byte("k"), []byte("a\r\nvalue"), []byte("PX"), []byte("5"))
+	cmd = appendCommand(cmd, []byte("GET"), []byte("k"))
+	for i, want := range []string{"SET", "k", "a\r\nvalue", "PX", "5"} {
+		if got := commandArg(cmd, i); string(got) != want {
+			t.Errorf("argument %d: %q, want %q", i, got, want)
+		}
+	}
+	if got := commandArg(cmd, 5); got != nil {
+		t.Errorf("argument 5 of 5: %q, want nil", got)
+	}
+	if got := commandArg(appendCommand(nil, []byte("SET"), []byte("k"), []byte{}), 2); got == nil || len(got) != 0 {
+		t.Errorf("an empty argument: %q", got)
+	}
+	for _, bad := range []string{"", "*3\r\n$3\r\nSET\r\n$9\r\nk", "*x\r\n", "*3\r\n$-1\r\n"} {
+		if got := commandArg([]byte(bad), 2); got != nil {
+			t.Errorf("%q: %q, want nil", bad, got)
+		}
+	}
+}

@@ -84,6 +84,27 @@ type Config struct {
 	// while it is up, so that they come back as no invalidation (see
 	// tracked.go), and Fence closes that connection too.
 	Listener *Listener
+	// OnAbandoned, if not nil, is told of every Set and Delete whose
+	// caller gave up after it was sent on a single-node client, once
+	// Redis answered it (Landed) or its connection was given up: the
+	// write may have changed Redis after its caller was told it failed.
+	// (On the tracked connection only the latter: an answered write is
+	// reported to the Listener's Handler, as a change.) It is called on
+	// the goroutine of the connection, before the lane sends anything
+	// more, and must not block.
+	OnAbandoned func(Abandoned)
+}
+
+// Abandoned is a write whose caller gave up after it was sent (see
+// Config.OnAbandoned).
+type Abandoned struct {
+	ID     string
+	Delete bool   // a DEL; otherwise a SET of Value
+	Value  []byte // the SET's value, bytes the Tier owns: not to be modified
+	// Landed: Redis answered that it executed the write. Otherwise the
+	// write ended without a reply and Redis may still execute it, until
+	// the next Fence.
+	Landed bool
 }
 
 // New returns a Tier of the keys under cfg.Prefix. It makes no network
@@ -99,6 +120,9 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 	if cfg.Listener != nil {
 		tr = cfg.Listener.tracked
 	}
+	if tr != nil {
+		tr.abandoned = cfg.OnAbandoned // before the Listener starts: see Config.Listener
+	}
 	return &Tier{
 		tracked:    tr,
 		listener:   cfg.Listener,
@@ -110,7 +134,7 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 		replicas:   readsReplicas(client),
 		slots:      make(chan struct{}, maxDetached),
 		trace:      cfg.Trace,
-		fence:      newFence(client, cfg.Timeout),
+		fence:      newFence(client, cfg.Timeout, cfg.Prefix, cfg.OnAbandoned),
 	}, nil
 }
 

@@ -70,6 +70,9 @@ type tracked struct {
 	h       Handler
 	perKey  bool // default-mode tracking: Redis tracks the keys read here (see perkey.go)
 	queue   chan *request
+	// abandoned, if not nil, is Config.OnAbandoned, told of a write lost
+	// with its connection after its caller gave up. Set before Start.
+	abandoned func(Abandoned)
 
 	up      atomic.Bool   // a connection is set up: do may queue
 	drained chan struct{} // capacity 1: signalled when the last reply of a batch is read
@@ -362,9 +365,16 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 	}
 	err = shared(fmt.Errorf("redis: tracked connection: %w", err)) // one failure for every caller
 	for _, f := range flown {
-		if f.r != nil && !f.part { // a request of two commands is answered once
-			f.r.done <- reply{err: err}
+		if f.r == nil || f.part { // a request of two commands is answered once
+			continue
 		}
+		if r := f.r; !r.claimed.CompareAndSwap(false, true) && t.abandoned != nil && (r.kind == opSet || r.kind == opDel) {
+			// Its caller gave up, and Redis may still execute it.
+			// r.value may be its caller's, who has returned: the value
+			// sent is in r.cmd, which r owns.
+			t.abandoned(Abandoned{ID: r.id, Delete: r.kind == opDel, Value: commandArg(r.cmd, 2)})
+		}
+		f.r.done <- reply{err: err}
 	}
 }
 

@@ -33,6 +33,7 @@ type Proxy struct {
 type Hold struct {
 	match   []byte
 	held    chan struct{}
+	ended   chan struct{} // closed once the client has ended its side of the held connection
 	release chan struct{}
 	once    sync.Once
 	addr    string
@@ -43,6 +44,11 @@ type Hold struct {
 
 // Held is closed once a chunk is held.
 func (h *Hold) Held() <-chan struct{} { return h.held }
+
+// Ended is closed once the client has ended its side of the held
+// connection (closed it, or reset it) while the chunk is held: a client
+// that gave up on what it sent.
+func (h *Hold) Ended() <-chan struct{} { return h.ended }
 
 // Addr waits until a chunk is held and returns the address of the proxy's
 // connection to the server that will carry it, as the server sees its
@@ -66,7 +72,7 @@ func (h *Hold) Release() { h.once.Do(func() { close(h.release) }) }
 // sends after it on that connection, its FIN included, waits behind it, as
 // in TCP.
 func (p *Proxy) Hold(match []byte) *Hold {
-	h := &Hold{match: match, held: make(chan struct{}), release: make(chan struct{})}
+	h := &Hold{match: match, held: make(chan struct{}), ended: make(chan struct{}), release: make(chan struct{})}
 	p.mu.Lock()
 	p.hold = h
 	p.mu.Unlock()
@@ -206,6 +212,7 @@ func (p *Proxy) keep(src net.Conn, h *Hold, chunk []byte) (all []byte, end error
 		var ne net.Error
 		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			end = err // sent behind the chunk, as TCP would: after it
+			close(h.ended)
 		}
 	}
 	select {
