@@ -90,7 +90,24 @@ func (o *outage) dropped(id string, p *pending) {
 	if len(landing) == 0 {
 		return
 	}
-	o.seq++ // a Fence marked before this drop does not cover it
+	o.unfence(id, landing)
+}
+
+// doubt records that a write of id whose caller gave up may still land
+// (see redis.Abandoned): d is the digest of its value, "" for a delete.
+// Until the next Fence, id's changes queue behind it as behind a dropped
+// write.
+func (o *outage) doubt(id, d string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.unfence(id, []string{d})
+	o.updateSize()
+}
+
+// unfence records that writes of id with these digests may still land,
+// until a Fence begun after now. The caller holds mu.
+func (o *outage) unfence(id string, landing []string) {
+	o.seq++ // a Fence marked before this does not cover it
 	if u, ok := o.unfenced[id]; ok || len(o.unfenced) < o.maxTombs {
 		for _, d := range landing {
 			u.digests = withBase(u.digests, d)
@@ -114,21 +131,25 @@ func (o *outage) fenceMark() uint64 {
 }
 
 // fenced forgets the dropped writes recorded up to mark: a Fence since has
-// made sure they cannot land any more.
-func (o *outage) fenced(mark uint64) {
+// made sure they cannot land any more. It returns the ids it forgot, and
+// all: writes of ids not remembered were forgotten too.
+func (o *outage) fenced(mark uint64) (ids []string, all bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for id, u := range o.unfenced {
 		if u.seq <= mark {
 			delete(o.unfenced, id)
+			ids = append(ids, id)
 		}
 	}
 	if o.unfencedAll != 0 && o.unfencedAll <= mark {
 		o.unfencedAll = 0
 		close(o.fencedAll)
 		o.fencedAll = nil
+		all = true
 	}
 	o.updateSize()
+	return ids, all
 }
 
 func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }

@@ -321,7 +321,7 @@ func (s *Store) fence(ctx context.Context) bool {
 	err := s.remote.Fence(ctx)
 	switch {
 	case err == nil:
-		s.out.fenced(mark)
+		s.settle(ctx, mark)
 		return true
 	case !redis.IsReply(err), redis.IsUnreachable(err):
 		return false // Redis failed: try again later
@@ -331,8 +331,31 @@ func (s *Store) fence(ctx context.Context) bool {
 	}
 	s.alerts.count(ctx, telemetry.Alert{Kind: telemetry.AlertUnfenced, Severity: telemetry.SeverityWarn,
 		Message: "Redis refused CLIENT LIST or CLIENT KILL: replay went on without fencing writes abandoned at OpTimeout", Count: 1})
-	s.out.fenced(mark) // nothing more to wait for
+	s.settle(ctx, mark) // nothing more to wait for
 	return true
+}
+
+// settle ends the doubt about writes that may have landed unseen before
+// the Fence begun after mark (see outage.unfence): the copies of their
+// sessions read here meanwhile are taken out of service and, in publish
+// mode, the other instances are told (in tracking mode Redis told them as
+// each landed). Past the ids remembered, every copy is revalidated and the
+// others are owed a flush.
+func (s *Store) settle(ctx context.Context, mark uint64) {
+	ids, all := s.out.fenced(mark)
+	if all {
+		if s.local != nil {
+			s.local.Invalidate()
+		}
+		if s.listener != nil {
+			s.listener.Doubt()
+		}
+		return
+	}
+	if len(ids) > 0 {
+		s.revoke(ids...)
+		s.announce(ctx, ids...)
+	}
 }
 
 // lose counts and alerts writes dropped before they reached Redis;

@@ -138,7 +138,7 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	// The tier sends its writes on the listener's connection in tracking
 	// mode, so that they do not come back as invalidations.
 	s.remote, err = redis.New(client, redis.Config{Prefix: opts.Prefix, Timeout: opts.OpTimeout,
-		MaxValueBytes: opts.MaxValueBytes, Trace: traceCall, Listener: s.listener})
+		MaxValueBytes: opts.MaxValueBytes, Trace: traceCall, Listener: s.listener, OnAbandoned: s.abandoned})
 	if err != nil {
 		if s.listener != nil {
 			s.listener.Close()
@@ -448,11 +448,11 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
 		}
 	}
+	s.remote.Close()       // its lanes end their batches: a write abandoned in one that lands is announced
 	if s.listener != nil { // after the final replay, which announces what it applies
 		s.listener.Close()
 	}
 	s.alerts.flush(context.Background())
-	s.remote.Close()
 	return errors.Join(err, s.tel.Close())
 }
 

@@ -407,6 +407,49 @@ func (s *Store) keepLocal(w lru.Write) {
 // dropLocal drops the local copy of id outside a change (replay outcomes).
 func (s *Store) dropLocal(id string) { s.dropWrite(s.beginLocal(id)) }
 
+// revoke takes the local copies of ids out of service, as an invalidation
+// does: a read of Redis begun before cannot put them back, and they stay
+// bases of replay.
+func (s *Store) revoke(ids ...string) {
+	for _, id := range ids {
+		if s.local != nil {
+			s.local.EndRevoke(s.local.Begin(id))
+		}
+		s.loads.Forget(id)
+	}
+}
+
+// abandoned is told by the Tier of a write whose caller gave up after it
+// was sent (see redis.Config.OnAbandoned), on the goroutine of its
+// connection: it must not block. Its caller was told that it failed, and the other
+// instances that the session changed (see write), perhaps before it did.
+// A write that has landed since is announced again, and the copy read
+// here since it failed is taken out of service. One that may still land
+// makes the session's changes queue in the outage tier until the next
+// Fence, after which the session is announced (see settle); without an
+// outage tier nothing fences it, and the others are owed a flush, sent as
+// soon as Redis answers.
+func (s *Store) abandoned(a redis.Abandoned) {
+	if a.Landed || s.out == nil {
+		s.revoke(a.ID)
+		if s.listener == nil {
+			return
+		}
+		if a.Landed {
+			s.listener.AnnounceLater(a.ID)
+		} else {
+			s.listener.Doubt()
+		}
+		return
+	}
+	d := "" // a delete leaves the key absent
+	if !a.Delete {
+		d = digest(a.Value)
+	}
+	s.out.doubt(a.ID, d)
+	s.wakeRecovery()
+}
+
 // pending accepts c into the outage tier, and ends w accordingly. cause is
 // the error of the Redis call, or nil when c queued behind outage state.
 func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error) error {
