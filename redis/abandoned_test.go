@@ -14,8 +14,8 @@ import (
 
 // A write sent through the lanes whose caller gave up before its reply is
 // told to Config.OnAbandoned: landed once Redis answered OK, in doubt if
-// its batch ended without a reply. A write refused by Redis, a PEXPIRE,
-// and a write whose caller gave up before it was sent are not.
+// its batch ended without a reply. A write refused by Redis and a write
+// whose caller gave up before it was sent are not.
 func TestLanesTellOfAbandonedWrites(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
@@ -71,9 +71,12 @@ func TestLanesTellOfAbandonedWrites(t *testing.T) {
 	expect("a SET held past the timeout", Abandoned{ID: "b", Value: []byte("doubt-value")})
 
 	abandon("\r\nab:c\r\n", func(ctx context.Context) error { return tr.Delete(ctx, "c") }, released)
-	expect("a DEL released before the timeout", Abandoned{ID: "c", Delete: true, Landed: true})
+	expect("a DEL released before the timeout", Abandoned{ID: "c", Kind: WriteDelete, Landed: true})
 
-	// Not told: Redis refused it, a PEXPIRE, not sent. A SET told after
+	abandon("pexpire", func(ctx context.Context) error { _, err := tr.Touch(ctx, "a", time.Minute); return err }, released)
+	expect("a PEXPIRE released before the timeout", Abandoned{ID: "a", Kind: WriteTouch, Landed: true})
+
+	// Not told: Redis refused it, not sent. A SET told after
 	// them shows that nothing was told before it.
 	plain := srv.Client()
 	config := func(v string) {
@@ -90,7 +93,6 @@ func TestLanesTellOfAbandonedWrites(t *testing.T) {
 		}
 	}
 	config("0")
-	abandon("pexpire", func(ctx context.Context) error { _, err := tr.Touch(ctx, "a", time.Minute); return err }, released)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := tr.Set(ctx, "d", []byte("never-sent"), time.Minute); !errors.Is(err, context.Canceled) {

@@ -97,9 +97,23 @@ func (f *fence) open() {
 	f.lanes = newLanes(f.client, f.timeout)
 	if f.onAbandoned != nil {
 		f.lanes.abandoned = func(r *request, landed bool) {
-			f.onAbandoned(Abandoned{ID: strings.TrimPrefix(r.key, f.prefix), Delete: r.kind == opDel, Value: r.value, Landed: landed})
+			a := Abandoned{ID: strings.TrimPrefix(r.key, f.prefix), Kind: r.kind.abandoned(), Landed: landed}
+			if r.kind == opSet {
+				a.Value = r.value // the Tier's copy (see Tier.change)
+			}
+			f.report(a)
 		}
 	}
+}
+
+// report tells onAbandoned of a: one in doubt is counted first, so that
+// a Fence made once it is told closes its connection (the caller, which
+// counts it too, may not have returned yet).
+func (f *fence) report(a Abandoned) {
+	if !a.Landed {
+		f.abandoned.Add(1)
+	}
+	f.onAbandoned(a)
 }
 
 // close stops the lanes and closes the write client; a write after it

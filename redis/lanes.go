@@ -268,7 +268,7 @@ type lanes struct {
 	closed  bool
 	sending sync.RWMutex // held for reading by each send: wait waits for them
 
-	// abandoned, if not nil, is told of a Set or Delete sent whose caller
+	// abandoned, if not nil, is told of a write sent whose caller
 	// gave up before its reply, and whether Redis answered that it
 	// executed it (see Config.OnAbandoned). Set before the first write.
 	abandoned func(r *request, landed bool)
@@ -374,7 +374,7 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 		// The reply goes to the caller, unless it gave up first (see
 		// await): then whether the write changed Redis after its caller
 		// was told it failed is told to abandoned.
-		if !r.claimed.CompareAndSwap(false, true) && l.abandoned != nil && r.kind != opPExpire && (rep.err == nil || !IsReply(rep.err)) {
+		if !r.claimed.CompareAndSwap(false, true) && l.abandoned != nil && (rep.err == nil || !IsReply(rep.err)) {
 			l.abandoned(r, rep.err == nil)
 		}
 		r.done <- rep

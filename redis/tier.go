@@ -84,7 +84,7 @@ type Config struct {
 	// while it is up, so that they come back as no invalidation (see
 	// tracked.go), and Fence closes that connection too.
 	Listener *Listener
-	// OnAbandoned, if not nil, is told of every Set and Delete whose
+	// OnAbandoned, if not nil, is told of every Set, Delete and Touch whose
 	// caller gave up after it was sent on a single-node client, once
 	// Redis answered it (Landed) or its connection was given up: the
 	// write may have changed Redis after its caller was told it failed.
@@ -95,12 +95,33 @@ type Config struct {
 	OnAbandoned func(Abandoned)
 }
 
+// WriteKind is what a write does.
+type WriteKind uint8
+
+// The kinds of writes.
+const (
+	WriteSet    WriteKind = iota // SET
+	WriteDelete                  // DEL
+	WriteTouch                   // PEXPIRE
+)
+
+// abandoned is the WriteKind of a write's opKind.
+func (k opKind) abandoned() WriteKind {
+	switch k {
+	case opDel:
+		return WriteDelete
+	case opPExpire:
+		return WriteTouch
+	}
+	return WriteSet
+}
+
 // Abandoned is a write whose caller gave up after it was sent (see
 // Config.OnAbandoned).
 type Abandoned struct {
-	ID     string
-	Delete bool   // a DEL; otherwise a SET of Value
-	Value  []byte // the SET's value, bytes the Tier owns: not to be modified
+	ID    string
+	Kind  WriteKind
+	Value []byte // WriteSet's value, bytes the Tier owns: not to be modified
 	// Landed: Redis answered that it executed the write. Otherwise the
 	// write ended without a reply and Redis may still execute it, until
 	// the next Fence.
@@ -120,8 +141,9 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 	if cfg.Listener != nil {
 		tr = cfg.Listener.tracked
 	}
-	if tr != nil {
-		tr.abandoned = cfg.OnAbandoned // before the Listener starts: see Config.Listener
+	f := newFence(client, cfg.Timeout, cfg.Prefix, cfg.OnAbandoned)
+	if tr != nil && f != nil && cfg.OnAbandoned != nil {
+		tr.abandoned = f.report // before the Listener starts: see Config.Listener
 	}
 	return &Tier{
 		tracked:    tr,
@@ -134,7 +156,7 @@ func New(client goredis.UniversalClient, cfg Config) (*Tier, error) {
 		replicas:   readsReplicas(client),
 		slots:      make(chan struct{}, maxDetached),
 		trace:      cfg.Trace,
-		fence:      newFence(client, cfg.Timeout, cfg.Prefix, cfg.OnAbandoned),
+		fence:      f,
 	}, nil
 }
 

@@ -368,11 +368,15 @@ func (t *tracked) serve(ctx context.Context, c *trackConn, lost func()) {
 		if f.r == nil || f.part { // a request of two commands is answered once
 			continue
 		}
-		if r := f.r; !r.claimed.CompareAndSwap(false, true) && t.abandoned != nil && (r.kind == opSet || r.kind == opDel) {
-			// Its caller gave up, and Redis may still execute it.
-			// r.value may be its caller's, who has returned: the value
-			// sent is in r.cmd, which r owns.
-			t.abandoned(Abandoned{ID: r.id, Delete: r.kind == opDel, Value: commandArg(r.cmd, 2)})
+		if r := f.r; !r.claimed.CompareAndSwap(false, true) && t.abandoned != nil && r.kind <= opPExpire {
+			// A write whose caller gave up, which Redis may still
+			// execute. r.value may be its caller's, who has returned:
+			// the value sent is in r.cmd, which r owns.
+			a := Abandoned{ID: r.id, Kind: r.kind.abandoned()}
+			if r.kind == opSet {
+				a.Value = commandArg(r.cmd, 2)
+			}
+			t.abandoned(a)
 		}
 		f.r.done <- reply{err: err}
 	}

@@ -38,8 +38,9 @@ type Hold struct {
 	once    sync.Once
 	addr    string
 
-	mu     sync.Mutex // guards behind
+	mu     sync.Mutex // guards behind and client
 	behind []byte     // what the client sent after the held chunk, held too
+	client net.Conn   // the proxy's connection to the client that sent it
 }
 
 // Held is closed once a chunk is held.
@@ -61,6 +62,16 @@ func (h *Hold) Behind() []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return bytes.Clone(h.behind)
+}
+
+// CutClient closes the proxy's connection to the client that sent the
+// held chunk, once a chunk is held: the client sees its connection broken
+// at once, while the chunk, still held, is forwarded on Release.
+func (h *Hold) CutClient() {
+	<-h.held
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.client.Close()
 }
 
 // Release forwards the held chunk (if the connection to the server is
@@ -169,6 +180,9 @@ func (p *Proxy) forward(dst, src net.Conn) {
 			chunk := buf[:n]
 			if h := p.holds(chunk); h != nil {
 				h.addr = dst.LocalAddr().String()
+				h.mu.Lock()
+				h.client = src
+				h.mu.Unlock()
 				close(h.held)
 				var ok bool
 				if chunk, err, ok = p.keep(src, h, chunk); !ok {
