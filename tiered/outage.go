@@ -42,24 +42,39 @@ type lostWrite struct {
 // replay never reorders writes of one id, and a delete made during an
 // outage is never undone by an older write.
 type outage struct {
-	mu       sync.Mutex               // guards writes, tombs, seq and lost
+	mu       sync.Mutex               // guards the fields below, but for unfences and size
 	writes   *lru.Segmented[*pending] // bounded by Options.Fallback
 	tombs    map[string]uint64        // deleted ids → seq; at most maxTombs
 	maxTombs int                      //
 	seq      uint64                   // versions handed out so far
 	lost     []lostWrite              // filled by evictions during Add, drained by the caller
 	// unfenced holds the ids whose pending write was dropped (evicted, or
-	// expired) after it was sent, a replay of it included: it may still
-	// land, until the next Fence. Their changes queue here meanwhile, so
-	// that a Delete is replayed after the Fence rather than undone by the
-	// late write. At most maxTombs: past it, unfencedAll is the seq of the
-	// latest such write not recorded, and every id queues here until a
+	// expired) after it was sent, a replay of it included, or whose write
+	// was abandoned by its caller once sent (see Store.abandoned): it may
+	// still land, until the next Fence. Their Sets and Deletes wait for
+	// that Fence meanwhile (see queue), so that a Delete is not undone by
+	// the late write. At most maxTombs: past it, unfencedAll is the seq of
+	// the latest such write not recorded, and every id waits until a
 	// Fence covers it (0: none).
 	unfenced    map[string]unfencedWrite
 	unfencedAll uint64
-	fencedAll   chan struct{} // while unfencedAll is set: closed when it is cleared
-	size        atomic.Int64  // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
-	limits      lru.Limits    // of writes
+	fenceDone   chan struct{} // made by a change that waits for the next Fence; closed by fenced
+	// settled keeps, for a while after the Fence that covered them (see
+	// settledFor), the ids unfenced held: a change sent before it was
+	// recorded, and answered after the Fence, may have been undone by the
+	// late write (see Store.requeue). At most maxTombs.
+	settled    map[string]settledWrite
+	settledAll settledWrite  // the last unfencedAll that a Fence covered, as settled
+	unfences   atomic.Uint64 // seq of the latest unfence: see changedSince
+	size       atomic.Int64  // len(writes)+len(tombs)+len(unfenced), +1 with unfencedAll, read without mu
+	limits     lru.Limits    // of writes
+	settledFor time.Duration
+}
+
+// settledWrite is an unfencedWrite that a Fence covered at time at.
+type settledWrite struct {
+	unfencedWrite
+	at time.Time
 }
 
 // unfencedWrite is what may still land of a dropped write: the digests
@@ -70,8 +85,11 @@ type unfencedWrite struct {
 	seq     uint64
 }
 
-func newOutage(limits lru.Limits, maxTombs int) *outage {
-	o := &outage{tombs: make(map[string]uint64), unfenced: make(map[string]unfencedWrite), maxTombs: maxTombs, limits: limits}
+// newOutage returns an outage tier; settledFor is how long a change may
+// take from its check of the tier to its answer (see settled).
+func newOutage(limits lru.Limits, maxTombs int, settledFor time.Duration) *outage {
+	o := &outage{tombs: make(map[string]uint64), unfenced: make(map[string]unfencedWrite), settled: make(map[string]settledWrite),
+		maxTombs: maxTombs, limits: limits, settledFor: settledFor}
 	o.writes = lru.NewSegmented(limits.MaxEntries, limits.MaxBytes, func(id string, p *pending) {
 		o.lost = append(o.lost, lostWrite{id: id, bytes: int64(len(p.value))})
 		o.dropped(id, p)
@@ -94,13 +112,12 @@ func (o *outage) dropped(id string, p *pending) {
 }
 
 // doubt records that a write of id whose caller gave up may still land
-// (see redis.Abandoned): d is the digest of its value, "" for a delete.
-// Until the next Fence, id's changes queue behind it as behind a dropped
-// write.
-func (o *outage) doubt(id, d string) {
+// (see redis.Abandoned), leaving the values of these digests ("": the key
+// absent; none for a touch), as dropped records a dropped write.
+func (o *outage) doubt(id string, landing []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.unfence(id, []string{d})
+	o.unfence(id, landing)
 	o.updateSize()
 }
 
@@ -115,11 +132,32 @@ func (o *outage) unfence(id string, landing []string) {
 		u.seq = o.seq
 		o.unfenced[id] = u
 	} else { // which id is not remembered: every id waits
-		if o.unfencedAll == 0 {
-			o.fencedAll = make(chan struct{})
-		}
 		o.unfencedAll = o.seq
 	}
+	o.unfences.Store(o.seq)
+}
+
+// changedSince returns what to hand to unfencedSince: the seq of the
+// latest unfence, read without mu.
+func (o *outage) changedSince() uint64 { return o.unfences.Load() }
+
+// unfencedSince reports whether a write of id that may still land, or
+// that may have landed before a Fence, was recorded after mark (a value
+// of changedSince), or may have been: a change of id sent after mark and
+// answered may have been undone by it.
+func (o *outage) unfencedSince(id string, mark uint64) bool {
+	if o.unfences.Load() == mark {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if u, ok := o.unfenced[id]; ok && u.seq > mark {
+		return true
+	}
+	if u, ok := o.settled[id]; ok && u.seq > mark {
+		return true
+	}
+	return o.unfencedAll > mark || o.settledAll.seq > mark
 }
 
 // fenceMark returns the mark to hand to fenced once a Fence begun after
@@ -133,23 +171,45 @@ func (o *outage) fenceMark() uint64 {
 // fenced forgets the dropped writes recorded up to mark: a Fence since has
 // made sure they cannot land any more. It returns the ids it forgot, and
 // all: writes of ids not remembered were forgotten too.
-func (o *outage) fenced(mark uint64) (ids []string, all bool) {
+func (o *outage) fenced(mark uint64, now time.Time) (ids []string, all bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for id, u := range o.settled {
+		if now.Sub(u.at) > o.settledFor {
+			delete(o.settled, id)
+		}
+	}
 	for id, u := range o.unfenced {
 		if u.seq <= mark {
 			delete(o.unfenced, id)
 			ids = append(ids, id)
+			if len(o.settled) < o.maxTombs {
+				o.settled[id] = settledWrite{u, now}
+			}
 		}
 	}
 	if o.unfencedAll != 0 && o.unfencedAll <= mark {
+		o.settledAll = settledWrite{unfencedWrite{seq: o.unfencedAll}, now}
 		o.unfencedAll = 0
-		close(o.fencedAll)
-		o.fencedAll = nil
 		all = true
+	} else if now.Sub(o.settledAll.at) > o.settledFor {
+		o.settledAll = settledWrite{}
+	}
+	if o.fenceDone != nil {
+		close(o.fenceDone)
+		o.fenceDone = nil
 	}
 	o.updateSize()
 	return ids, all
+}
+
+// nextFence returns a channel closed by the next fenced. The caller holds
+// mu.
+func (o *outage) nextFence() <-chan struct{} {
+	if o.fenceDone == nil {
+		o.fenceDone = make(chan struct{})
+	}
+	return o.fenceDone
 }
 
 func writeSize(id string, p *pending) int64 { return int64(len(id)+len(p.value)) + lru.EntryOverhead }
@@ -198,12 +258,14 @@ func (o *outage) lookup(id string, now time.Time) (value []byte, tombstoned, ok 
 }
 
 // queue reports whether a change of kind k of id queues here, behind the
-// id's state: a pending write, a tombstone, or a dropped write that may
-// still land (unfenced). A Touch queues behind the first two only: a late
-// SET may set the session's lifetime again, but it neither revives a
-// deleted session nor replaces a newer value. Past maxTombs dropped writes
-// (unfencedAll), an id without state of its own is not queued but gets
-// wait, closed once a Fence covers them (see Store.queues).
+// id's state: a pending write or a tombstone. A Set or Delete of an id
+// without either but with a write that may still land (unfenced, or past
+// maxTombs of them unfencedAll) is not queued but gets wait, closed by the
+// next Fence (see Store.queues): queued, it would be replayed only onto a
+// value this instance saw, and Redis may hold another. A Touch neither
+// queues nor waits behind such a write: a late SET may set the session's
+// lifetime again, but it neither revives a deleted session nor replaces
+// a newer value.
 func (o *outage) queue(id string, k kind) (queue bool, wait <-chan struct{}) {
 	if !o.active() {
 		return false, nil
@@ -215,11 +277,8 @@ func (o *outage) queue(id string, k kind) (queue bool, wait <-chan struct{}) {
 	if pendingWrite || dead || k == kindTouch {
 		return pendingWrite || dead, nil
 	}
-	if _, unfenced := o.unfenced[id]; unfenced {
-		return true, nil
-	}
-	if o.unfencedAll != 0 {
-		return false, o.fencedAll
+	if _, unfenced := o.unfenced[id]; unfenced || o.unfencedAll != 0 {
+		return false, o.nextFence()
 	}
 	return false, nil
 }
@@ -321,6 +380,9 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 	default:
 		p.bases = base()
 		for _, d := range o.unfenced[id].digests { // they may land before the replay
+			p.bases = withBase(p.bases, d)
+		}
+		for _, d := range o.settled[id].digests { // they may have landed
 			p.bases = withBase(p.bases, d)
 		}
 	}

@@ -19,7 +19,7 @@ func (o *outage) has(id string) bool {
 }
 
 func newTestOutage() *outage {
-	return newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 10)
+	return newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 10, time.Second)
 }
 
 // TestNewerWriteDuringReplayKeepsOrder: a write that comes while an older
@@ -98,7 +98,7 @@ func TestOutageWriteReportsOnlyWhatItKeeps(t *testing.T) {
 	const each = 2 + 100 + lru.EntryOverhead // id "sN", 100 bytes of data
 	for _, n := range []int{10, 200, 600, 1500, 3000} {
 		t.Run(fmt.Sprint(n, " bytes"), func(t *testing.T) {
-			o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 10 * each}, 100)
+			o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 10 * each}, 100, time.Second)
 			now, exp := time.Now(), time.Now().Add(time.Hour)
 			for i := range 10 {
 				id := fmt.Sprint("s", i)
@@ -162,7 +162,7 @@ func TestTouchDoesNotReviveAnExpiredPendingWrite(t *testing.T) {
 // TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite (issue 9, item 7):
 // a refused write changes nothing, and the write accepted before it stays.
 func TestWriteTooLargeForTheOutageTierKeepsTheEarlierWrite(t *testing.T) {
-	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 4096}, 10)
+	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 4096}, 10, time.Second)
 	exp := time.Now().Add(time.Hour)
 	if stored, _ := o.write("id", []byte("small"), exp, func() []string { return []string{""} }, false); !stored {
 		t.Fatal("a small write was refused")
@@ -204,7 +204,7 @@ func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 	if !o.has("id") || !o.active() {
 		t.Fatal("a dropped write that may land left no state: a Delete of its id would go straight to Redis")
 	}
-	o.fenced(before) // a Fence begun before the drop proves nothing
+	o.fenced(before, time.Now()) // a Fence begun before the drop proves nothing
 	if !o.has("id") {
 		t.Fatal("a Fence begun before the drop cleared it")
 	}
@@ -214,7 +214,7 @@ func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 		t.Fatalf("batch = %+v; want v2 accepting v1, which may land", batch)
 	}
 	o.writesDone(batch, seqs, []bool{true})
-	o.fenced(o.fenceMark())
+	o.fenced(o.fenceMark(), time.Now())
 	if o.has("id") || o.active() {
 		t.Fatal("state left after the replay and a Fence")
 	}
@@ -227,7 +227,7 @@ func TestDroppedSentWriteQueuesLaterChangesUntilAFence(t *testing.T) {
 func TestSendingMarksWhatItSendsAndLeavesOutWhatWasDropped(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	each := writeSize("a", &pending{value: []byte("v1")})
-	o := newOutage(lru.Limits{MaxEntries: 3, MaxBytes: 3 * each}, 10)
+	o := newOutage(lru.Limits{MaxEntries: 3, MaxBytes: 3 * each}, 10, time.Second)
 	for _, id := range []string{"a", "b", "c"} {
 		o.write(id, []byte("v1"), exp, func() []string { return []string{""} }, false)
 	}
@@ -250,7 +250,7 @@ func TestSendingMarksWhatItSendsAndLeavesOutWhatWasDropped(t *testing.T) {
 	if !o.has("a") {
 		t.Fatal("the write's reply cleared its id before a Fence")
 	}
-	o.fenced(o.fenceMark())
+	o.fenced(o.fenceMark(), time.Now())
 	if o.has("a") {
 		t.Fatal("a is still queued after a Fence")
 	}
@@ -260,7 +260,7 @@ func TestSendingMarksWhatItSendsAndLeavesOutWhatWasDropped(t *testing.T) {
 // maxTombs dropped writes that may land, which one is not remembered:
 // every id queues here until a Fence begun after the drop.
 func TestDroppedSentWritesPastTheBoundQueueEveryIDUntilAFence(t *testing.T) {
-	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 1)
+	o := newOutage(lru.Limits{MaxEntries: 100, MaxBytes: 1 << 20}, 1, time.Second)
 	now := time.Now()
 	for _, id := range []string{"a", "b"} {
 		o.write(id, []byte("v1"), now.Add(time.Millisecond), func() []string { return []string{""} }, true)
@@ -272,11 +272,11 @@ func TestDroppedSentWritesPastTheBoundQueueEveryIDUntilAFence(t *testing.T) {
 	if !o.has("a") || !o.has("b") || !o.has("never-written") {
 		t.Fatal("with more dropped writes than remembered, an id goes straight to Redis")
 	}
-	o.fenced(before)
+	o.fenced(before, time.Now())
 	if !o.has("never-written") {
 		t.Fatal("a Fence begun before the drops cleared them")
 	}
-	o.fenced(o.fenceMark())
+	o.fenced(o.fenceMark(), time.Now())
 	if o.has("a") || o.has("b") || o.has("never-written") || o.active() {
 		t.Fatal("state left after a Fence")
 	}

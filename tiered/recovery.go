@@ -342,7 +342,7 @@ func (s *Store) fence(ctx context.Context) bool {
 // each landed). Past the ids remembered, every copy is revalidated and the
 // others are owed a flush.
 func (s *Store) settle(ctx context.Context, mark uint64) {
-	ids, all := s.out.fenced(mark)
+	ids, all := s.out.fenced(mark, s.now())
 	if all {
 		if s.local != nil {
 			s.local.Invalidate()

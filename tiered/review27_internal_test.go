@@ -38,7 +38,7 @@ func TestReview27SupersededSentWriteEvictedKeepsItsIDQueued(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			o := newOutage(lru.Limits{MaxEntries: 3, MaxBytes: 3 * each}, 10)
+			o := newOutage(lru.Limits{MaxEntries: 3, MaxBytes: 3 * each}, 10, time.Second)
 			o.write("a", []byte("v1"), exp, none, false)
 			markSent(o)
 			o.write("a", []byte("v2"), exp, nil, false) // superseded: never sent

@@ -125,7 +125,7 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: Breaker: %w", ErrInvalidOptions, err)
 	}
 	if !opts.Fallback.Disabled() {
-		s.out = newOutage(opts.Fallback, opts.MaxTombstones)
+		s.out = newOutage(opts.Fallback, opts.MaxTombstones, max(4*opts.OpTimeout, time.Second))
 	}
 	// Alerts fire only from operations and background work, which start
 	// once New has returned, so the hook may read s.tel.
@@ -448,7 +448,13 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
 		}
 	}
-	s.remote.Close()       // its lanes end their batches: a write abandoned in one that lands is announced
+	s.remote.Close() // its lanes end their batches: a write abandoned in one is reported
+	if s.out != nil && s.out.active() {
+		// Such a write may still land: fence it, and announce its session.
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
+		s.fence(ctx)
+		cancel()
+	}
 	if s.listener != nil { // after the final replay, which announces what it applies
 		s.listener.Close()
 	}

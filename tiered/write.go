@@ -124,8 +124,10 @@ func (s *Store) run(ctx context.Context, op telemetry.Op, c change) error {
 // replay, or fail.
 func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error {
 	w := s.beginLocal(c.id)
-	call := ctx // the Redis call's context
+	call := ctx     // the Redis call's context
+	var mark uint64 // see requeue
 	if s.out != nil {
+		mark = s.out.changedSince()
 		queue, deadline, err := s.queues(ctx, c)
 		switch {
 		case err != nil: // the caller gave up waiting: nothing was sent
@@ -178,8 +180,8 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		if c.kind == kindTouch && !found {
 			return ErrNotFound
 		}
-		if s.out != nil && s.out.active() {
-			return s.requeue(ctx, c)
+		if s.out != nil && (s.out.active() || s.out.changedSince() != mark) {
+			return s.requeue(ctx, c, mark)
 		}
 		return nil
 	case s.out != nil && s.unreachable(ctx, err):
@@ -214,18 +216,20 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 		return true, time.Time{}, nil
 	}
 	deadline = time.Now().Add(s.opts.OpTimeout)
-	s.wakeRecovery()
 	t := time.NewTimer(s.opts.OpTimeout)
 	defer t.Stop()
-	select {
-	case <-wait:
-	case <-t.C:
-		return true, time.Time{}, nil
-	case <-ctx.Done():
-		return false, time.Time{}, ctx.Err()
+	for wait != nil { // a Fence begun before the write was recorded does not cover it
+		s.wakeRecovery()
+		select {
+		case <-wait:
+		case <-t.C:
+			return true, time.Time{}, nil
+		case <-ctx.Done():
+			return false, time.Time{}, ctx.Err()
+		}
+		queue, wait = s.out.queue(c.id, c.kind)
 	}
-	queue, wait = s.out.queue(c.id, c.kind)
-	return queue || wait != nil, deadline, nil
+	return queue, deadline, nil
 }
 
 // requeue records c, which Redis just took, behind the state its id took
@@ -241,8 +245,8 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 // be recorded drops the pending write instead (see outage.dropped); a
 // Delete then returns ErrUnavailable if that write was sent and may
 // still land.
-func (s *Store) requeue(ctx context.Context, c change) error {
-	if queue, _ := s.out.queue(c.id, c.kind); !queue {
+func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
+	if queue, _ := s.out.queue(c.id, c.kind); !queue && (c.kind == kindTouch || !s.out.unfencedSince(c.id, mark)) {
 		return nil
 	}
 	if c.kind != kindTouch && s.out.supersede(c.id) {
@@ -252,7 +256,7 @@ func (s *Store) requeue(ctx context.Context, c change) error {
 	case kindDelete:
 		if !s.out.tombstone(c.id) {
 			s.out.drop(c.id)
-			if queue, _ := s.out.queue(c.id, c.kind); queue { // a write of it may still land
+			if queue, wait := s.out.queue(c.id, c.kind); queue || wait != nil { // a write of it may still land
 				return s.tombstonesFull(ctx)
 			}
 		}
@@ -442,11 +446,14 @@ func (s *Store) abandoned(a redis.Abandoned) {
 		}
 		return
 	}
-	d := "" // a delete leaves the key absent
-	if !a.Delete {
-		d = digest(a.Value)
+	var landing []string // a touch changes no value
+	switch a.Kind {
+	case redis.WriteSet:
+		landing = []string{digest(a.Value)}
+	case redis.WriteDelete:
+		landing = []string{""} // the key absent
 	}
-	s.out.doubt(a.ID, d)
+	s.out.doubt(a.ID, landing)
 	s.wakeRecovery()
 }
 
