@@ -391,11 +391,14 @@ func (l *lanes) wait() {
 }
 
 // close stops the flushers once the writes queued before have been
-// answered; a write queued after fails.
+// answered; a write queued after fails. Closing again does nothing.
 func (l *lanes) close() {
 	l.mu.Lock()
+	was := l.closed
 	l.closed = true
 	l.mu.Unlock()
-	close(l.stop)
+	if !was {
+		close(l.stop)
+	}
 	l.wg.Wait()
 }

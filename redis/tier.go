@@ -521,6 +521,17 @@ func (t *Tier) Close() {
 	t.fence.close()
 }
 
+// CloseWrites stops the lanes once the writes queued have been answered
+// (those whose caller gave up are reported to Config.OnAbandoned): a Set,
+// Delete or Touch after it fails. A Fence may follow it; Close does it
+// too.
+func (t *Tier) CloseWrites() {
+	if t.fence != nil {
+		t.fence.once.Do(t.fence.open)
+		t.fence.lanes.close()
+	}
+}
+
 // IsReply reports whether err is an answer of Redis (goredis.Nil
 // included): the command was executed or refused, as opposed to a failure
 // whose outcome is unknown (a timeout, a cancellation, a broken
