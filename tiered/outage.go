@@ -185,11 +185,13 @@ func (o *outage) fenced(mark uint64, now time.Time) (ids []string, all bool) {
 			ids = append(ids, id)
 			if len(o.settled) < o.maxTombs {
 				o.settled[id] = settledWrite{u, now}
+			} else { // which id is not remembered: every id's change may have been undone
+				o.settledAll = settledWrite{unfencedWrite{seq: max(o.settledAll.seq, u.seq)}, now}
 			}
 		}
 	}
 	if o.unfencedAll != 0 && o.unfencedAll <= mark {
-		o.settledAll = settledWrite{unfencedWrite{seq: o.unfencedAll}, now}
+		o.settledAll = settledWrite{unfencedWrite{seq: max(o.settledAll.seq, o.unfencedAll)}, now}
 		o.unfencedAll = 0
 		all = true
 	} else if now.Sub(o.settledAll.at) > o.settledFor {

@@ -419,10 +419,13 @@ func (s *Store) Stats() Stats {
 // for the operations in flight (each bounded by OpTimeout), stops the
 // background work, then tries for at most Options.CloseTimeout to replay
 // what is still pending; what it could not replay is reported by an
-// AlertPendingLost and by an error wrapping ErrPendingLost. It waits for
-// Redis calls still running past their deadline on a client that ignores
-// context deadlines (see redis.Tier), and does not close the client.
-// Closing twice returns ErrClosed.
+// AlertPendingLost and by an error wrapping ErrPendingLost. It then waits
+// for the writes still in flight whose callers gave up (each bounded by
+// OpTimeout) and, if one may still land, fences it, within CloseTimeout
+// again, and announces its session. It waits for Redis calls still
+// running past their deadline on a client that ignores context deadlines
+// (see redis.Tier), and does not close the client. Closing twice returns
+// ErrClosed.
 func (s *Store) Close() error {
 	s.gate.Lock()
 	if s.closing {
@@ -448,7 +451,7 @@ func (s *Store) Close() error {
 			err = fmt.Errorf("%w: %d writes and %d deletes not replayed", ErrPendingLost, writes, tombs)
 		}
 	}
-	s.remote.Close() // its lanes end their batches: a write abandoned in one is reported
+	s.remote.CloseWrites() // the lanes end their batches: a write abandoned in one is reported
 	if s.out != nil && s.out.active() {
 		// Such a write may still land: fence it, and announce its session.
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
@@ -459,6 +462,7 @@ func (s *Store) Close() error {
 		s.listener.Close()
 	}
 	s.alerts.flush(context.Background())
+	s.remote.Close() // waits for the calls that outlived their deadline, the final Fence's included
 	return errors.Join(err, s.tel.Close())
 }
 

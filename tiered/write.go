@@ -127,8 +127,10 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 	call := ctx     // the Redis call's context
 	var mark uint64 // see requeue
 	if s.out != nil {
-		mark = s.out.changedSince()
-		queue, deadline, err := s.queues(ctx, c)
+		var queue bool
+		var deadline time.Time
+		var err error
+		queue, deadline, mark, err = s.queues(ctx, c)
 		switch {
 		case err != nil: // the caller gave up waiting: nothing was sent
 			s.endUnsent(w, c)
@@ -150,7 +152,7 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 		found bool
 		e     ending
 	)
-	err := s.brk.Do(ctx, func() (err error) {
+	err := s.brk.Do(call, func() (err error) { // a call the wait left no time for is not Redis's failure
 		found, e, err = s.send(call, &c, &w)
 		return err
 	})
@@ -200,20 +202,23 @@ func (s *Store) write(ctx context.Context, c change, tier *telemetry.Tier) error
 }
 
 // queues reports whether c queues in the outage tier behind its id's
-// state (see outage.queue). Past Options.MaxTombstones dropped writes that
-// may still land, which sessions they are is not known: a change of any
-// session waits for the Fence that the replay makes as soon as Redis
-// answers, rather than be undone by such a write landing after it. The
-// wait and the Redis call that follows share one OpTimeout, which ends at
-// deadline; the change queues if the breaker is open or the wait ends
-// first, and fails with the context's error if the caller gives up.
-func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time.Time, err error) {
+// state (see outage.queue). A Set or Delete of a session with a write
+// that may still land (dropped after it was sent, or abandoned by its
+// caller), or of any session past Options.MaxTombstones of them, waits
+// for the Fence that the replay makes as soon as Redis answers, rather
+// than be undone by such a write landing after it. The wait and the Redis
+// call that follows share one OpTimeout, which ends at deadline; the
+// change queues if the breaker is open or the wait ends first, and fails
+// with the context's error if the caller gives up. mark is what requeue
+// is given: changedSince, read before the check that let c go.
+func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time.Time, mark uint64, err error) {
+	mark = s.out.changedSince() // before the check: see requeue
 	queue, wait := s.out.queue(c.id, c.kind)
 	if wait == nil {
-		return queue, time.Time{}, nil
+		return queue, time.Time{}, mark, nil
 	}
 	if s.brk.Rejecting() {
-		return true, time.Time{}, nil
+		return true, time.Time{}, mark, nil
 	}
 	deadline = time.Now().Add(s.opts.OpTimeout)
 	t := time.NewTimer(s.opts.OpTimeout)
@@ -223,13 +228,14 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 		select {
 		case <-wait:
 		case <-t.C:
-			return true, time.Time{}, nil
+			return true, time.Time{}, mark, nil
 		case <-ctx.Done():
-			return false, time.Time{}, ctx.Err()
+			return false, time.Time{}, mark, ctx.Err()
 		}
+		mark = s.out.changedSince()
 		queue, wait = s.out.queue(c.id, c.kind)
 	}
-	return queue, deadline, nil
+	return queue, deadline, mark, nil
 }
 
 // requeue records c, which Redis just took, behind the state its id took
