@@ -452,8 +452,11 @@ func (s *Store) Close() error {
 		}
 	}
 	s.remote.CloseWrites() // the lanes end their batches: a write abandoned in one is reported
-	if s.out != nil && s.out.active() {
+	if s.out != nil {
 		// Such a write may still land: fence it, and announce its session.
+		// (One on the tracked connection is reported in doubt only once
+		// that connection is lost: the Fence, which makes no call if no
+		// write was abandoned, kills it unless it answers a barrier.)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CloseTimeout)
 		s.fence(ctx)
 		cancel()
