@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,11 @@ func TestTelemetryThroughAnOutage(t *testing.T) {
 
 	e.srv.Restart()
 	waitReplayed(t, e.s)
+	// The replay_done alert follows the drain, once the replay has looked
+	// again for what came meanwhile.
+	waitFor(t, "the replay_done alert", func() bool {
+		return slices.ContainsFunc(e.logRecords(), func(r logtest.Record) bool { return r.EventName == "sessiontier.replay_done" })
+	})
 	series = append(series, breakerState())
 	if got := strings.Join(series, ","); got != "closed,open,closed" {
 		t.Fatalf("breaker state series = %s; want closed,open,closed", got)
