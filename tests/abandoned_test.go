@@ -35,6 +35,26 @@ func abandonedStores(t *testing.T, m mode, opts tiered.Options) (srv *redistest.
 	return srv, proxy, a, c
 }
 
+// fastFence are the options of a store C that gives up on a held write
+// soon, and fences soon after.
+func fastFence() tiered.Options {
+	return tiered.Options{
+		OpTimeout: 200 * time.Millisecond,
+		Breaker:   breaker.Settings{OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
+	}
+}
+
+// holdCancelled sets "victim" to value through s, behind proxy, with a
+// context cancelled once the proxy holds the SET, and returns the Hold,
+// released when t ends.
+func holdCancelled(t *testing.T, proxy *redistest.Proxy, s *tiered.Store, value string) *redistest.Hold {
+	t.Helper()
+	hold := proxy.Hold([]byte(value))
+	t.Cleanup(hold.Release)
+	setCancelled(t, s, hold, "victim", value)
+	return hold
+}
+
 // setCancelled sets id to value through s with a context cancelled once
 // hold holds the SET, and checks that the caller was told it failed.
 func setCancelled(t *testing.T, s *tiered.Store, hold *redistest.Hold, id, value string) {
@@ -94,9 +114,7 @@ func TestCancelledWriteThatLandsLateIsAnnounced(t *testing.T) {
 	for _, m := range cachingModes {
 		t.Run(m.name, func(t *testing.T) {
 			srv, proxy, a, c := abandonedStores(t, m, tiered.Options{OpTimeout: time.Second})
-			hold := proxy.Hold([]byte("c1-late"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-late")
+			hold := holdCancelled(t, proxy, c, "c1-late")
 			stores := map[string]*tiered.Store{"A": a, "C": c}
 			if m.opt == tiered.InvalidationPerKey {
 				// C's reads would wait behind the held SET on its
@@ -118,13 +136,8 @@ func TestCancelledWriteThatLandsLateIsAnnounced(t *testing.T) {
 func TestCancelledWriteInDoubtIsAnnouncedAfterTheFence(t *testing.T) {
 	for _, m := range cachingModes {
 		t.Run(m.name, func(t *testing.T) {
-			srv, proxy, a, c := abandonedStores(t, m, tiered.Options{
-				OpTimeout: 200 * time.Millisecond,
-				Breaker:   breaker.Settings{OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
-			})
-			hold := proxy.Hold([]byte("c1-doubt"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-doubt")
+			srv, proxy, a, c := abandonedStores(t, m, fastFence())
+			hold := holdCancelled(t, proxy, c, "c1-doubt")
 			fence := proxy.Hold([]byte("\r\nLIST\r\n")) // C's Fence: CLIENT LIST
 			defer fence.Release()
 			holdA2(t, a, map[string]*tiered.Store{"A": a, "C": c})

@@ -30,9 +30,7 @@ func TestReview30CloseLeavesADoubtUnannounced(t *testing.T) {
 	for _, m := range cachingModes {
 		t.Run(m.name, func(t *testing.T) {
 			srv, proxy, a, c := abandonedStores(t, m, tiered.Options{OpTimeout: time.Second})
-			hold := proxy.Hold([]byte("c1-close"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-close")
+			hold := holdCancelled(t, proxy, c, "c1-close")
 			holdA2(t, a, map[string]*tiered.Store{"A": a})
 			closed := make(chan error, 1)
 			go func() { closed <- c.Close() }()
@@ -115,9 +113,7 @@ func TestReview30SetQueuedBehindADoubtIsNotLost(t *testing.T) {
 		OpTimeout: 2 * time.Second, // the held Fence does not time out
 		Breaker:   breaker.Settings{OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
 	})
-	hold := proxy.Hold([]byte("c1-doubt"))
-	defer hold.Release()
-	setCancelled(t, c, hold, "victim", "c1-doubt")
+	holdCancelled(t, proxy, c, "c1-doubt")
 	fence := proxy.Hold([]byte("\r\nLIST\r\n")) // C's Fence: CLIENT LIST
 	defer fence.Release()
 	select {
@@ -204,9 +200,7 @@ func TestReview30WriteLandedBeforeTheFenceIsRequeued(t *testing.T) {
 	if v, err := c.Get(bg, "victim"); err != nil || string(v) != "a0" { // C's base: a0
 		t.Fatalf("C reads %q, %v", v, err)
 	}
-	hold := proxy.Hold([]byte("c1-doubt"))
-	defer hold.Release()
-	setCancelled(t, c, hold, "victim", "c1-doubt")
+	hold := holdCancelled(t, proxy, c, "c1-doubt")
 	sub := srv.Client().Subscribe(bg, "session:__invalidate__")
 	defer sub.Close()
 	if _, err := sub.Receive(bg); err != nil {

@@ -44,10 +44,7 @@ func cmdCalls(t *testing.T, srv *redistest.Server, name string) int64 {
 // settled, C should stop fencing.
 func TestReview32OneWriteInDoubtDoesNotFenceForever(t *testing.T) {
 	m := cachingModes[0] // publish: every write goes through the lanes
-	srv, proxy, _, c := abandonedStores(t, m, tiered.Options{
-		OpTimeout: 200 * time.Millisecond,
-		Breaker:   breaker.Settings{OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
-	})
+	srv, proxy, _, c := abandonedStores(t, m, fastFence())
 	var (
 		stop   atomic.Bool
 		writes atomic.Int64
@@ -69,9 +66,7 @@ func TestReview32OneWriteInDoubtDoesNotFenceForever(t *testing.T) {
 	if n := cmdCalls(t, srv, "client|list"); n != 0 {
 		t.Fatalf("C fenced %d times before any write was abandoned", n)
 	}
-	hold := proxy.Hold([]byte("c1-doubt"))
-	defer hold.Release()
-	setCancelled(t, c, hold, "victim", "c1-doubt")
+	hold := holdCancelled(t, proxy, c, "c1-doubt")
 	<-hold.Ended() // C gave up on the connection
 	hold.Release()
 	waitFor(t, "C's first Fence", func() bool { return cmdCalls(t, srv, "client|list") > 0 })
@@ -105,9 +100,7 @@ func TestReview32CloseFencesAWriteInDoubtOnTheTrackedConnection(t *testing.T) {
 	for _, m := range cachingModes {
 		t.Run(m.name, func(t *testing.T) {
 			srv, proxy, a, c := abandonedStores(t, m, tiered.Options{OpTimeout: time.Second})
-			hold := proxy.Hold([]byte("c1-late"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-late")
+			hold := holdCancelled(t, proxy, c, "c1-late")
 			addr := hold.Addr()
 			c.Close()
 			list, err := srv.Client().ClientList(bg).Result()
@@ -156,9 +149,7 @@ func TestReview32CancelledWriteInDoubtWhereCLIENTIsDenied(t *testing.T) {
 			plain := srv.Client()
 			must(t, plain.ACLSetUser(bg, "default", "-client|list", "-client|kill").Err())
 			t.Cleanup(func() { plain.ACLSetUser(bg, "default", "+@all") })
-			hold := proxy.Hold([]byte("c1-doubt"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-doubt")
+			hold := holdCancelled(t, proxy, c, "c1-doubt")
 			holdA2(t, a, map[string]*tiered.Store{"A": a, "C": c})
 			<-hold.Ended() // C gave up on the connection: in doubt
 			waitFor(t, "C's Fence to be refused", func() bool {
@@ -232,13 +223,8 @@ func TestReview32MassCancellationInDoubt(t *testing.T) {
 func TestReview32TrackedDoubtFencesABoundedNumberOfTimes(t *testing.T) {
 	for _, m := range trackingModes {
 		t.Run(m.name, func(t *testing.T) {
-			srv, proxy, _, c := abandonedStores(t, m, tiered.Options{
-				OpTimeout: 200 * time.Millisecond,
-				Breaker:   breaker.Settings{OpenTimeout: 50 * time.Millisecond, MaxOpenTimeout: 100 * time.Millisecond},
-			})
-			hold := proxy.Hold([]byte("c1-doubt"))
-			defer hold.Release()
-			setCancelled(t, c, hold, "victim", "c1-doubt")
+			srv, proxy, _, c := abandonedStores(t, m, fastFence())
+			hold := holdCancelled(t, proxy, c, "c1-doubt")
 			<-hold.Ended()
 			waitFor(t, "C's Fence", func() bool { return cmdCalls(t, srv, "client|list") > 0 })
 			waitFor(t, "C to set a session again", func() bool {
