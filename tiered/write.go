@@ -242,8 +242,10 @@ func (s *Store) queues(ctx context.Context, c change) (queue bool, deadline time
 // in the outage tier while c was on its way, if any: a change accepted
 // there meanwhile (a write that failed, a Touch that made the copy held
 // here a pending write) would otherwise be served, and replayed, after c,
-// which ended last; a write dropped after it was sent may land after c.
-// A pending write that cannot have reached Redis is simply replaced by c,
+// which ended last; a write dropped after it was sent, or abandoned by its
+// caller, may land after c, and may have before a Fence that has since
+// ended: c is recorded if such a write of its id was recorded after mark,
+// c's last check of the tier (see outage.unfencedSince). A pending write that cannot have reached Redis is simply replaced by c,
 // which Redis holds: nothing is left to replay. Otherwise c is recorded
 // after that state: a Delete as a tombstone, a Set as a write (its replay
 // accepts the value Redis holds, its own) if it fits without evicting
@@ -431,14 +433,15 @@ func (s *Store) revoke(ids ...string) {
 
 // abandoned is told by the Tier of a write whose caller gave up after it
 // was sent (see redis.Config.OnAbandoned), on the goroutine of its
-// connection: it must not block. Its caller was told that it failed, and the other
-// instances that the session changed (see write), perhaps before it did.
-// A write that has landed since is announced again, and the copy read
-// here since it failed is taken out of service. One that may still land
-// makes the session's changes queue in the outage tier until the next
-// Fence, after which the session is announced (see settle); without an
-// outage tier nothing fences it, and the others are owed a flush, sent as
-// soon as Redis answers.
+// connection: it must not block. Its caller was told that it failed, and
+// the other instances that the session changed (see write), perhaps
+// before it did. A write that has landed since is announced again, and
+// the copy read here since it failed is taken out of service. One that
+// may still land is recorded as a dropped write that may (see
+// outage.unfence): the session's Sets and Deletes wait for the next
+// Fence, made at once, after which the session is announced (see
+// settle); without an outage tier nothing fences it, and the others are
+// owed a flush, sent as soon as Redis answers.
 func (s *Store) abandoned(a redis.Abandoned) {
 	if a.Landed || s.out == nil {
 		s.revoke(a.ID)
