@@ -178,11 +178,14 @@ func (t *Tier) Fence(ctx context.Context) error {
 		return nil
 	}
 	// A batch taken before its callers gave up may still be waiting for a
-	// connection that CLIENT LIST cannot see yet: let it end first. (The
-	// tracked connection's batches are written on a connection that
-	// exists: killing it stops them.)
+	// connection that CLIENT LIST cannot see yet: let it end first, and
+	// send no other until the kill is done, so that the kill breaks no
+	// batch in flight (its writes would be abandoned in turn, and call for
+	// another Fence). (The tracked connection's batches are written on a
+	// connection that exists: killing it stops them.)
 	f.once.Do(f.open)
-	f.lanes.wait()
+	unlock := f.lanes.pause()
+	defer unlock()
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	names := []string{f.opt.ClientName}

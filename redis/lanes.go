@@ -266,7 +266,7 @@ type lanes struct {
 	wg      sync.WaitGroup
 	mu      sync.RWMutex // guards closed; held for reading while queuing
 	closed  bool
-	sending sync.RWMutex // held for reading by each send: wait waits for them
+	sending sync.RWMutex // held for reading by each send: pause waits for them
 
 	// abandoned, if not nil, is told of a write sent whose caller
 	// gave up before its reply, and whether Redis answered that it
@@ -382,12 +382,13 @@ func (l *lanes) send(batch []*request, cmds []goredis.Cmder) {
 	clear(cmds) // the commands hold the values: keep none past their batch
 }
 
-// wait returns once the batches being sent have ended (each is bounded by
-// the timeout). A request whose caller had given up before wait was called
-// is then either answered or, once taken, not sent: its context is done.
-func (l *lanes) wait() {
+// pause returns once the batches being sent have ended (each is bounded
+// by the timeout), and holds every other until resume is called. A request
+// whose caller had given up before pause was called is then either
+// answered or, once taken, not sent: its context is done.
+func (l *lanes) pause() (resume func()) {
 	l.sending.Lock()
-	defer l.sending.Unlock() // nothing to do but to have had the lock
+	return l.sending.Unlock
 }
 
 // close stops the flushers once the writes queued before have been

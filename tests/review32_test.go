@@ -70,8 +70,9 @@ func TestReview32OneWriteInDoubtDoesNotFenceForever(t *testing.T) {
 	<-hold.Ended() // C gave up on the connection
 	hold.Release()
 	waitFor(t, "C's first Fence", func() bool { return cmdCalls(t, srv, "client|list") > 0 })
-	// Let the doubt settle, then watch the Fences under load.
-	waitFor(t, "the outage tier to drain", func() bool { st := c.Stats(); return st.PendingWrites == 0 && st.PendingDeletes == 0 })
+	// Watch the Fences under load. (Not that the outage tier drains: ids
+	// rewritten in a tight loop may keep queueing behind their pending
+	// writes while the load lasts, replayed round after round.)
 	start, w0 := cmdCalls(t, srv, "client|list"), writes.Load()
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {

@@ -112,8 +112,8 @@ func (o *outage) dropped(id string, p *pending) {
 }
 
 // doubt records that a write of id whose caller gave up may still land
-// (see redis.Abandoned), leaving the values of these digests ("": the key
-// absent; none for a touch), as dropped records a dropped write.
+// (see redis.Abandoned), leaving the values of these digests (none for a
+// delete or a touch), as dropped records a dropped write.
 func (o *outage) doubt(id string, landing []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -455,12 +455,12 @@ func (s *Store) abandoned(a redis.Abandoned) {
 		}
 		return
 	}
-	var landing []string // a touch changes no value
-	switch a.Kind {
-	case redis.WriteSet:
+	// A replayed write accepts the value a SET in doubt leaves (see
+	// outage.add), but not the absence a DEL leaves: another instance's
+	// later Delete leaves it too, and must not be undone.
+	var landing []string
+	if a.Kind == redis.WriteSet {
 		landing = []string{digest(a.Value)}
-	case redis.WriteDelete:
-		landing = []string{""} // the key absent
 	}
 	s.out.doubt(a.ID, landing)
 	s.wakeRecovery()
