@@ -43,14 +43,7 @@ func namedIDs(t *testing.T, srv *redistest.Server, name string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, line := range strings.Split(list, "\n") {
-		if strings.Contains(line, " name="+name+" ") {
-			id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return clientIDs(list, name)
 }
 
 // TestFenceSparesTheTrackedConnectionThatAnswersItsBarrier: a Fence after

@@ -210,13 +210,9 @@ func (t *Tier) Fence(ctx context.Context) error {
 	return nil
 }
 
-// killNamed closes, server-side, every normal connection named one of
-// names but the one of id keep ("": none kept).
-func killNamed(ctx context.Context, c goredis.UniversalClient, keep string, names ...string) error {
-	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
-	if err != nil {
-		return err
-	}
+// clientIDs returns the ids of the clients in list, CLIENT LIST's reply,
+// named one of names.
+func clientIDs(list string, names ...string) []string {
 	var ids []string
 	for _, line := range strings.Split(list, "\n") {
 		var id string
@@ -229,7 +225,23 @@ func killNamed(ctx context.Context, c goredis.UniversalClient, keep string, name
 				named = named || slices.Contains(names, v)
 			}
 		}
-		if named && id != "" && id != keep {
+		if named && id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// killNamed closes, server-side, every normal connection named one of
+// names but the one of id keep ("": none kept).
+func killNamed(ctx context.Context, c goredis.UniversalClient, keep string, names ...string) error {
+	list, err := c.Do(ctx, "CLIENT", "LIST", "TYPE", "normal").Text()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, id := range clientIDs(list, names...) {
+		if id != keep {
 			ids = append(ids, id)
 		}
 	}

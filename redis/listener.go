@@ -187,11 +187,7 @@ func (l *Listener) Announce(ctx context.Context, ids ...string) error {
 	if l.Mode().tracking() || len(ids) == 0 {
 		return nil
 	}
-	msgs := make([]string, len(ids))
-	for i, id := range ids {
-		msgs[i] = l.nonce + " " + id
-	}
-	if err := l.publish(ctx, msgs...); err != nil {
+	if err := l.publish(ctx, l.messages(ids)...); err != nil {
 		l.owe()
 		return err
 	}
@@ -206,6 +202,15 @@ func (l *Listener) Doubt() {
 	if !l.Mode().tracking() {
 		l.owe()
 	}
+}
+
+// messages returns the announcements of ids, one message each.
+func (l *Listener) messages(ids []string) []string {
+	msgs := make([]string, len(ids))
+	for i, id := range ids {
+		msgs[i] = l.nonce + " " + id
+	}
+	return msgs
 }
 
 // maxLate bounds the ids AnnounceLater keeps: past it, a flush is owed
@@ -285,10 +290,7 @@ func (l *Listener) repay() {
 				if len(ids) == 0 {
 					break
 				}
-				msgs = msgs[:0]
-				for _, id := range ids {
-					msgs = append(msgs, l.nonce+" "+id)
-				}
+				msgs = l.messages(ids)
 			}
 			if err := l.publish(l.ctx, msgs...); err != nil {
 				l.owed.Store(true) // what was lost: everything

@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,23 +17,7 @@ func namedClients(t *testing.T, c *goredis.Client, name string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
-		var id string
-		named := false
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "id="); ok {
-				id = v
-			}
-			if v, ok := strings.CutPrefix(f, "name="); ok {
-				named = v == name
-			}
-		}
-		if named {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return clientIDs(list, name)
 }
 
 // TestReview30FenceAfterDoubtFencesIt: OnAbandoned says of a write in
