@@ -114,19 +114,24 @@ func (c *coherence) fresh() bool { return c.up.Load() }
 func (c *coherence) Changed(ids []string) {
 	for _, id := range ids {
 		c.count.Add(1)
-		if c.local == nil {
-			c.loads.Forget(id)
-			continue
-		}
-		c.local.EndRevoke(c.local.Begin(id)) // never served again; still this store's last seen value
-		c.loads.Forget(id)
-		if c.wrote(id) {
+		revoke(c.local, c.loads, id)
+		if c.local != nil && c.wrote(id) {
 			select {
 			case c.refill <- id:
 			default: // the queue is full: the next Get reads it
 			}
 		}
 	}
+}
+
+// revoke takes local's copy of id out of service (never served again;
+// still the store's last seen value) and forgets loads' read of it in
+// flight; local may be nil.
+func revoke(local *lru.Cache, loads *singleflight.Group, id string) {
+	if local != nil {
+		local.EndRevoke(local.Begin(id))
+	}
+	loads.Forget(id)
 }
 
 const (

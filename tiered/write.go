@@ -424,10 +424,7 @@ func (s *Store) dropLocal(id string) { s.dropWrite(s.beginLocal(id)) }
 // bases of replay.
 func (s *Store) revoke(ids ...string) {
 	for _, id := range ids {
-		if s.local != nil {
-			s.local.EndRevoke(s.local.Begin(id))
-		}
-		s.loads.Forget(id)
+		revoke(s.local, &s.loads, id)
 	}
 }
 
