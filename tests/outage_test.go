@@ -522,3 +522,34 @@ func TestDeletedElsewhereIsNotServedStale(t *testing.T) {
 	openBreaker(t, s)
 	wantGone(t, s, "revoked")
 }
+
+// A Touch during an outage makes the copy held here a pending write. Its
+// replay must not bring back a session that another client deleted
+// meanwhile: Redis applies a Touch only to a key it holds. In publish
+// mode a plain client's DEL is not announced, so the copy stays.
+func TestOutageTouchDoesNotReviveASessionDeletedElsewhere(t *testing.T) {
+	e := newEnv(t)
+	opts := outageOptions(&alertLog{})
+	opts.Invalidation = tiered.InvalidationPublish
+	s := e.store(t, opts)
+	mustSet(t, s, "id", "v")
+	if v, err := s.Get(bg, "id"); err != nil || string(v) != "v" {
+		t.Fatalf("Get = %q, %v; want v", v, err)
+	}
+	if err := e.plain.Del(bg, "session:id").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Pause()
+	openBreaker(t, s)
+	if err := s.Touch(bg, "id", 2*time.Hour); err != nil {
+		t.Fatalf("Touch during the outage: %v", err)
+	}
+	e.srv.Resume()
+	waitReplayed(t, s)
+	if n := e.plain.Exists(bg, "session:id").Val(); n != 0 {
+		t.Fatalf("a Touch replayed after the session was deleted elsewhere brought it back (EXISTS = %d)", n)
+	}
+	if st := s.Stats(); st.ReplayConflicts != 1 {
+		t.Fatalf("ReplayConflicts = %d; want 1 (the Touch, dropped: Redis's absent key wins)", st.ReplayConflicts)
+	}
+}

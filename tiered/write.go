@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
@@ -468,7 +469,7 @@ func (s *Store) abandoned(a redis.Abandoned) {
 func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error) error {
 	switch c.kind {
 	case kindSet:
-		return s.setPending(ctx, c, w, sent(cause))
+		return s.setPending(ctx, c, w, sent(cause), s.lastSeen)
 	case kindDelete:
 		if !s.out.tombstone(c.id) {
 			s.endFailed(w, c, cause) // not served again, but still a base
@@ -494,13 +495,13 @@ func (s *Store) tombstonesFull(ctx context.Context) error {
 // open breaker runs nothing.
 func sent(cause error) bool { return cause != nil && !errors.Is(cause, breaker.ErrOpen) }
 
-// setPending accepts a write into the outage tier. The base it replaces,
-// for an id without a pending write, is what this instance last saw in
-// Redis or wrote there (see lastSeen); sent says c was sent to Redis and
-// may have landed. The local copy takes the value only if the outage tier
-// kept it; a write it cannot keep that was not sent changes nothing.
-func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
-	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
+// setPending accepts a write into the outage tier. The bases it replaces,
+// for an id without a pending write, are seen(c.id) (see lastSeen),
+// asked only then; sent says c was sent to Redis and may have landed. The
+// local copy takes the value only if the outage tier kept it; a write it
+// cannot keep that was not sent changes nothing.
+func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool, seen func(string) []string) error {
+	base := func() []string { return seen(c.id) }
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
 	earlier := s.evicted(ctx, c.id, lost)
 	s.watchFallback(ctx)
@@ -562,8 +563,16 @@ func (s *Store) lastSeen(id string) []string {
 	return bases
 }
 
+// present is lastSeen without the absent key: the bases of a Touch, which
+// Redis applies only to a key it holds.
+func (s *Store) present(id string) []string {
+	return slices.DeleteFunc(s.lastSeen(id), func(b string) bool { return b == "" })
+}
+
 // touchPending extends id during an outage: its pending write, or the
-// value this instance last saw in Redis, which becomes a pending write.
+// value this instance last saw in Redis, which becomes a pending write
+// replayed only onto a key that exists (see present): a Touch never
+// brings back a session deleted meanwhile.
 func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause error) error {
 	now := s.now()
 	switch found, expired := s.out.touch(c.id, now, now.Add(c.ttl)); {
@@ -579,7 +588,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 	}
 	if s.local != nil && !s.out.deleted(c.id) {
 		if v, _, ok := s.local.Get(c.id); ok {
-			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause))
+			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause), s.present)
 		}
 	}
 	s.keepLocal(w) // a touch of a session not held changes nothing here
