@@ -50,8 +50,12 @@ const (
 	pingEvery = time.Second
 	// trackedQueue bounds the writes waiting for the flusher.
 	trackedQueue = 1024
-	// maxInFlight bounds the batches sent and not answered yet.
-	maxInFlight = 2
+	// maxInFlight bounds the batches sent and not answered yet. More
+	// batches keep Redis busier while the callers of the last are woken;
+	// fewer make each batch larger, cheaper for Redis per command. On the
+	// bench's W3, 32 gave 5-7% more writes a second than 2 (six pairs,
+	// every one higher) and more than 8 or 1024.
+	maxInFlight = 32
 )
 
 // errNotSent is the error of a request that was not sent because the
