@@ -323,14 +323,6 @@ func (o *outage) discard(id string) {
 	}
 }
 
-// deleted reports whether id has a tombstone.
-func (o *outage) deleted(id string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	_, dead := o.tombs[id]
-	return dead
-}
-
 // write records a write of id. base, asked only for an id that has no
 // pending write yet, returns the digests of the Redis values this instance
 // last saw or wrote, or [""] (absent);
@@ -408,25 +400,50 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 	return stored, lost
 }
 
+// touched is what touch did.
+type touched struct {
+	found   bool // the pending write of id was extended
+	expired bool // it had expired, and was dropped
+	deleted bool // id has a tombstone: nothing changed
+	// adopted: the copy held, value, became the pending write of id;
+	// stored and lost are add's.
+	adopted, stored bool
+	value           []byte
+	lost            []lostWrite
+}
+
 // touch sets a new expiry on the pending write of id, if any (found); a
 // pending write that has expired is dropped, as Redis would have dropped
-// it, and reported expired: a touch does not revive it.
-func (o *outage) touch(id string, now, expires time.Time) (found, expired bool) {
+// it, and reported expired: a touch does not revive it. Otherwise, unless
+// id has a tombstone, the copy held returns (the value of id this
+// instance last saw in Redis; held nil, or reporting no copy: nothing)
+// becomes its pending write, sent as add takes it, replayed only onto
+// base's values. The checks and the adoption hold mu together, so that
+// the copy never replaces a write of id recorded concurrently, nor undoes
+// a concurrent delete. held and base are called under mu.
+func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, bool), base func() []string, sent bool) (t touched) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	p, ok := o.writes.Get(id)
-	switch {
-	case !ok:
-		return false, false
-	case !now.Before(p.expires):
-		o.discard(id)
-		return false, true
+	if p, ok := o.writes.Get(id); ok {
+		if !now.Before(p.expires) {
+			o.discard(id)
+			t.expired = true
+			return t
+		}
+		o.seq++
+		np := *p
+		np.expires, np.seq = expires, o.seq
+		o.writes.Add(id, &np, writeSize(id, &np))
+		t.found = true
+		return t
 	}
-	o.seq++
-	np := *p
-	np.expires, np.seq = expires, o.seq
-	o.writes.Add(id, &np, writeSize(id, &np))
-	return true, false
+	if _, t.deleted = o.tombs[id]; t.deleted || held == nil {
+		return t
+	}
+	if t.value, t.adopted = held(); t.adopted {
+		t.stored, t.lost = o.add(id, t.value, expires, base, sent)
+	}
+	return t
 }
 
 // tombstone records a delete of id and drops its pending write. It

@@ -275,7 +275,7 @@ func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
 		s.out.rewrite(c.id, c.value, s.now().Add(c.ttl), base)
 	default:
 		now := s.now()
-		s.out.touch(c.id, now, now.Add(c.ttl))
+		s.out.touch(c.id, now, now.Add(c.ttl), nil, nil, false)
 	}
 	s.wakeRecovery()
 	return nil
@@ -469,7 +469,7 @@ func (s *Store) abandoned(a redis.Abandoned) {
 func (s *Store) pending(ctx context.Context, c change, w lru.Write, cause error) error {
 	switch c.kind {
 	case kindSet:
-		return s.setPending(ctx, c, w, sent(cause), s.lastSeen)
+		return s.setPending(ctx, c, w, sent(cause))
 	case kindDelete:
 		if !s.out.tombstone(c.id) {
 			s.endFailed(w, c, cause) // not served again, but still a base
@@ -495,14 +495,20 @@ func (s *Store) tombstonesFull(ctx context.Context) error {
 // open breaker runs nothing.
 func sent(cause error) bool { return cause != nil && !errors.Is(cause, breaker.ErrOpen) }
 
-// setPending accepts a write into the outage tier. The bases it replaces,
-// for an id without a pending write, are seen(c.id) (see lastSeen),
-// asked only then; sent says c was sent to Redis and may have landed. The
-// local copy takes the value only if the outage tier kept it; a write it
-// cannot keep that was not sent changes nothing.
-func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool, seen func(string) []string) error {
-	base := func() []string { return seen(c.id) }
+// setPending accepts a write into the outage tier. The base it replaces,
+// for an id without a pending write, is what this instance last saw in
+// Redis or wrote there (see lastSeen); sent says c was sent to Redis and
+// may have landed.
+func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
+	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
+	return s.accepted(ctx, c, w, sent, stored, lost)
+}
+
+// accepted ends the local write w of c, which the outage tier stored, or
+// not, evicting lost. The local copy takes the value only if the outage
+// tier kept it; a write it cannot keep that was not sent changes nothing.
+func (s *Store) accepted(ctx context.Context, c change, w lru.Write, sent, stored bool, lost []lostWrite) error {
 	earlier := s.evicted(ctx, c.id, lost)
 	s.watchFallback(ctx)
 	s.wakeRecovery()
@@ -575,23 +581,29 @@ func (s *Store) present(id string) []string {
 // brings back a session deleted meanwhile.
 func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause error) error {
 	now := s.now()
-	switch found, expired := s.out.touch(c.id, now, now.Add(c.ttl)); {
-	case found:
+	var held func() ([]byte, bool) // nil: no local tier
+	if s.local != nil {
+		held = func() ([]byte, bool) {
+			v, _, ok := s.local.Get(c.id)
+			return v, ok
+		}
+	}
+	base := func() []string { return s.present(c.id) }
+	t := s.out.touch(c.id, now, now.Add(c.ttl), held, base, sent(cause))
+	switch {
+	case t.found:
 		if s.local != nil {
 			s.local.EndTouch(w, c.ttl)
 		}
 		s.wakeRecovery()
 		return nil
-	case expired: // gone, as in Redis: a touch does not revive it
+	case t.expired: // gone, as in Redis: a touch does not revive it
 		s.dropWrite(w)
 		return ErrNotFound
+	case t.adopted:
+		return s.accepted(ctx, change{kind: kindSet, id: c.id, value: t.value, ttl: c.ttl}, w, sent(cause), t.stored, t.lost)
 	}
-	if s.local != nil && !s.out.deleted(c.id) {
-		if v, _, ok := s.local.Get(c.id); ok {
-			return s.setPending(ctx, change{kind: kindSet, id: c.id, value: v, ttl: c.ttl}, w, sent(cause), s.present)
-		}
-	}
-	s.keepLocal(w) // a touch of a session not held changes nothing here
+	s.keepLocal(w) // a touch of a session not held, or deleted, changes nothing here
 	if s.opts.StrictReads && cause != nil {
 		return s.failure(ctx, "touch", cause)
 	}
