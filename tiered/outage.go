@@ -332,7 +332,24 @@ func (o *outage) discard(id string) {
 func (o *outage) write(id string, value []byte, expires time.Time, base func() []string, sent bool) (stored bool, lost []lostWrite) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.add(id, value, expires, base, sent)
+	return o.add(id, value, expires, o.landed(id, base), sent)
+}
+
+// landed returns base widened with the values of id that may land, or
+// may have landed, before the replay: the writes of id dropped after
+// they were sent or abandoned by their callers (see unfenced and
+// settled). The caller holds mu, as add does when it calls the result.
+func (o *outage) landed(id string, base func() []string) func() []string {
+	return func() []string {
+		bases := base()
+		for _, d := range o.unfenced[id].digests { // they may land before the replay
+			bases = withBase(bases, d)
+		}
+		for _, d := range o.settled[id].digests { // they may have landed
+			bases = withBase(bases, d)
+		}
+		return bases
+	}
 }
 
 // rewrite records a write of id that Redis already holds after the id's
@@ -348,7 +365,7 @@ func (o *outage) rewrite(id string, value []byte, expires time.Time, base func()
 		n, bytes = n-1, bytes-writeSize(id, old)
 	}
 	if n <= o.limits.MaxEntries && bytes <= o.limits.MaxBytes {
-		if stored, _ := o.add(id, value, expires, base, true); stored || !had {
+		if stored, _ := o.add(id, value, expires, o.landed(id, base), true); stored || !had {
 			return
 		}
 	}
@@ -373,12 +390,6 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 		p.bases = []string{""} // the delete is replayed first: the key will be absent
 	default:
 		p.bases = base()
-		for _, d := range o.unfenced[id].digests { // they may land before the replay
-			p.bases = withBase(p.bases, d)
-		}
-		for _, d := range o.settled[id].digests { // they may have landed
-			p.bases = withBase(p.bases, d)
-		}
 	}
 	o.seq++
 	p.seq = o.seq
@@ -418,10 +429,12 @@ type touched struct {
 // id has a tombstone, the copy held returns (the value of id this
 // instance last saw in Redis; held nil, or reporting no copy: nothing)
 // becomes its pending write, sent as add takes it, replayed only onto
-// base's values. The checks and the adoption hold mu together, so that
-// the copy never replaces a write of id recorded concurrently, nor undoes
-// a concurrent delete. held and base are called under mu.
-func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, bool), base func() []string, sent bool) (t touched) {
+// that same value: a Touch changes no value, and revives no session
+// deleted or changed elsewhere (its replay then conflicts). The checks
+// and the adoption hold mu together, so that the copy never replaces a
+// write of id recorded concurrently, nor undoes a concurrent delete. held
+// is called under mu.
+func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, bool), sent bool) (t touched) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if p, ok := o.writes.Get(id); ok {
@@ -441,7 +454,7 @@ func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, b
 		return t
 	}
 	if t.value, t.adopted = held(); t.adopted {
-		t.stored, t.lost = o.add(id, t.value, expires, base, sent)
+		t.stored, t.lost = o.add(id, t.value, expires, func() []string { return []string{digest(t.value)} }, sent)
 	}
 	return t
 }

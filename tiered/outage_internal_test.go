@@ -147,7 +147,7 @@ func TestTouchDoesNotReviveAnExpiredPendingWrite(t *testing.T) {
 	o := newTestOutage()
 	now := time.Now()
 	o.write("id", []byte("v"), now.Add(time.Second), func() []string { return []string{""} }, false)
-	r := o.touch("id", now.Add(2*time.Second), now.Add(time.Hour), nil, nil, false)
+	r := o.touch("id", now.Add(2*time.Second), now.Add(time.Hour), nil, false)
 	found, expired := r.found, r.expired
 	if found || !expired {
 		t.Fatalf("touch of an expired pending write: found %v, expired %v; want it reported expired", found, expired)

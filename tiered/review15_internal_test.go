@@ -42,7 +42,7 @@ func TestReview15BasesStayBounded(t *testing.T) {
 	o.write("id", []byte("v0"), exp, func() []string { return []string{"base0"} }, false)
 	for range 200 {
 		batch, seqs, _ := o.writeBatch(time.Now())
-		o.touch("id", time.Now(), exp, nil, nil, false) // sliding expiry: a request while the replay is in flight
+		o.touch("id", time.Now(), exp, nil, false) // sliding expiry: a request while the replay is in flight
 		o.writesUnknown(batch, seqs)
 	}
 	next, _, _ := o.writeBatch(time.Now())

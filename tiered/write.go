@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
@@ -275,7 +274,7 @@ func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
 		s.out.rewrite(c.id, c.value, s.now().Add(c.ttl), base)
 	default:
 		now := s.now()
-		s.out.touch(c.id, now, now.Add(c.ttl), nil, nil, false)
+		s.out.touch(c.id, now, now.Add(c.ttl), nil, false)
 	}
 	s.wakeRecovery()
 	return nil
@@ -502,13 +501,14 @@ func sent(cause error) bool { return cause != nil && !errors.Is(cause, breaker.E
 func (s *Store) setPending(ctx context.Context, c change, w lru.Write, sent bool) error {
 	base := func() []string { return s.lastSeen(c.id) } // hashed only for an id not pending yet
 	stored, lost := s.out.write(c.id, c.value, s.now().Add(c.ttl), base, sent)
-	return s.accepted(ctx, c, w, sent, stored, lost)
+	return s.accepted(ctx, c, w, "set", sent, stored, lost)
 }
 
 // accepted ends the local write w of c, which the outage tier stored, or
 // not, evicting lost. The local copy takes the value only if the outage
 // tier kept it; a write it cannot keep that was not sent changes nothing.
-func (s *Store) accepted(ctx context.Context, c change, w lru.Write, sent, stored bool, lost []lostWrite) error {
+// op names the call in the error.
+func (s *Store) accepted(ctx context.Context, c change, w lru.Write, op string, sent, stored bool, lost []lostWrite) error {
 	earlier := s.evicted(ctx, c.id, lost)
 	s.watchFallback(ctx)
 	s.wakeRecovery()
@@ -522,7 +522,7 @@ func (s *Store) accepted(ctx context.Context, c change, w lru.Write, sent, store
 		default: // it changed nothing: the copy is still the base
 			s.local.EndKeep(w)
 		}
-		return fmt.Errorf("%w: set: the session does not fit in the outage tier", ErrUnavailable)
+		return fmt.Errorf("%w: %s: the session does not fit in the outage tier", ErrUnavailable, op)
 	}
 	if s.local != nil {
 		s.local.EndSet(w, c.value, s.opts.Local.TTL, c.ttl)
@@ -569,16 +569,10 @@ func (s *Store) lastSeen(id string) []string {
 	return bases
 }
 
-// present is lastSeen without the absent key: the bases of a Touch, which
-// Redis applies only to a key it holds.
-func (s *Store) present(id string) []string {
-	return slices.DeleteFunc(s.lastSeen(id), func(b string) bool { return b == "" })
-}
-
 // touchPending extends id during an outage: its pending write, or the
 // value this instance last saw in Redis, which becomes a pending write
-// replayed only onto a key that exists (see present): a Touch never
-// brings back a session deleted meanwhile.
+// replayed only onto that same value (see outage.touch): a Touch never
+// changes a value, nor brings back a session deleted meanwhile.
 func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause error) error {
 	now := s.now()
 	var held func() ([]byte, bool) // nil: no local tier
@@ -588,8 +582,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 			return v, ok
 		}
 	}
-	base := func() []string { return s.present(c.id) }
-	t := s.out.touch(c.id, now, now.Add(c.ttl), held, base, sent(cause))
+	t := s.out.touch(c.id, now, now.Add(c.ttl), held, sent(cause))
 	switch {
 	case t.found:
 		if s.local != nil {
@@ -601,7 +594,7 @@ func (s *Store) touchPending(ctx context.Context, c change, w lru.Write, cause e
 		s.dropWrite(w)
 		return ErrNotFound
 	case t.adopted:
-		return s.accepted(ctx, change{kind: kindSet, id: c.id, value: t.value, ttl: c.ttl}, w, sent(cause), t.stored, t.lost)
+		return s.accepted(ctx, change{kind: kindSet, id: c.id, value: t.value, ttl: c.ttl}, w, "touch", sent(cause), t.stored, t.lost)
 	}
 	s.keepLocal(w) // a touch of a session not held, or deleted, changes nothing here
 	if s.opts.StrictReads && cause != nil {
