@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/sessiontier/sessiontier/breaker"
 	"github.com/sessiontier/sessiontier/internal/redistest"
 	"github.com/sessiontier/sessiontier/tiered"
@@ -18,6 +19,42 @@ import (
 // a Touch changed the session's value. Its only base is now the value
 // touched.
 func TestReview33OutageTouchDoesNotReplaceALateLandedValue(t *testing.T) {
+	srv, plain, c := lateLandedThenOutage(t)
+	if err := c.Touch(bg, "victim", 2*time.Hour); err != nil {
+		t.Fatalf("Touch during the outage: %v", err)
+	}
+	srv.Resume()
+	waitReplayed(t, c)
+	if v := plain.Get(bg, "session:victim").Val(); v != "v1-late" {
+		t.Fatalf("Redis holds %q after the replay of a Touch; it held v1-late: a Touch changed the session's value", v)
+	}
+}
+
+// A Set after that Touch, in the same outage, is replayed as any outage
+// Set of the session would be: onto what this instance last saw or wrote
+// there, v1-late included. It must not inherit the Touch's one base (the
+// value touched), or it conflicts with the late value and is lost.
+func TestReview33OutageSetAfterATouchKeepsTheSessionsBases(t *testing.T) {
+	srv, plain, c := lateLandedThenOutage(t)
+	if err := c.Touch(bg, "victim", 2*time.Hour); err != nil {
+		t.Fatalf("Touch during the outage: %v", err)
+	}
+	if err := c.Set(bg, "victim", []byte("x"), time.Hour); err != nil {
+		t.Fatalf("Set during the outage: %v", err)
+	}
+	srv.Resume()
+	waitReplayed(t, c)
+	if v := plain.Get(bg, "session:victim").Val(); v != "x" {
+		t.Fatalf("Redis holds %q after the replay; want the acknowledged outage Set x (stats %+v)", v, c.Stats())
+	}
+}
+
+// lateLandedThenOutage returns a store C (publish mode) holding a copy
+// of "victim" at v0 while Redis holds v1-late, C's own cancelled Set,
+// which landed after C read v0; Redis is then paused and C's breaker
+// open.
+func lateLandedThenOutage(t *testing.T) (*redistest.Server, *goredis.Client, *tiered.Store) {
+	t.Helper()
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
 	opts := fastFence()
@@ -30,7 +67,7 @@ func TestReview33OutageTouchDoesNotReplaceALateLandedValue(t *testing.T) {
 	}
 	hold := holdCancelled(t, proxy, c, "v1-late")
 	fence := proxy.Hold([]byte("\r\nLIST\r\n")) // C's Fence: CLIENT LIST
-	defer fence.Release()
+	t.Cleanup(fence.Release)
 	<-hold.Ended() // C gave up on the connection: the SET is in doubt
 	// C reads what Redis holds before the held SET lands: v0.
 	waitFor(t, "C to serve v0", func() bool {
@@ -42,12 +79,5 @@ func TestReview33OutageTouchDoesNotReplaceALateLandedValue(t *testing.T) {
 	srv.Pause()
 	fence.Release()
 	openBreaker(t, c)
-	if err := c.Touch(bg, "victim", 2*time.Hour); err != nil {
-		t.Fatalf("Touch during the outage: %v", err)
-	}
-	srv.Resume()
-	waitReplayed(t, c)
-	if v := plain.Get(bg, "session:victim").Val(); v != "v1-late" {
-		t.Fatalf("Redis holds %q after the replay of a Touch; it held v1-late: a Touch changed the session's value", v)
-	}
+	return srv, plain, c
 }

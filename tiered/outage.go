@@ -21,6 +21,10 @@ type pending struct {
 	// value Redis already holds replaces it too.
 	bases []string
 	sent  bool // it was sent to Redis, which may hold it
+	// touched: a Touch adopted the copy held here (see touch), replayed
+	// only onto that value; a write that supersedes it takes the bases
+	// a write would have had.
+	touched bool
 	// landing are the digests of the earlier values of the id, each sent
 	// and superseded by this write, that may still land (see dropped).
 	landing []string
@@ -382,6 +386,12 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 	switch {
 	case had: // superseded: it still replaces what the first write replaced
 		p.bases, p.landing = old.bases, old.landing
+		if old.touched { // which a Touch narrowed to the value it touched
+			p.bases = base()
+			for _, d := range old.bases {
+				p.bases = withBase(p.bases, d)
+			}
+		}
 		if old.sent { // and the earlier value, if it may have landed
 			d := digest(old.value)
 			p.bases, p.landing = withBase(old.bases, d), withBase(old.landing, d)
@@ -455,6 +465,9 @@ func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, b
 	}
 	if t.value, t.adopted = held(); t.adopted {
 		t.stored, t.lost = o.add(id, t.value, expires, func() []string { return []string{digest(t.value)} }, sent)
+		if p, ok := o.writes.Peek(id); ok && t.stored {
+			p.touched = true
+		}
 	}
 	return t
 }
