@@ -245,6 +245,18 @@ func (o *outage) updateSize() {
 	o.size.Store(int64(n))
 }
 
+// holds reports whether id has a pending write or a tombstone.
+func (o *outage) holds(id string) bool {
+	if !o.active() {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, pendingWrite := o.writes.Peek(id)
+	_, dead := o.tombs[id]
+	return pendingWrite || dead
+}
+
 // lookup returns the pending value of id (shared: copy it), or tombstoned
 // true for an id deleted during the outage. It counts as a use of the
 // entry, which protects sessions in use from a flood of new ones.

@@ -321,6 +321,12 @@ func (s *Store) load(ctx context.Context, id string) ([]byte, error) {
 	var token lru.FillToken
 	if s.local != nil {
 		token = s.local.FillToken(id)
+		// After the token: state recorded from now on began a local write,
+		// which voids it. With state, Redis holds what its replay has not
+		// replaced yet: not to be kept (the refill reads such ids).
+		if s.out != nil && s.out.holds(id) {
+			token = lru.FillToken{}
+		}
 	}
 	var (
 		v     []byte
