@@ -406,7 +406,7 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 		}
 		if old.sent { // and the earlier value, if it may have landed
 			d := digest(old.value)
-			p.bases, p.landing = withBase(old.bases, d), withBase(old.landing, d)
+			p.bases, p.landing = withBase(p.bases, d), withBase(old.landing, d)
 		}
 	case o.tombs[id] != 0:
 		p.bases = []string{""} // the delete is replayed first: the key will be absent

@@ -257,11 +257,18 @@ func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
 	if queue, _ := s.out.queue(c.id, c.kind); !queue && (c.kind == kindTouch || !s.out.unfencedSince(c.id, mark)) {
 		return nil
 	}
+	// c's own local write has ended: a read of Redis may have filled a
+	// copy since, or be about to, with a value the state recorded here
+	// replaces. This write voids the fills still to come, and ends the
+	// copy as the state requires.
+	w := s.beginLocal(c.id)
 	if c.kind != kindTouch && s.out.supersede(c.id) {
+		s.keepLocal(w)
 		return nil
 	}
 	switch c.kind {
 	case kindDelete:
+		defer s.dropWrite(w)
 		if !s.out.tombstone(c.id) {
 			s.out.drop(c.id)
 			if queue, wait := s.out.queue(c.id, c.kind); queue || wait != nil { // a write of it may still land
@@ -272,9 +279,13 @@ func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
 		c.own()
 		base := func() []string { return s.lastSeen(c.id) }
 		s.out.rewrite(c.id, c.value, s.now().Add(c.ttl), base)
+		if s.local != nil {
+			s.local.EndRevoke(w) // a fill may have replaced c's value: read it again once the state drains
+		}
 	default:
 		now := s.now()
 		s.out.touch(c.id, now, now.Add(c.ttl), nil, false)
+		s.keepLocal(w)
 	}
 	s.wakeRecovery()
 	return nil
