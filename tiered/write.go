@@ -263,7 +263,13 @@ func (s *Store) requeue(ctx context.Context, c change, mark uint64) error {
 	// copy as the state requires.
 	w := s.beginLocal(c.id)
 	if c.kind != kindTouch && s.out.supersede(c.id) {
-		s.keepLocal(w)
+		// The copy may be the superseded write's: c ends it as its own end
+		// would have, had that write not come between.
+		if c.kind == kindDelete {
+			s.dropWrite(w)
+		} else if s.local != nil {
+			s.local.EndRevoke(w)
+		}
 		return nil
 	}
 	switch c.kind {
