@@ -510,16 +510,21 @@ func (o *outage) tombBatch() (ids []string, seqs []uint64) {
 }
 
 // tombsApplied drops the tombstones that Redis applied, unless the id was
-// deleted again meanwhile.
-func (o *outage) tombsApplied(ids []string, seqs []uint64) {
+// deleted again meanwhile. free[i] reports that ids[i] has no state left
+// here: no tombstone, no pending write.
+func (o *outage) tombsApplied(ids []string, seqs []uint64) (free []bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	free = make([]bool, len(ids))
 	for i, id := range ids {
 		if o.tombs[id] == seqs[i] {
 			delete(o.tombs, id)
+			_, pendingWrite := o.writes.Peek(id)
+			free[i] = !pendingWrite
 		}
 	}
 	o.updateSize()
+	return free
 }
 
 // writeBatch returns the pending writes to replay, with their versions,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessiontier/sessiontier/breaker"
+	"github.com/sessiontier/sessiontier/lru"
 	"github.com/sessiontier/sessiontier/redis"
 	"github.com/sessiontier/sessiontier/telemetry"
 )
@@ -170,11 +171,13 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 		for i := 0; i < len(ids) && ctx.Err() == nil; i += replayBatch {
 			j := min(i+replayBatch, len(ids))
+			ws := s.beginLocals(ids[i:j])
 			if err := do(func() error { return s.remote.DeleteMany(ctx, ids[i:j]) }); err != nil {
+				s.endLocals(ws, nil)
 				return false
 			}
 			s.replayApplied.Add(uint64(j - i)) // counted before the tier shows them gone
-			s.out.tombsApplied(ids[i:j], seqs[i:j])
+			s.endLocals(ws, s.out.tombsApplied(ids[i:j], seqs[i:j]))
 			applied += j - i
 			s.announce(ctx, ids[i:j]...)
 		}
@@ -193,6 +196,37 @@ func (s *Store) replay(ctx context.Context, final bool) (drained bool) {
 		}
 	}
 	return !s.out.active()
+}
+
+// beginLocals begins a local write of each of ids, whose deletes replay
+// sends: a change of one of them that overlaps the DEL then leaves both
+// outcomes as bases (see lastSeen); nil without a local tier.
+func (s *Store) beginLocals(ids []string) []lru.Write {
+	if s.local == nil {
+		return nil
+	}
+	ws := make([]lru.Write, len(ids))
+	for i, id := range ids {
+		ws[i] = s.local.Begin(id)
+	}
+	return ws
+}
+
+// endLocals ends the writes of beginLocals. An id free of outage state
+// once its DEL was applied is absent in Redis, as this instance knows:
+// its copy and notes go, so that its next outage write replays onto the
+// absent key, not onto what it held before the delete (before, such a
+// write conflicted with the store's own delete, and was lost). The copy
+// of an id with a pending write queued behind the delete stays: it is
+// that write's, replayed next.
+func (s *Store) endLocals(ws []lru.Write, free []bool) {
+	for i, w := range ws {
+		if free != nil && free[i] {
+			s.local.EndDelete(w)
+		} else {
+			s.local.EndKeep(w)
+		}
+	}
 }
 
 // replayWrites replays writes, batch after batch, with up to
