@@ -216,6 +216,14 @@ func (c *Cache) endWithout(w Write, d Digest, expiresIn time.Duration) {
 	w.s.remove(w.key)
 }
 
+// absentFor is how long at least the absent key is noted beside the
+// values of writes that a delete overlapped (see noteBeside): a delete has
+// no lifetime of its own, and the note of a write that ends after it
+// joins it only while it lasts (before, it expired at once, and the
+// absent key was forgotten when the delete ended first). Far longer than
+// a write takes; as long as the values beside it would last, if longer.
+const absentFor = time.Minute
+
 // noteBeside takes w's entry out of service and notes d beside what is
 // noted of its key. For a write whose outcome is unknown, when nothing is
 // known of the key (no entry, no note), the source may still hold what it
@@ -224,6 +232,9 @@ func (c *Cache) endWithout(w Write, d Digest, expiresIn time.Duration) {
 func (c *Cache) noteBeside(w Write, d Digest, expiresIn time.Duration, unknown bool) {
 	now := c.now()
 	expires := now + int64(expiresIn)
+	if d == Absent { // a delete's: it must outlast the writes it overlapped, whose notes join it
+		expires = max(expires, now+int64(absentFor))
+	}
 	e, held := w.s.core.peek(w.key)
 	if held {
 		expires = max(expires, e.value.expires)
