@@ -50,12 +50,12 @@ const (
 	pingEvery = time.Second
 	// trackedQueue bounds the writes waiting for the flusher.
 	trackedQueue = 1024
-	// maxInFlight bounds the batches sent and not answered yet. More
-	// batches keep Redis busier while the callers of the last are woken;
-	// fewer make each batch larger, cheaper for Redis per command. On the
-	// bench's W3, 32 gave 5-7% more writes a second than 2 (six pairs,
-	// every one higher) and more than 8 or 1024.
-	maxInFlight = 32
+	// maxInFlight bounds the batches sent and not answered yet. Fewer
+	// make each batch larger, cheaper for Redis and for this process per
+	// command. 32 gave the bench's W3 5-7% more writes a second, but cost
+	// W1 about 12% (the reads' misses and the writes share the
+	// connection: alternated runs, 808-840k against 934-978k ops/s).
+	maxInFlight = 2
 )
 
 // errNotSent is the error of a request that was not sent because the
