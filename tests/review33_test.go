@@ -19,7 +19,7 @@ import (
 // a Touch changed the session's value. Its only base is now the value
 // touched.
 func TestReview33OutageTouchDoesNotReplaceALateLandedValue(t *testing.T) {
-	srv, plain, c := lateLandedThenOutage(t)
+	srv, _, plain, c := lateLandedThenOutage(t)
 	if err := c.Touch(bg, "victim", 2*time.Hour); err != nil {
 		t.Fatalf("Touch during the outage: %v", err)
 	}
@@ -35,7 +35,7 @@ func TestReview33OutageTouchDoesNotReplaceALateLandedValue(t *testing.T) {
 // there, v1-late included. It must not inherit the Touch's one base (the
 // value touched), or it conflicts with the late value and is lost.
 func TestReview33OutageSetAfterATouchKeepsTheSessionsBases(t *testing.T) {
-	srv, plain, c := lateLandedThenOutage(t)
+	srv, _, plain, c := lateLandedThenOutage(t)
 	if err := c.Touch(bg, "victim", 2*time.Hour); err != nil {
 		t.Fatalf("Touch during the outage: %v", err)
 	}
@@ -49,11 +49,11 @@ func TestReview33OutageSetAfterATouchKeepsTheSessionsBases(t *testing.T) {
 	}
 }
 
-// lateLandedThenOutage returns a store C (publish mode) holding a copy
-// of "victim" at v0 while Redis holds v1-late, C's own cancelled Set,
-// which landed after C read v0; Redis is then paused and C's breaker
-// open.
-func lateLandedThenOutage(t *testing.T) (*redistest.Server, *goredis.Client, *tiered.Store) {
+// lateLandedThenOutage returns a store C (publish mode, behind proxy)
+// holding a copy of "victim" at v0 while Redis holds v1-late, C's own
+// cancelled Set, which landed after C read v0; Redis is then paused and
+// C's breaker open.
+func lateLandedThenOutage(t *testing.T) (*redistest.Server, *redistest.Proxy, *goredis.Client, *tiered.Store) {
 	t.Helper()
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
@@ -79,5 +79,5 @@ func lateLandedThenOutage(t *testing.T) (*redistest.Server, *goredis.Client, *ti
 	srv.Pause()
 	fence.Release()
 	openBreaker(t, c)
-	return srv, plain, c
+	return srv, proxy, plain, c
 }
