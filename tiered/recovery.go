@@ -286,16 +286,11 @@ func (s *Store) replayed(ctx context.Context, batch []redis.Replay, seqs []uint6
 			done[k] = true
 			applied++
 			changed = append(changed, w.ID)
-			if s.local != nil {
-				// Redis now holds w.Value: this store's last seen value,
-				// whatever the copy was (writes of the id accepted at once
-				// during the outage may have ended in another order than
-				// they were recorded: the copy was the other one, the base
-				// of the next outage write, which then conflicted with
-				// this very replay). Out of service: per-key, written on a
-				// connection Redis does not track it for, the copy would
-				// never hear of the next change; a read fills it again.
-				s.local.EndSetOutOfService(s.local.Begin(w.ID), w.Value, s.opts.Local.TTL, time.Until(w.Expires))
+			if s.local != nil && s.remote.PerKey() {
+				// Written on a connection Redis does not track it for:
+				// the copy would never hear of the next change. It stays
+				// this store's last seen value.
+				s.local.EndRevoke(s.local.Begin(w.ID))
 			}
 			continue
 		case out[k].Err != nil: // Redis refused this write alone (a key of another type)

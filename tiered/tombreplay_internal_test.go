@@ -43,32 +43,3 @@ func TestReplayedDeleteLeavesTheAbsentKeyAsTheBase(t *testing.T) {
 		t.Fatalf("after its DEL was replayed, x's bases are %q; want the absent key among them", bases)
 	}
 }
-
-// Once replay applied a pending write, Redis holds its value: that is
-// this store's last seen value, whatever the copy held. Two writes of a
-// session accepted at once during an outage may end in another order
-// than the outage tier recorded them: the copy was the one recorded
-// first, replay applied the other, and the next outage write of the
-// session, based on the copy, conflicted with that very replay and was
-// lost (review 37's stress test, traced).
-func TestReplayedWriteIsTheLastSeenValue(t *testing.T) {
-	srv := redistest.Start(t)
-	s := review31Store(t, srv.Addr, Options{})
-	if err := s.Set(bg31, "x", []byte("v0"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	// The outage tier recorded a, then b; a's local write ended last.
-	base := func() []string { return s.lastSeen("x") }
-	s.out.write("x", []byte("a"), time.Now().Add(time.Hour), base, false)
-	s.out.write("x", []byte("b"), time.Now().Add(time.Hour), base, false)
-	s.local.EndSet(s.local.Begin("x"), []byte("a"), time.Minute, time.Hour)
-	if !s.replay(bg31, false) {
-		t.Fatal("the replay did not drain")
-	}
-	if v := srv.Client().Get(bg31, "session:x").Val(); v != "b" {
-		t.Fatalf("Redis holds %q after the replay; want b", v)
-	}
-	if bases := s.lastSeen("x"); !slices.Contains(bases, digest([]byte("b"))) {
-		t.Fatalf("after b was replayed, x's bases are %q; want b's digest among them", bases)
-	}
-}
