@@ -252,6 +252,11 @@ func (o *outage) holds(id string) bool {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.held(id)
+}
+
+// held is holds; the caller holds mu.
+func (o *outage) held(id string) bool {
 	_, pendingWrite := o.writes.Peek(id)
 	_, dead := o.tombs[id]
 	return pendingWrite || dead
@@ -290,10 +295,8 @@ func (o *outage) queue(id string, k kind) (queue bool, wait <-chan struct{}) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	_, pendingWrite := o.writes.Peek(id)
-	_, dead := o.tombs[id]
-	if pendingWrite || dead || k == kindTouch {
-		return pendingWrite || dead, nil
+	if state := o.held(id); state || k == kindTouch {
+		return state, nil
 	}
 	if _, unfenced := o.unfenced[id]; unfenced || o.unfencedAll != 0 {
 		return false, o.nextFence()
@@ -437,7 +440,6 @@ func (o *outage) add(id string, value []byte, expires time.Time, base func() []s
 type touched struct {
 	found   bool // the pending write of id was extended
 	expired bool // it had expired, and was dropped
-	deleted bool // id has a tombstone: nothing changed
 	// adopted: the copy held, value, became the pending write of id;
 	// stored and lost are add's.
 	adopted, stored bool
@@ -472,8 +474,8 @@ func (o *outage) touch(id string, now, expires time.Time, held func() ([]byte, b
 		t.found = true
 		return t
 	}
-	if _, t.deleted = o.tombs[id]; t.deleted || held == nil {
-		return t
+	if _, dead := o.tombs[id]; dead || held == nil {
+		return t // deleted, as in Redis, or no copy to adopt: nothing changes
 	}
 	if t.value, t.adopted = held(); t.adopted {
 		t.stored, t.lost = o.add(id, t.value, expires, func() []string { return []string{digest(t.value)} }, sent)
@@ -519,8 +521,7 @@ func (o *outage) tombsApplied(ids []string, seqs []uint64) (free []bool) {
 	for i, id := range ids {
 		if o.tombs[id] == seqs[i] {
 			delete(o.tombs, id)
-			_, pendingWrite := o.writes.Peek(id)
-			free[i] = !pendingWrite
+			free[i] = !o.held(id)
 		}
 	}
 	o.updateSize()
